@@ -1,0 +1,60 @@
+"""deepwise: a readable deep learning framework on NumPy (CPU) and CuPy (GPU).
+
+    import deepwise as dw
+    x = dw.randn(64, 10, requires_grad=True)
+    loss = (x @ w).relu().log_softmax(dim=1)[:, 0].mean()
+    loss.backward()
+"""
+
+from deepwise import autograd, backend, ops, random
+from deepwise.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from deepwise.backend import (
+    Device,
+    bool_,
+    float16,
+    float32,
+    float64,
+    get_array_module,
+    int8,
+    int16,
+    int32,
+    int64,
+    uint8,
+)
+from deepwise.creation import (
+    arange,
+    as_tensor,
+    empty,
+    empty_like,
+    eye,
+    from_numpy,
+    full,
+    full_like,
+    linspace,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randn,
+    randn_like,
+    randperm,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from deepwise.ops import *  # noqa: F403 - the functional ops are dw.exp, dw.cat, ... as in torch
+from deepwise.random import get_rng_state, manual_seed, set_rng_state
+from deepwise.tensor import Tensor
+
+__version__ = "0.1.0"
+
+# torch-style dtype aliases
+half, double, long = float16, float64, int64
+float = float32  # noqa: A001
+int = int32  # noqa: A001
+bool = bool_  # noqa: A001
+
+
+def device(spec="cpu"):
+    return Device(spec)

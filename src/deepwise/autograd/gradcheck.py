@@ -1,0 +1,73 @@
+"""Gradient checking by central finite differences in float64.
+
+``gradcheck(fn, inputs)`` compares, for a random projection ``v`` of the output, the gradient of
+``sum(fn(*inputs) * v)`` that backpropagation computes with the one that perturbing each input
+element by +-eps gives. Inputs that are not float64 are refused: float32 rounding would swamp the
+differences.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class GradcheckError(AssertionError):
+    """Analytical and numerical gradients disagree."""
+
+
+def _outputs(fn, inputs):
+    from deepwise.tensor import Tensor  # noqa: PLC0415
+
+    out = fn(*inputs)
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return [o for o in outs if isinstance(o, Tensor) and o.dtype.kind == "f"]
+
+
+def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, raise_exception=True) -> bool:
+    """Check ``fn``'s backward against finite differences; return True or raise ``GradcheckError``."""
+    from deepwise.autograd import engine, grad  # noqa: PLC0415
+    from deepwise.tensor import Tensor  # noqa: PLC0415
+
+    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    wrt = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
+    if not wrt:
+        raise ValueError("gradcheck: no input requires grad")
+    for t in wrt:
+        if t.dtype != np.float64:
+            raise ValueError(f"gradcheck needs float64 inputs for precision, got {t.dtype}; use .double()")
+
+    rng = np.random.default_rng(seed)
+    outs = _outputs(fn, inputs)
+    projections = [rng.standard_normal(o.shape) for o in outs]
+
+    def scalar():
+        with engine.no_grad():
+            return sum(float((np.asarray(o.data) * v).sum()) for o, v in zip(_outputs(fn, inputs), projections))
+
+    total = None
+    for o, v in zip(outs, projections):
+        term = (o * Tensor(v, dtype=np.float64)).sum()
+        total = term if total is None else total + term
+    analytic = grad(total, wrt, allow_unused=True)
+
+    for k, (t, a) in enumerate(zip(wrt, analytic)):
+        a = np.zeros(t.shape) if a is None else np.asarray(a.data)
+        numeric = np.zeros(t.shape)
+        flat = t.data.reshape(-1)  # a view: perturbing it perturbs the input
+        num_flat = numeric.reshape(-1)
+        for i in range(flat.size):
+            orig = flat[i]
+            flat[i] = orig + eps
+            plus = scalar()
+            flat[i] = orig - eps
+            minus = scalar()
+            flat[i] = orig
+            num_flat[i] = (plus - minus) / (2 * eps)
+        if not np.allclose(a, numeric, atol=atol, rtol=rtol):
+            worst = np.unravel_index(np.argmax(np.abs(a - numeric)), t.shape) if t.ndim else ()
+            msg = (f"gradcheck failed for input {k} (shape {t.shape}): backward gives {a[worst]:.6g} at "
+                   f"{worst}, finite differences give {numeric[worst]:.6g}\nanalytical:\n{a}\nnumerical:\n{numeric}")
+            if raise_exception:
+                raise GradcheckError(msg)
+            return False
+    return True

@@ -1,0 +1,145 @@
+"""The array-module seam: NumPy on the CPU, CuPy on NVIDIA GPUs.
+
+Op code never names ``numpy`` for tensor data; it asks ``get_array_module(*arrays)`` for the module
+that owns its inputs (``xp``) and calls that, so one code path serves both devices.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# dtypes, spelled the way PyTorch users write them: dw.float32, dw.int64, ...
+float16 = np.dtype("float16")
+float32 = np.dtype("float32")
+float64 = np.dtype("float64")
+int8 = np.dtype("int8")
+int16 = np.dtype("int16")
+int32 = np.dtype("int32")
+int64 = np.dtype("int64")
+uint8 = np.dtype("uint8")
+bool_ = np.dtype("bool")
+
+DEFAULT_FLOAT = float32
+_cupy = None
+
+
+def cupy_module():
+    """Import CuPy on first use; a clear error when it or a GPU is missing."""
+    global _cupy
+    if _cupy is None:
+        try:
+            import cupy  # noqa: PLC0415
+
+            cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:  # ImportError, or CUDA driver errors
+            raise RuntimeError(
+                "device 'cuda' needs CuPy and an NVIDIA GPU: install the extra with "
+                "`pip install deepwise[cuda]` on a machine with a CUDA device "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+        _cupy = cupy
+    return _cupy
+
+
+def get_array_module(*arrays):
+    """Return ``cupy`` if any argument is a CuPy array, else ``numpy``."""
+    if _cupy is not None:
+        for a in arrays:
+            if isinstance(a, _cupy.ndarray):
+                return _cupy
+    return np
+
+
+def is_array(x) -> bool:
+    return isinstance(x, np.ndarray) or (_cupy is not None and isinstance(x, _cupy.ndarray))
+
+
+class Device:
+    """Where a tensor's data lives: ``Device("cpu")`` or ``Device("cuda")`` / ``Device("cuda:1")``."""
+
+    __slots__ = ("type", "index")
+
+    def __init__(self, spec="cpu", index=None):
+        if isinstance(spec, Device):
+            self.type, self.index = spec.type, spec.index
+            return
+        spec = str(spec)
+        kind, _, idx = spec.partition(":")
+        if kind not in ("cpu", "cuda"):
+            raise ValueError(f"unknown device {spec!r}: expected 'cpu', 'cuda' or 'cuda:N'")
+        self.type = kind
+        self.index = int(idx) if idx else index
+        if kind == "cpu" and self.index not in (None, 0):
+            raise ValueError(f"device {spec!r}: the CPU has no index")
+
+    def __eq__(self, other):
+        try:
+            other = Device(other)
+        except (ValueError, TypeError):
+            return NotImplemented
+        return self.type == other.type and (self.index or 0) == (other.index or 0)
+
+    def __hash__(self):
+        return hash((self.type, self.index or 0))
+
+    def __str__(self):
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __repr__(self):
+        return f"device(type='{self.type}'" + ("" if self.index is None else f", index={self.index}") + ")"
+
+
+def device_of(array) -> Device:
+    if isinstance(array, np.ndarray):
+        return Device("cpu")
+    return Device("cuda", array.device.id)
+
+
+def to_device(array, device: Device):
+    """Move an array to ``device`` (no copy when it is already there)."""
+    if device.type == "cpu":
+        if isinstance(array, np.ndarray):
+            return array
+        return array.get()
+    cp = cupy_module()
+    with cp.cuda.Device(device.index or 0):
+        return cp.asarray(array)
+
+
+def to_dtype(dtype):
+    """Normalise anything dtype-like (np.float32, "float32", torch-style aliases) to a numpy dtype."""
+    if dtype is None:
+        return None
+    if dtype is bool:
+        return bool_
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"not a dtype: {dtype!r}") from None
+
+
+def is_floating(dtype) -> bool:
+    return np.dtype(dtype).kind == "f"
+
+
+def result_dtype(*dtypes):
+    """PyTorch's promotion: bool < integer < floating by category; the higher category's dtype wins,
+    so float32 with int64 stays float32 (NumPy would give float64). Within a category, the wider."""
+    dtypes = [np.dtype(d) for d in dtypes]
+    rank = {"b": 0, "u": 1, "i": 1, "f": 2}
+    top = max(rank.get(d.kind, 2) for d in dtypes)
+    same = [d for d in dtypes if rank.get(d.kind, 2) == top]
+    out = same[0]
+    for d in same[1:]:
+        out = np.promote_types(out, d)
+    return out
+
+
+def scalar_dtype(value, tensor_dtype):
+    """dtype a Python scalar takes next to a tensor: weak, so it never widens the tensor."""
+    if isinstance(value, bool):
+        return tensor_dtype if tensor_dtype.kind != "b" else bool_
+    if isinstance(value, (int, np.integer)):
+        return tensor_dtype if tensor_dtype.kind in "iuf" else int64
+    # float scalar: keeps a float tensor's dtype, promotes ints/bools to the default float
+    return tensor_dtype if tensor_dtype.kind == "f" else DEFAULT_FLOAT

@@ -1,0 +1,59 @@
+"""Small helpers shared by the op families."""
+
+from __future__ import annotations
+
+from deepwise import backend
+from deepwise.backend import get_array_module
+
+
+def unbroadcast(grad, shape):
+    """Sum ``grad`` down to ``shape``: the backward of NumPy broadcasting."""
+    if tuple(grad.shape) == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1
+    )
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    if extra:
+        grad = grad.reshape(shape)
+    return grad
+
+
+def normalize_dim(dim, ndim, op="op"):
+    """``dim`` (int, tuple, or None = all) -> tuple of non-negative axes; errors name the op."""
+    if dim is None:
+        return tuple(range(ndim))
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    out = []
+    for d in dims:
+        d = int(d)
+        if not -max(ndim, 1) <= d < max(ndim, 1):
+            raise IndexError(f"{op}: dim {d} is out of range for a tensor of {ndim} dimensions")
+        out.append(d % ndim if ndim else 0)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: dim {dim} repeats a dimension")
+    return tuple(out)
+
+
+def expand_reduced(grad, shape, axes, keepdim):
+    """Reshape a reduced gradient so it broadcasts back over the reduced ``axes``."""
+    if not keepdim and axes:
+        shp = list(shape)
+        for a in axes:
+            shp[a] = 1
+        grad = grad.reshape(shp)
+    return grad
+
+
+def xp_of(*arrays):
+    return get_array_module(*arrays)
+
+
+def check_float(op, t):
+    if t.dtype.kind not in "fc":
+        raise TypeError(f"{op} needs a floating-point tensor, got {t.dtype}")
+
+
+__all__ = ["backend", "check_float", "expand_reduced", "normalize_dim", "unbroadcast", "xp_of"]

@@ -1,0 +1,229 @@
+"""Indexing: ``x[...]``, gather/scatter, masks, one-hot, sorting."""
+
+from __future__ import annotations
+
+from deepwise import backend
+from deepwise.autograd.function import Function
+from deepwise.ops._util import normalize_dim, xp_of
+from deepwise.ops.reduce import values_indices
+
+
+def _T():
+    from deepwise.tensor import Tensor  # noqa: PLC0415
+
+    return Tensor
+
+
+def to_index(index):
+    """Replace tensors inside an index expression by their arrays (lists become arrays)."""
+    Tensor = _T()
+    if isinstance(index, tuple):
+        return tuple(to_index(i) for i in index)
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, list):
+        import numpy as np  # noqa: PLC0415 - index lists are host data
+
+        return np.asarray([i.item() if isinstance(i, Tensor) else i for i in index])
+    return index
+
+
+def _is_basic(index):
+    items = index if isinstance(index, tuple) else (index,)
+    return all(i is None or i is Ellipsis or isinstance(i, (int, slice)) for i in items)
+
+
+class GetItem(Function):
+    """Basic indexing (ints, slices, None, ...) gives a view; advanced indexing (int arrays, bool
+    masks) copies, and its backward adds with ``add.at`` so repeated indices accumulate."""
+
+    @staticmethod
+    def forward(ctx, x, index):
+        ctx.index, ctx.shape, ctx.dtype = index, x.shape, x.dtype
+        ctx.basic = _is_basic(index)
+        return x[index]
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = xp_of(g)
+        out = xp.zeros(ctx.shape, g.dtype)
+        if ctx.basic:
+            out[ctx.index] = g
+        else:
+            xp.add.at(out, ctx.index, g)
+        return out, None
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        return _IndexBackward.apply(g, ctx.index, ctx.shape, ctx.basic), None
+
+
+class _IndexBackward(Function):
+    @staticmethod
+    def forward(ctx, g, index, shape, basic):
+        ctx.index = index
+        xp = xp_of(g)
+        out = xp.zeros(shape, g.dtype)
+        if basic:
+            out[index] = g
+        else:
+            xp.add.at(out, index, g)
+        return out
+
+    @staticmethod
+    def backward(ctx, gg):
+        return gg[ctx.index], None, None, None
+
+
+def getitem(input, index):
+    index = to_index(index)
+    try:
+        if input.requires_grad:
+            return GetItem.apply(input, index)
+        return _T()._make(input.data[index])
+    except IndexError as exc:
+        raise IndexError(f"index {_describe(index)} is invalid for a tensor of shape {input.shape}: {exc}") from None
+
+
+def _describe(index):
+    items = index if isinstance(index, tuple) else (index,)
+    return "[" + ", ".join(f"array{tuple(i.shape)}" if hasattr(i, "shape") else repr(i) for i in items) + "]"
+
+
+class Gather(Function):
+    @staticmethod
+    def forward(ctx, x, axis, index):
+        ctx.axis, ctx.index, ctx.shape = axis, index, x.shape
+        return xp_of(x).take_along_axis(x, index, axis=axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = xp_of(g)
+        out = xp.zeros(ctx.shape, g.dtype)
+        _add_along_axis(out, ctx.index, g, ctx.axis, xp)
+        return out, None, None
+
+
+def _add_along_axis(out, index, values, axis, xp):
+    """out[..., index[i], ...] += values[i] along ``axis`` with repeated indices accumulating."""
+    grids = list(xp.indices(index.shape, sparse=True))
+    grids[axis] = index
+    xp.add.at(out, tuple(grids), values)
+
+
+def _check_index(name, input, index, axis):
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"{name}: index must be an integer tensor, got {index.dtype}")
+    if index.ndim != input.ndim:
+        raise RuntimeError(f"{name}: index has {index.ndim} dims, input has {input.ndim} (shape {input.shape})")
+    n = input.shape[axis]
+    if index.size and (int(index.min()) < -n or int(index.max()) >= n):
+        raise IndexError(f"{name}: index out of range for dim {axis} of size {n}")
+
+
+def gather(input, dim, index):
+    """out[i][j] = input[i][index[i][j]] along ``dim`` (for dim=1)."""
+    axis = normalize_dim(dim, input.ndim, "gather")[0]
+    idx = index.data if isinstance(index, _T()) else index
+    _check_index("gather", input, idx, axis)
+    return Gather.apply(input, axis, idx)
+
+
+
+class ScatterAdd(Function):
+    @staticmethod
+    def forward(ctx, x, axis, index, src):
+        xp = xp_of(x)
+        ctx.axis, ctx.index = axis, index
+        out = x.copy()
+        _add_along_axis(out, index, src[tuple(slice(0, n) for n in index.shape)], axis, xp)
+        ctx.src_shape = src.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = xp_of(g)
+        gsrc = None
+        if ctx.needs_input_grad[3]:
+            gsrc = xp.zeros(ctx.src_shape, g.dtype)
+            gsrc[tuple(slice(0, n) for n in ctx.index.shape)] = xp.take_along_axis(g, ctx.index, axis=ctx.axis)
+        return g, None, None, gsrc
+
+
+def scatter_add(input, dim, index, src):
+    """A copy of ``input`` with ``src`` added at ``index`` along ``dim`` (repeats accumulate)."""
+    axis = normalize_dim(dim, input.ndim, "scatter_add")[0]
+    idx = index.data if isinstance(index, _T()) else index
+    _check_index("scatter_add", input, idx, axis)
+    return ScatterAdd.apply(input, axis, idx, src)
+
+
+class MaskedFill(Function):
+    @staticmethod
+    def forward(ctx, x, mask, value):
+        ctx.mask = mask
+        xp = xp_of(x)
+        return xp.where(mask, xp.asarray(value, dtype=x.dtype), x)
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = xp_of(g)
+        g = xp.where(ctx.mask, xp.zeros((), g.dtype), g)
+        return g, None, None
+
+
+def masked_fill(input, mask, value):
+    m = mask.data if isinstance(mask, _T()) else mask
+    if m.dtype != backend.bool_:
+        raise TypeError(f"masked_fill: mask must be a bool tensor, got {m.dtype}")
+    if isinstance(value, _T()):
+        value = value.item()
+    out_shape = xp_of(m).broadcast_shapes(m.shape, input.shape) if hasattr(xp_of(m), "broadcast_shapes") else None
+    if out_shape is not None and tuple(out_shape) != input.shape:
+        raise RuntimeError(f"masked_fill: mask of shape {m.shape} does not broadcast to the input's shape {input.shape}")
+    return MaskedFill.apply(input, m, value)
+
+
+def index_select(input, dim, index):
+    axis = normalize_dim(dim, input.ndim, "index_select")[0]
+    idx = index.data if isinstance(index, _T()) else index
+    sl = (slice(None),) * axis + (idx,)
+    return getitem(input, sl)
+
+
+def one_hot(tensor, num_classes=-1):
+    """int64 tensor of shape (*, num_classes) with a 1 at each label."""
+    labels = tensor.data
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: needs integer class labels, got {labels.dtype}")
+    xp = xp_of(labels)
+    if num_classes < 0:
+        num_classes = int(labels.max()) + 1 if labels.size else 0
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"one_hot: labels must lie in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]")
+    out = (labels[..., None] == xp.arange(num_classes)).astype(backend.int64)
+    return _T()._make(out)
+
+
+def sort(input, dim=-1, descending=False, stable=False):
+    """(values, indices); values carry gradient back to the positions they came from."""
+    axis = normalize_dim(dim, input.ndim, "sort")[0] if input.ndim else 0
+    xp = xp_of(input.data)
+    if input.ndim == 0:
+        return values_indices(input, _T()._make(xp.zeros((), backend.int64)))
+    key = -input.data if descending and input.dtype.kind != "b" else input.data
+    idx = xp.argsort(key, axis=axis, kind="stable").astype(backend.int64)
+    return values_indices(Gather.apply(input, axis, idx), _T()._make(idx))
+
+
+def argsort(input, dim=-1, descending=False, stable=False):
+    return sort(input, dim, descending, stable).indices
+
+
+def topk(input, k, dim=-1, largest=True, sorted=True):  # noqa: A002
+    axis = normalize_dim(dim, input.ndim, "topk")[0]
+    if not 0 <= k <= input.shape[axis]:
+        raise ValueError(f"topk: k={k} is out of range for dim {axis} of size {input.shape[axis]}")
+    _, idx = sort(input.detach(), axis, descending=largest)
+    idx = idx.data.take(range(k), axis=axis) if k else idx.data[(slice(None),) * axis + (slice(0, 0),)]
+    return values_indices(Gather.apply(input, axis, idx), _T()._make(idx))
