@@ -1,0 +1,103 @@
+"""Side-by-side timing of deepwise and PyTorch: same work, same threads, alternating in one process.
+
+Each workload is a pair of zero-argument callables (one step each). They run interleaved --
+deepwise, torch, deepwise, torch ... -- after a warm-up, so drift in machine load hits both alike;
+the median of the repeats is reported with the ratio deepwise / torch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Result:
+    group: str
+    name: str
+    dw_s: float
+    torch_s: float | None
+    target: float | None = None
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ratio(self):
+        return None if self.torch_s is None else self.dw_s / self.torch_s
+
+
+def threads() -> int:
+    return int(os.environ.get("DEEPWISE_BENCH_THREADS", os.cpu_count() or 1))
+
+
+def setup_torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads())
+    return torch
+
+
+def time_pair(dw_step, torch_step, repeats=30, warmup=3, min_time=0.0):
+    """Median seconds per call of each, measured alternately."""
+    for _ in range(warmup):
+        dw_step()
+        if torch_step is not None:
+            torch_step()
+    dw_t, th_t = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dw_step()
+        dw_t.append(time.perf_counter() - t0)
+        if torch_step is not None:
+            t0 = time.perf_counter()
+            torch_step()
+            th_t.append(time.perf_counter() - t0)
+    return statistics.median(dw_t), (statistics.median(th_t) if th_t else None)
+
+
+def _fmt_time(s):
+    if s is None:
+        return "-"
+    return f"{s * 1e3:.3f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def render(results, title="deepwise vs PyTorch (CPU)") -> str:
+    import numpy as np
+
+    try:
+        import torch
+
+        tv = torch.__version__
+    except ImportError:
+        tv = "not installed"
+    lines = [
+        "# Benchmark results",
+        "",
+        f"{title}. Written by `python benchmarks/run.py`; median of alternating runs in one process.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"NumPy {np.__version__}, PyTorch {tv}, threads={threads()}.",
+        "",
+        "| group | workload | deepwise | PyTorch | ratio (dw/torch) | target | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    ratios = []
+    for r in results:
+        ratio = r.ratio
+        if ratio is not None:
+            ratios.append(ratio)
+        ok = "" if r.target is None or ratio is None else (" ✅" if ratio <= r.target else " ❌")
+        lines.append(
+            f"| {r.group} | {r.name} | {_fmt_time(r.dw_s)} | {_fmt_time(r.torch_s)} | "
+            f"{'-' if ratio is None else f'{ratio:.2f}x'}{ok} | "
+            f"{'-' if r.target is None else f'<= {r.target}x'} | {r.note} |"
+        )
+    if ratios:
+        gm = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
+        lines += ["", f"Geometric mean of the ratios: **{gm:.2f}x** over {len(ratios)} workloads."]
+    return "\n".join(lines) + "\n"
