@@ -6,7 +6,7 @@
     loss.backward()
 """
 
-from deepwise import autograd, backend, ops, random
+from deepwise import autograd, backend, io, ops, random
 from deepwise.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from deepwise.backend import (
     Device,
@@ -43,6 +43,7 @@ from deepwise.creation import (
     zeros,
     zeros_like,
 )
+from deepwise.io import load, save
 from deepwise.ops import *  # noqa: F403 - the functional ops are dw.exp, dw.cat, ... as in torch
 from deepwise.random import get_rng_state, manual_seed, set_rng_state
 from deepwise.tensor import Tensor
