@@ -1,0 +1,191 @@
+"""Datasets: indexable collections of samples.
+
+A dataset is anything with ``__len__`` and ``__getitem__(i)`` returning one sample. A dataset may
+also offer ``__getitems__(indices)``: given a 1-D int64 NumPy array of indices it returns a whole
+*batch* at once (the samples already stacked along a new first axis, e.g. a tuple of arrays). The
+``DataLoader`` uses it when present, so a batch costs one fancy-indexing call per array instead of a
+Python loop over samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from deepwise import backend
+from deepwise.data._rng import rng
+from deepwise.tensor import Tensor
+
+
+class Dataset:
+    """Base class of map-style datasets: implement ``__getitem__(index)`` and ``__len__()``.
+
+    Optionally implement ``__getitems__(indices)`` (indices: 1-D int64 array) returning the stacked
+    batch, for the DataLoader's fast path.
+    """
+
+    def __getitem__(self, index):
+        raise NotImplementedError(f"{type(self).__name__} must implement __getitem__(index)")
+
+    def __len__(self) -> int:
+        raise NotImplementedError(f"{type(self).__name__} must implement __len__()")
+
+
+def _as_data_array(value, position: int):
+    """A Tensor/array/array-like argument -> the array it holds (CuPy arrays stay on the GPU)."""
+    if isinstance(value, Tensor):
+        arr = value.data
+    elif backend.is_array(value):
+        arr = value
+    else:
+        arr = np.asarray(value)
+        if arr.dtype == object:
+            raise TypeError(f"TensorDataset: argument {position} is ragged or not numeric")
+    if arr.ndim == 0:
+        raise ValueError(f"TensorDataset: argument {position} is a scalar; each argument needs a first "
+                         "(sample) dimension")
+    return arr
+
+
+class TensorDataset(Dataset):
+    """Samples are the rows of equally long arrays: ``ds[i] == (a[i], b[i], ...)``.
+
+    ``TensorDataset(x, y)`` accepts deepwise Tensors, NumPy/CuPy arrays or nested lists; they must all
+    have the same size along the first dimension. Items are returned as arrays (the DataLoader's
+    collate turns batches into Tensors).
+
+    ``transform``: an optional callable applied to the *first* array of every fetched batch (the
+    inputs), e.g. ``deepwise.data.transforms.Compose([...])``. It sees a batch (N, ...) — one sample
+    is passed as a batch of one — so batch-level augmentation runs inside the loader (and in its
+    prefetch thread).
+    """
+
+    def __init__(self, *tensors, transform=None):
+        if not tensors:
+            raise ValueError("TensorDataset needs at least one tensor or array")
+        arrays = tuple(_as_data_array(t, i) for i, t in enumerate(tensors))
+        sizes = [a.shape[0] for a in arrays]
+        if len(set(sizes)) != 1:
+            listed = ", ".join(f"argument {i}: {s}" for i, s in enumerate(sizes))
+            raise ValueError("TensorDataset: all tensors must have the same size in the first dimension, "
+                             f"got {listed}")
+        self.arrays = arrays
+        self.transform = transform
+
+    @property
+    def tensors(self) -> tuple:
+        """The data as deepwise Tensors (sharing memory with ``arrays``)."""
+        return tuple(Tensor._make(a) for a in self.arrays)
+
+    def __len__(self) -> int:
+        return int(self.arrays[0].shape[0])
+
+    def _pack(self, parts):
+        return tuple(parts)
+
+    def __getitem__(self, index):
+        parts = [a[index] for a in self.arrays]
+        if self.transform is not None:
+            if isinstance(index, (int, np.integer)):
+                parts[0] = self.transform(parts[0][None])[0]
+            else:
+                parts[0] = self.transform(parts[0])
+        return self._pack(parts)
+
+    def __getitems__(self, indices):
+        """The batch of samples ``indices`` (a 1-D int array) as stacked arrays, in one indexing call
+        per array."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.ndim != 1:
+            raise ValueError(f"{type(self).__name__}.__getitems__: expected a 1-D array of indices, "
+                             f"got shape {idx.shape}")
+        n = len(self)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            bad = idx[(idx < -n) | (idx >= n)][0]
+            raise IndexError(f"{type(self).__name__}: index {bad} is out of range for a dataset of "
+                             f"{n} samples")
+        parts = [a[idx] if isinstance(a, np.ndarray) else a[backend.to_device(idx, backend.device_of(a))]
+                 for a in self.arrays]
+        if self.transform is not None:
+            parts[0] = self.transform(parts[0])
+        return self._pack(parts)
+
+    def __repr__(self):
+        shapes = ", ".join(str(tuple(a.shape)) for a in self.arrays)
+        return f"{type(self).__name__}({len(self)} samples; arrays {shapes})"
+
+
+class ArrayDataset(TensorDataset):
+    """Like ``TensorDataset``, but one array gives bare samples: ``ArrayDataset(x)[i] is x[i]``
+    (handy for autoencoders), and two or more give tuples as ``TensorDataset`` does."""
+
+    def _pack(self, parts):
+        return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+class Subset(Dataset):
+    """The samples of ``dataset`` at ``indices``, in that order. Has ``__getitems__`` exactly when
+    the underlying dataset does (batched fetches then map the indices and make one call)."""
+
+    def __init__(self, dataset, indices):
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = len(dataset)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise IndexError(f"Subset: indices must lie in [0, {n}) for a dataset of {n} samples, "
+                             f"got values from {idx.min()} to {idx.max()}")
+        self.dataset = dataset
+        self.indices = idx
+        base = getattr(dataset, "__getitems__", None)
+        if base is not None:
+            # bound per instance: only datasets that can fetch batches advertise __getitems__
+            self.__getitems__ = lambda indices: base(idx[np.asarray(indices, dtype=np.int64)])
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return self.dataset[int(self.indices[index])]
+        return [self.dataset[int(i)] for i in self.indices[index]]
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def __repr__(self):
+        return f"Subset({len(self)} of {len(self.dataset)} samples)"
+
+
+def _split_lengths(lengths: Sequence, n: int) -> list[int]:
+    lengths = list(lengths)
+    if not lengths:
+        raise ValueError("random_split: lengths is empty")
+    if any(x < 0 for x in lengths):
+        raise ValueError(f"random_split: lengths must be non-negative, got {lengths}")
+    if all(isinstance(x, (int, np.integer)) for x in lengths):
+        if sum(lengths) != n:
+            raise ValueError(f"random_split: lengths {lengths} sum to {sum(lengths)}, "
+                             f"but the dataset has {n} samples")
+        return [int(x) for x in lengths]
+    total = float(sum(lengths))
+    if not math.isclose(total, 1.0, abs_tol=1e-6) or any(x > 1 for x in lengths):
+        raise ValueError(f"random_split: fractions {lengths} must each be in [0, 1] and sum to 1 "
+                         f"(they sum to {total}); or pass integer lengths summing to {n}")
+    counts = [int(math.floor(n * f)) for f in lengths]
+    for i in range(n - sum(counts)):  # hand out the remainder one by one, in order
+        counts[i % len(counts)] += 1
+    return counts
+
+
+def random_split(dataset, lengths, generator: np.random.Generator | None = None) -> list[Subset]:
+    """Split ``dataset`` into non-overlapping random ``Subset``s.
+
+    ``lengths``: integer sizes summing to ``len(dataset)``, or fractions summing to 1 (each part gets
+    ``floor(n * f)`` samples and the remainder goes one by one to the first parts). The permutation is
+    drawn from ``generator``, by default the shared ``deepwise.random.generator()``, so
+    ``deepwise.manual_seed`` makes the split reproducible.
+    """
+    n = len(dataset)
+    counts = _split_lengths(lengths, n)
+    gen = generator if generator is not None else rng()
+    perm = gen.permutation(n)
+    bounds = np.cumsum([0, *counts])
+    return [Subset(dataset, perm[bounds[i]:bounds[i + 1]]) for i in range(len(counts))]

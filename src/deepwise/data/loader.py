@@ -1,0 +1,251 @@
+"""``DataLoader``: batches from a dataset, optionally prepared ahead in a background thread.
+
+One epoch = one ``iter(loader)``. When the iterator is created, in the calling thread, the loader
+
+1. calls ``set_epoch(epoch)`` on its sampler (and batch sampler) when they have it — the hook for a
+   distributed sampler that yields this rank's indices and reshuffles per epoch;
+2. draws the epoch's batches of indices (so a ``RandomSampler`` permutation comes from
+   ``deepwise.random.generator()`` at a well-defined moment);
+3. draws one seed for a per-epoch generator that random transforms running inside the fetch use
+   (see ``deepwise.data.rng``).
+
+Batches are then fetched — in the calling thread (``prefetch=0``) or by a daemon thread that keeps up
+to ``prefetch`` batches ready in a bounded queue. Both give identical batches.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import numpy as np
+
+from deepwise.data import _rng
+from deepwise.data.collate import default_collate, default_convert
+from deepwise.data.sampler import BatchSampler, RandomSampler, SequentialSampler
+
+
+def _make_fetch(dataset, collate_fn):
+    """indices (int64 array) -> batch. Refers to the dataset, never to an iterator (see close())."""
+    batched = getattr(dataset, "__getitems__", None) if collate_fn is None else None
+    if batched is not None:
+        def fetch(indices):
+            return default_convert(batched(indices))
+    else:
+        collate = collate_fn if collate_fn is not None else default_collate
+
+        def fetch(indices):
+            return collate([dataset[int(i)] for i in indices])
+    return fetch
+
+
+class DataLoader:
+    """Iterate over ``dataset`` in batches of Tensors.
+
+    Args:
+        dataset: has ``__len__`` and ``__getitem__``; with ``__getitems__(indices)`` (like
+            ``TensorDataset``) a whole batch is fetched in one call — no Python loop per sample.
+        batch_size: samples per batch (the last batch may be smaller unless ``drop_last``).
+        shuffle: a new random order every epoch (a ``RandomSampler`` drawing from
+            ``deepwise.random.generator()``; ``deepwise.manual_seed`` makes it reproducible).
+        sampler: decides the indices and order of an epoch (e.g. a distributed sampler yielding only
+            this rank's share). If it has ``set_epoch(epoch)``, the loader calls it before every epoch
+            with the count of epochs started so far (0, 1, ...); ``loader.set_epoch(n)`` sets the next
+            one (when resuming). Not allowed together with ``shuffle=True``.
+        batch_sampler: yields whole batches of indices; excludes batch_size/shuffle/sampler/drop_last.
+        drop_last: drop the final incomplete batch.
+        collate_fn: turns a *list of samples* into a batch. When given, samples are fetched one by
+            one with ``dataset[i]``. The default stacks arrays/numbers into Tensors (float64 ->
+            float32, Python int -> int64), tuples/lists -> tuples, dicts -> dicts; and uses the
+            dataset's ``__getitems__`` when it has one.
+        prefetch: number of batches a background (daemon) thread prepares ahead; 0 fetches in the
+            calling thread. Errors raised while fetching are re-raised in the loop that consumes the
+            batches, with their original traceback. Leaving a loop early stops the thread.
+    """
+
+    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, sampler=None, batch_sampler=None,
+                 drop_last: bool = False, collate_fn=None, prefetch: int = 2):
+        if batch_sampler is not None:
+            if batch_size != 1 or shuffle or sampler is not None or drop_last:
+                raise ValueError("DataLoader: batch_sampler already decides batches; do not also pass "
+                                 "batch_size, shuffle, sampler or drop_last")
+        elif sampler is not None and shuffle:
+            raise ValueError("DataLoader: pass either sampler= or shuffle=True, not both (the sampler "
+                             "decides the order)")
+        if isinstance(prefetch, bool) or not isinstance(prefetch, (int, np.integer)) or prefetch < 0:
+            raise ValueError(f"DataLoader: prefetch must be an int >= 0 (0 disables it), got {prefetch!r}")
+        if collate_fn is not None and not callable(collate_fn):
+            raise TypeError(f"DataLoader: collate_fn must be callable, got {type(collate_fn).__name__}")
+        self.dataset = dataset
+        if batch_sampler is None:
+            if sampler is None:
+                sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+            batch_sampler = BatchSampler(sampler, batch_size, drop_last)
+            self.batch_size = int(batch_size)
+        else:
+            self.batch_size = None
+        self.sampler = sampler if sampler is not None else getattr(batch_sampler, "sampler", None)
+        self.batch_sampler = batch_sampler
+        self.drop_last = bool(drop_last)
+        self.collate_fn = collate_fn
+        self.prefetch = int(prefetch)
+        self._epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch number the next ``iter(loader)`` passes to ``sampler.set_epoch``."""
+        self._epoch = int(epoch)
+
+    def _announce_epoch(self, epoch: int) -> None:
+        # the batch sampler's set_epoch (deepwise's BatchSampler forwards it to its sampler) or,
+        # when it has none, the sampler's: each sampler hears of every epoch exactly once
+        for s in (self.batch_sampler, self.sampler):
+            hook = getattr(s, "set_epoch", None)
+            if hook is not None:
+                hook(epoch)
+                return
+
+    def _draw_batches(self) -> list[np.ndarray]:
+        draw = getattr(self.batch_sampler, "epoch_batches", None)
+        if draw is not None:
+            return list(draw())
+        return [np.asarray(b, dtype=np.int64).reshape(-1) for b in self.batch_sampler]
+
+    def __iter__(self):
+        epoch = self._epoch
+        self._epoch += 1
+        self._announce_epoch(epoch)
+        batches = self._draw_batches()
+        gen = _rng.child_generator()
+        fetch = _make_fetch(self.dataset, self.collate_fn)
+        if self.prefetch == 0:
+            return _SerialIterator(batches, fetch, gen)
+        return _PrefetchIterator(batches, fetch, gen, self.prefetch)
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __repr__(self):
+        return (f"DataLoader({type(self.dataset).__name__} of {len(self.dataset)} samples, "
+                f"batch_size={self.batch_size}, batches={len(self)}, prefetch={self.prefetch})")
+
+
+class _SerialIterator:
+    def __init__(self, batches, fetch, gen):
+        self._batches = batches
+        self._fetch = fetch
+        self._gen = gen
+        self._next = 0
+
+    def __iter__(self):
+        return self
+
+    def __len__(self):
+        return len(self._batches) - self._next
+
+    def __next__(self):
+        if self._next >= len(self._batches):
+            raise StopIteration
+        indices = self._batches[self._next]
+        self._next += 1
+        with _rng.using(self._gen):
+            return self._fetch(indices)
+
+
+_END = object()
+
+
+class _WorkerError:
+    def __init__(self, exc: BaseException, batch: int):
+        self.exc = exc
+        self.batch = batch
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _produce(batches, fetch, gen, q: queue.Queue, stop: threading.Event) -> None:
+    """The prefetch thread. Holds no reference to the iterator, so a dropped iterator is collected
+    (and its __del__ stops this thread) as soon as the consumer lets go of it."""
+    k = 0
+    try:
+        with _rng.using(gen):
+            for k, indices in enumerate(batches):  # noqa: B007 - k is reported on error
+                if stop.is_set():
+                    return
+                if not _put(q, fetch(indices), stop):
+                    return
+        _put(q, _END, stop)
+    except BaseException as exc:  # handed to the consumer, which re-raises it
+        _put(q, _WorkerError(exc, k), stop)
+
+
+class _PrefetchIterator:
+    def __init__(self, batches, fetch, gen, depth: int):
+        self._n = len(batches)
+        self._received = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=_produce, args=(batches, fetch, gen, self._queue, self._stop),
+                                        name="deepwise-DataLoader-prefetch", daemon=True)
+        self._thread.start()
+
+    def __iter__(self):
+        return self
+
+    def __len__(self):
+        return self._n - self._received
+
+    def _get(self):
+        while True:
+            try:
+                return self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():
+                    raise RuntimeError("DataLoader: the prefetch thread stopped without delivering a batch "
+                                       "or an error") from None
+
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        item = self._get()
+        if item is _END:
+            self.close()
+            raise StopIteration
+        if isinstance(item, _WorkerError):
+            self.close()
+            exc = item.exc
+            if hasattr(exc, "add_note"):
+                exc.add_note(f"(raised in the DataLoader prefetch thread while fetching batch {item.batch}; "
+                             "use prefetch=0 to fetch in the calling thread)")
+            raise exc.with_traceback(exc.__traceback__)
+        self._received += 1
+        return item
+
+    def close(self) -> None:
+        """Stop the prefetch thread and wait for it (called at the end, on error, and on garbage
+        collection, e.g. after ``break``)."""
+        if self._done:
+            return
+        self._done = True
+        self._stop.set()
+        while True:  # unblock a producer waiting on a full queue, and free the batches
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=10.0)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing useful left to do
+            pass

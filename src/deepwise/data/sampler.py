@@ -1,0 +1,124 @@
+"""Samplers: which sample indices an epoch visits, and in which order.
+
+A sampler is iterable over int indices and has ``__len__``. deepwise's samplers also offer
+``epoch_indices()``, which draws the whole epoch at once as an int64 array (the DataLoader calls it
+in the main thread when an epoch starts, so shuffling is reproducible under
+``deepwise.manual_seed`` whatever a prefetch thread does). A sampler without it is simply iterated.
+
+A sampler may have ``set_epoch(epoch)``: the DataLoader calls it before each epoch with the epoch
+number (0, 1, 2, ...). That is the hook for a distributed sampler, which yields only this rank's
+share of a permutation seeded by (seed, epoch), identical on every rank.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepwise.data._rng import rng
+
+
+class Sampler:
+    """Base class: implement ``__iter__`` (yielding int indices) and ``__len__``; optionally
+    ``epoch_indices()`` (the epoch's indices as an int64 array) and ``set_epoch(epoch)``."""
+
+    def __iter__(self):
+        return iter(self.epoch_indices().tolist())
+
+    def epoch_indices(self) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement __iter__ or epoch_indices()")
+
+    def __len__(self) -> int:
+        raise NotImplementedError(f"{type(self).__name__} must implement __len__()")
+
+
+def draw_epoch(sampler) -> np.ndarray:
+    """All indices ``sampler`` yields this epoch, as a 1-D int64 array (drawn now)."""
+    draw = getattr(sampler, "epoch_indices", None)
+    if draw is not None:
+        try:
+            return np.asarray(draw(), dtype=np.int64).reshape(-1)
+        except NotImplementedError:
+            pass  # a Sampler subclass that only overrides __iter__
+    return np.fromiter((int(i) for i in sampler), dtype=np.int64)
+
+
+class SequentialSampler(Sampler):
+    """0, 1, ..., len(data_source) - 1."""
+
+    def __init__(self, data_source):
+        self.data_source = data_source
+
+    def epoch_indices(self) -> np.ndarray:
+        return np.arange(len(self.data_source), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+
+class RandomSampler(Sampler):
+    """A new random order every epoch.
+
+    Without replacement each epoch is a fresh permutation (several concatenated when ``num_samples``
+    exceeds the dataset size); with ``replacement=True`` indices are drawn uniformly. Numbers come
+    from ``generator`` if given, else from ``deepwise.random.generator()`` at the moment the epoch
+    starts, so ``deepwise.manual_seed(s)`` makes the order reproducible.
+    """
+
+    def __init__(self, data_source, replacement: bool = False, num_samples: int | None = None,
+                 generator: np.random.Generator | None = None):
+        self.data_source = data_source
+        self.replacement = bool(replacement)
+        self.generator = generator
+        if num_samples is not None and (not isinstance(num_samples, (int, np.integer)) or num_samples <= 0):
+            raise ValueError(f"RandomSampler: num_samples must be a positive int, got {num_samples!r}")
+        self._num_samples = num_samples
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.data_source) if self._num_samples is None else int(self._num_samples)
+
+    def epoch_indices(self) -> np.ndarray:
+        n = len(self.data_source)
+        gen = self.generator if self.generator is not None else rng()
+        k = self.num_samples
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        if self.replacement:
+            return gen.integers(0, n, size=k, dtype=np.int64)
+        rounds = -(-k // n)
+        perm = np.concatenate([gen.permutation(n) for _ in range(rounds)])
+        return perm[:k].astype(np.int64, copy=False)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class BatchSampler(Sampler):
+    """Groups the indices of ``sampler`` into batches of ``batch_size`` (the last one shorter unless
+    ``drop_last``). Iterating yields lists of ints; ``epoch_batches()`` gives int64 arrays."""
+
+    def __init__(self, sampler, batch_size: int, drop_last: bool = False):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+            raise ValueError(f"BatchSampler: batch_size must be a positive int, got {batch_size!r}")
+        self.sampler = sampler
+        self.batch_size = int(batch_size)
+        self.drop_last = bool(drop_last)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Forward the epoch to the wrapped sampler (if it takes one)."""
+        inner = getattr(self.sampler, "set_epoch", None)
+        if inner is not None:
+            inner(epoch)
+
+    def epoch_batches(self) -> list[np.ndarray]:
+        idx = draw_epoch(self.sampler)
+        bs = self.batch_size
+        stop = (idx.size // bs) * bs if self.drop_last else idx.size
+        return [idx[i:i + bs] for i in range(0, stop, bs)]
+
+    def __iter__(self):
+        return iter([b.tolist() for b in self.epoch_batches()])
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
