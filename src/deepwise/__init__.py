@@ -6,7 +6,7 @@
     loss.backward()
 """
 
-from deepwise import autograd, backend, data, io, ops, random
+from deepwise import autograd, backend, data, io, ops, optim, random
 from deepwise.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from deepwise.backend import (
     Device,
