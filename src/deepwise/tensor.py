@@ -32,7 +32,13 @@ def as_array(data, dtype=None, device=None, copy=False):
     else:
         if isinstance(data, (list, tuple)) and any(isinstance(d, Tensor) for d in _flat(data)):
             data = _nested_tensors_to_arrays(data)
-        arr = np.asarray(data)
+        try:
+            arr = np.asarray(data)
+        except ValueError:  # NumPy >= 1.24 refuses ragged nested sequences
+            raise ValueError(
+                f"cannot make a tensor from this {type(data).__name__}: its nested sequences are ragged "
+                "(every row at a given depth must have the same length)"
+            ) from None
         if arr.dtype == object:
             raise TypeError(f"cannot make a tensor from {type(data).__name__}: ragged or non-numeric data")
         if dtype is None:
@@ -322,6 +328,28 @@ class Tensor:
 
     def div_(self, other):
         return self._inplace("truediv", other)
+
+    def _augmented(self, op, ufunc, other):
+        """``x += y`` and friends: in place on the data when no graph records ``x`` (PyTorch's
+        ``w -= lr * w.grad`` under ``no_grad`` keeps ``w`` the same leaf); while ``x`` is recorded,
+        ``x`` is rebound to the out-of-place result, so gradients stay right."""
+        if self.requires_grad and engine.is_grad_enabled():
+            return getattr(_ops, op)(self, other)
+        other = other.data if isinstance(other, Tensor) else other
+        getattr(get_array_module(self.data), ufunc)(self.data, other, out=self.data, casting="same_kind")
+        return self
+
+    def __iadd__(self, other):
+        return self._augmented("add", "add", other)
+
+    def __isub__(self, other):
+        return self._augmented("sub", "subtract", other)
+
+    def __imul__(self, other):
+        return self._augmented("mul", "multiply", other)
+
+    def __itruediv__(self, other):
+        return self._augmented("div", "true_divide", other)
 
     def clamp_(self, min=None, max=None):  # noqa: A002
         self._check_inplace("clamp_()")

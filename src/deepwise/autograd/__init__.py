@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from deepwise.backend import get_array_module
 from deepwise.autograd.engine import (
     detect_anomaly,
     enable_grad,
@@ -13,6 +12,7 @@ from deepwise.autograd.engine import (
 )
 from deepwise.autograd.function import Context, Function
 from deepwise.autograd.gradcheck import GradcheckError, gradcheck
+from deepwise.backend import get_array_module
 
 __all__ = [
     "Context", "Function", "GradcheckError", "backward", "detect_anomaly", "enable_grad", "grad",
@@ -71,16 +71,15 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
-    """Gradients of ``outputs`` with respect to ``inputs``, returned (not added into ``.grad``).
+    """Gradients of ``outputs`` with respect to ``inputs``, returned as a tuple (not added into ``.grad``).
 
     With ``create_graph=True`` the returned gradients are themselves part of a graph, so a penalty
     on them (a WGAN-GP gradient penalty) can be backpropagated.
     """
     from deepwise.tensor import Tensor  # noqa: PLC0415
 
-    single = isinstance(inputs, Tensor)
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
-    inputs = [inputs] if single else list(inputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     if grad_outputs is not None and isinstance(grad_outputs, Tensor):
         grad_outputs = [grad_outputs]
     for t in inputs:
@@ -112,7 +111,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if g is not None and not create_graph:
             g = Tensor._make(g)
         result.append(g)
-    return result[0] if single else tuple(result)
+    return tuple(result)  # always a tuple, as torch.autograd.grad: `(gx,) = grad(y, x)`
 
 
 def _already_roots(grads, create_graph):

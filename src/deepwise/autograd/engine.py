@@ -5,8 +5,9 @@ Python's recursion limit), then visits each node once, after every consumer of i
 added its gradient, calls the op's ``backward`` and hands the results to the op's inputs. Leaves
 (tensors made by the user with ``requires_grad=True``) accumulate into ``.grad`` across calls.
 
-Gradient arrays may be shared between tensors (``x + y`` hands the same array to both), so the
-engine and every optimizer replace gradient arrays and never write into them.
+Gradient arrays may be shared between intermediate tensors (``x + y`` hands the same array to
+both), so the engine and every optimizer replace gradient arrays and never write into them; the
+array that first becomes a leaf's ``.grad`` is made private to it, so ``w.grad.zero_()`` is safe.
 """
 
 from __future__ import annotations
@@ -24,15 +25,37 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
-def set_grad_enabled(mode: bool) -> None:
-    global _grad_enabled
-    _grad_enabled = bool(mode)
+class set_grad_enabled:
+    """Set grad mode now: ``dw.set_grad_enabled(False)``; as a context manager
+    (``with dw.set_grad_enabled(training):``) it restores the previous mode on exit."""
+
+    def __init__(self, mode: bool):
+        global _grad_enabled
+        self._prev = _grad_enabled
+        _grad_enabled = bool(mode)
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._prev
+        return False
 
 
 class _GradMode:
-    """Context manager and decorator that sets grad mode and restores it on exit."""
+    """Context manager and decorator (``@dw.no_grad()`` or ``@dw.no_grad``) that sets grad mode
+    and restores it on exit."""
 
     mode = True
+
+    def __new__(cls, fn=None):
+        self = super().__new__(cls)
+        if fn is None:
+            return self
+        if not callable(fn):
+            raise TypeError(f"{cls.__name__}() takes no arguments; use it as `with {cls.__name__}():` or a decorator")
+        return self(fn)  # used bare: @dw.no_grad
 
     def __enter__(self):
         global _grad_enabled
@@ -260,6 +283,7 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, capture=N
     finally:
         _grad_enabled = prev_mode
 
+    owned = set()
     for key, (t, g) in leaf_grads.items():
         for hook in t._hooks or ():
             new = hook(g if create_graph else Tensor._make(g))
@@ -271,10 +295,20 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, capture=N
             if create_graph:
                 t.grad = g if t.grad is None else t.grad + g
             elif t.grad is None:
-                t.grad = Tensor._make(g)
+                t.grad = Tensor._make(_private(g, owned))
             else:
                 t.grad = Tensor._make(t.grad.data + g)  # replace, never write into shared arrays
     return captured
+
+
+def _private(g, owned):
+    """A leaf's new ``.grad`` array must be its own: users write into it (``w.grad.zero_()``), so a
+    read-only broadcast view, a view of another array, or an array already given to another leaf
+    in this pass (``a + b`` hands both the same one) is copied. Intermediate gradients stay shared."""
+    if g.base is not None or not getattr(g.flags, "writeable", True) or id(g) in owned:
+        g = g.copy()
+    owned.add(id(g))
+    return g
 
 
 def _zeros_for_output(node, i, create_graph):

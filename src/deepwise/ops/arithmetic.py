@@ -250,21 +250,45 @@ def _sum_to(g, shape):
 
 
 # ------------------------------------------------------------------------------ functions
+def _apply(fn, name, *operands):
+    """``fn.apply(*operands)``; NumPy's broadcasting ValueError becomes an error naming the op."""
+    try:
+        return fn.apply(*operands)
+    except ValueError:
+        check_broadcast(name, *operands)
+        raise
+
+
+def check_broadcast(name, *operands, labels=None):
+    """Raise a RuntimeError naming ``name`` and every operand's shape when they do not broadcast."""
+    import numpy as np  # noqa: PLC0415 - shape arithmetic only, no tensor data
+
+    shapes = [tuple(x.shape) for x in operands if hasattr(x, "shape")]
+    try:
+        np.broadcast_shapes(*shapes)
+    except ValueError:
+        named = " and ".join(f"{lbl} {s}" if lbl else str(s) for lbl, s in zip(labels or [""] * len(shapes), shapes))
+        raise RuntimeError(
+            f"{name}: shapes {named} cannot be broadcast together (aligned from the last dim, "
+            "each pair of sizes must be equal or one of them 1)"
+        ) from None
+
+
 def add(input, other, alpha=1):
     """input + alpha * other, broadcasting."""
     if alpha != 1:
         other = mul(other, alpha) if isinstance(other, _tensor_cls()) else other * alpha
-    return Add.apply(*coerce(input, other, "add"))
+    return _apply(Add, "add", *coerce(input, other, "add"))
 
 
 def sub(input, other, alpha=1):
     if alpha != 1:
         other = mul(other, alpha) if isinstance(other, _tensor_cls()) else other * alpha
-    return Sub.apply(*coerce(input, other, "sub"))
+    return _apply(Sub, "sub", *coerce(input, other, "sub"))
 
 
 def mul(input, other):
-    return Mul.apply(*coerce(input, other, "mul"))
+    return _apply(Mul, "mul", *coerce(input, other, "mul"))
 
 
 def div(input, other, rounding_mode=None):
@@ -276,7 +300,7 @@ def div(input, other, rounding_mode=None):
         q = xp.floor_divide(a, b) if rounding_mode == "floor" else xp.trunc(a / b).astype(
             backend.result_dtype(a.dtype, b.dtype))
         return _tensor_cls()._make(q)
-    return Div.apply(*coerce(input, other, "div", floating=True))
+    return _apply(Div, "div", *coerce(input, other, "div", floating=True))
 
 
 true_divide = divide = div
@@ -285,8 +309,7 @@ subtract = sub
 
 
 def pow(input, exponent):  # noqa: A001
-    a, b = coerce(input, exponent, "pow")
-    return Pow.apply(a, b)
+    return _apply(Pow, "pow", *coerce(input, exponent, "pow"))
 
 
 def neg(input):
@@ -297,11 +320,11 @@ negative = neg
 
 
 def maximum(input, other):
-    return Maximum.apply(*coerce(input, other, "maximum"))
+    return _apply(Maximum, "maximum", *coerce(input, other, "maximum"))
 
 
 def minimum(input, other):
-    return Minimum.apply(*coerce(input, other, "minimum"))
+    return _apply(Minimum, "minimum", *coerce(input, other, "minimum"))
 
 
 def where(condition, input, other):
@@ -311,12 +334,18 @@ def where(condition, input, other):
     if not isinstance(input, Tensor) and not isinstance(other, Tensor):
         input = Tensor(input)
     a, b = coerce(input, other, "where")
-    return Where.apply(cond, a, b)
+    try:
+        return Where.apply(cond, a, b)
+    except ValueError:
+        check_broadcast("where", cond, a, b, labels=["condition", "input", "other"])
+        raise
 
 
 def clamp(input, min=None, max=None):  # noqa: A002
     if min is None and max is None:
         raise ValueError("clamp: give at least one of min and max")
+    if input.dtype.kind != "f" and any(isinstance(v, float) for v in (min, max)):
+        input = input.float()  # float bounds on an int tensor give float32 (not NumPy's float64)
     return Clamp.apply(input, min, max)
 
 
@@ -327,23 +356,29 @@ def _data(x):
     return x.data if isinstance(x, _tensor_cls()) else x
 
 
-def _compare(name):
+def _compare(np_name, name=None):
+    name = name or np_name
+
     def fn(input, other):
         a, b = coerce(input, other, name)
         a, b = _data(a), _data(b)
-        return _tensor_cls()._make(getattr(xp_of(a, b), name)(a, b))
+        try:
+            return _tensor_cls()._make(getattr(xp_of(a, b), np_name)(a, b))
+        except ValueError:
+            check_broadcast(name, a, b)
+            raise
 
     fn.__name__ = name
-    fn.__doc__ = f"Elementwise ``{name}`` (a bool tensor; no gradient)."
+    fn.__doc__ = f"Elementwise ``{np_name}`` (a bool tensor; no gradient)."
     return fn
 
 
-eq = _compare("equal")
-ne = _compare("not_equal")
-lt = _compare("less")
-le = _compare("less_equal")
-gt = _compare("greater")
-ge = _compare("greater_equal")
+eq = _compare("equal", "eq")
+ne = _compare("not_equal", "ne")
+lt = _compare("less", "lt")
+le = _compare("less_equal", "le")
+gt = _compare("greater", "gt")
+ge = _compare("greater_equal", "ge")
 logical_and = _compare("logical_and")
 logical_or = _compare("logical_or")
 logical_xor = _compare("logical_xor")

@@ -94,7 +94,7 @@ class Gather(Function):
     @staticmethod
     def forward(ctx, x, axis, index):
         ctx.axis, ctx.index, ctx.shape = axis, index, x.shape
-        return xp_of(x).take_along_axis(x, index, axis=axis)
+        return xp_of(x).take_along_axis(_leading_block(x, index, axis), index, axis=axis)
 
     @staticmethod
     def backward(ctx, g):
@@ -102,6 +102,14 @@ class Gather(Function):
         out = xp.zeros(ctx.shape, g.dtype)
         _add_along_axis(out, ctx.index, g, ctx.axis, xp)
         return out, None, None
+
+
+def _leading_block(x, index, axis):
+    """``x`` cut to ``index``'s size in every dim but ``axis``: gather/scatter_add allow an index
+    smaller than the tensor there (as in PyTorch), while ``take_along_axis`` would broadcast."""
+    if all(n == m for d, (n, m) in enumerate(zip(index.shape, x.shape)) if d != axis):
+        return x
+    return x[tuple(slice(None) if d == axis else slice(0, n) for d, n in enumerate(index.shape))]
 
 
 def _add_along_axis(out, index, values, axis, xp):
@@ -116,6 +124,10 @@ def _check_index(name, input, index, axis):
         raise TypeError(f"{name}: index must be an integer tensor, got {index.dtype}")
     if index.ndim != input.ndim:
         raise RuntimeError(f"{name}: index has {index.ndim} dims, input has {input.ndim} (shape {input.shape})")
+    for d, (m, k) in enumerate(zip(index.shape, input.shape)):
+        if d != axis and m > k:
+            raise RuntimeError(f"{name}: index of shape {tuple(index.shape)} is larger than the input "
+                               f"{input.shape} in dim {d}")
     n = input.shape[axis]
     if index.size and (int(index.min()) < -n or int(index.max()) >= n):
         raise IndexError(f"{name}: index out of range for dim {axis} of size {n}")
@@ -146,7 +158,8 @@ class ScatterAdd(Function):
         gsrc = None
         if ctx.needs_input_grad[3]:
             gsrc = xp.zeros(ctx.src_shape, g.dtype)
-            gsrc[tuple(slice(0, n) for n in ctx.index.shape)] = xp.take_along_axis(g, ctx.index, axis=ctx.axis)
+            gsrc[tuple(slice(0, n) for n in ctx.index.shape)] = xp.take_along_axis(
+                _leading_block(g, ctx.index, ctx.axis), ctx.index, axis=ctx.axis)
         return g, None, None, gsrc
 
 
@@ -155,6 +168,9 @@ def scatter_add(input, dim, index, src):
     axis = normalize_dim(dim, input.ndim, "scatter_add")[0]
     idx = index.data if isinstance(index, _T()) else index
     _check_index("scatter_add", input, idx, axis)
+    if isinstance(src, _T()) and src.dtype != input.dtype:  # adding into the input must not round src
+        dtype = backend.result_dtype(input.dtype, src.dtype)
+        input, src = input.to(dtype), src.to(dtype)
     return ScatterAdd.apply(input, axis, idx, src)
 
 
@@ -180,7 +196,9 @@ def masked_fill(input, mask, value):
         value = value.item()
     out_shape = xp_of(m).broadcast_shapes(m.shape, input.shape) if hasattr(xp_of(m), "broadcast_shapes") else None
     if out_shape is not None and tuple(out_shape) != input.shape:
-        raise RuntimeError(f"masked_fill: mask of shape {m.shape} does not broadcast to the input's shape {input.shape}")
+        raise RuntimeError(
+            f"masked_fill: mask of shape {m.shape} does not broadcast to the input's shape {input.shape}"
+        )
     return MaskedFill.apply(input, m, value)
 
 
@@ -200,7 +218,9 @@ def one_hot(tensor, num_classes=-1):
     if num_classes < 0:
         num_classes = int(labels.max()) + 1 if labels.size else 0
     if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"one_hot: labels must lie in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]")
+        raise ValueError(
+            f"one_hot: labels must lie in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]"
+        )
     out = (labels[..., None] == xp.arange(num_classes)).astype(backend.int64)
     return _T()._make(out)
 

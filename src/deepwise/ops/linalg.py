@@ -21,11 +21,11 @@ class MatMul(Function):
         xp = xp_of(g)
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        g2 = g
-        if a.ndim == 1:
-            g2 = xp.expand_dims(g2, -2)
+        g2 = g  # restore the dims that 1-D operands dropped; the column first, so 1-D @ 1-D (0-d g) works
         if b.ndim == 1:
             g2 = xp.expand_dims(g2, -1)
+        if a.ndim == 1:
+            g2 = xp.expand_dims(g2, -2)
         ga = gb = None
         if ctx.needs_input_grad[0]:
             ga = g2 @ xp.swapaxes(b2, -1, -2)
@@ -71,7 +71,14 @@ def matmul(input, other):
         raise RuntimeError(
             f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied ({k_a} columns vs {k_b} rows)"
         )
-    return MatMul.apply(a, b)
+    try:
+        return MatMul.apply(a, b)
+    except ValueError:
+        if a.ndim > 2 and b.ndim > 2:
+            raise RuntimeError(
+                f"matmul: the batch dims of shapes {a.shape} and {b.shape} cannot be broadcast together"
+            ) from None
+        raise
 
 
 mm = bmm = matmul
@@ -126,4 +133,12 @@ def linear(input, weight, bias=None):
         )
     if input.dtype != weight.dtype:
         input = input.to(weight.dtype)
-    return Linear.apply(input, weight, bias)
+    try:
+        return Linear.apply(input, weight, bias)
+    except ValueError:
+        if bias is not None and tuple(bias.shape) not in ((), (1,), (weight.shape[0],)):
+            raise RuntimeError(
+                f"linear: bias of shape {tuple(bias.shape)} does not match the weight {weight.shape}: "
+                f"expected ({weight.shape[0]},) (out_features)"
+            ) from None
+        raise

@@ -93,7 +93,7 @@ class _errstate:
         if self.xp.__name__ == "numpy":
             import numpy as np  # noqa: PLC0415
 
-            self._ctx = np.errstate(divide="ignore", invalid="ignore")
+            self._ctx = np.errstate(divide="ignore", invalid="ignore", over="ignore")
             self._ctx.__enter__()
 
     def __exit__(self, *exc):
@@ -184,7 +184,8 @@ class LogSumExp(Function):
         xp = xp_of(x)
         m = x.max(axis=axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)  # all -inf slices give -inf, not NaN
-        out = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
+        with _errstate(xp):  # log(0) of an all -inf slice is -inf, as intended; -inf from overflow too
+            out = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
         ctx.x, ctx.out, ctx.axes, ctx.keepdim = x, out, axes, keepdim
         if not keepdim:
             out = out.reshape([n for i, n in enumerate(x.shape) if i not in axes])
@@ -194,7 +195,8 @@ class LogSumExp(Function):
     def backward(ctx, g):
         xp = xp_of(g)
         g = expand_reduced(g, ctx.x.shape, ctx.axes, ctx.keepdim)
-        return g * xp.exp(ctx.x - ctx.out), None, None
+        with _errstate(xp):  # x - out may overflow to -inf for extreme logits: exp gives the right 0
+            return g * xp.exp(ctx.x - ctx.out), None, None
 
 
 class Cumsum(Function):
@@ -210,6 +212,13 @@ class Cumsum(Function):
 
 
 # ----------------------------------------------------------------------------- functions
+def _reduce_dims(dim, ndim, op):
+    """Axes to reduce: an empty dim tuple/list means all dims, as None does (PyTorch's rule)."""
+    if isinstance(dim, (tuple, list)) and not dim:
+        dim = None
+    return normalize_dim(dim, ndim, op)
+
+
 def _float(x):
     return x if x.dtype.kind == "f" else x.float()
 
@@ -219,7 +228,7 @@ def sum(input, dim=None, keepdim=False, dtype=None):  # noqa: A001
         input = input.to(dtype)
     elif input.dtype.kind in "bui":
         input = input.to(backend.int64)
-    return Sum.apply(input, normalize_dim(dim, input.ndim, "sum"), keepdim)
+    return Sum.apply(input, _reduce_dims(dim, input.ndim, "sum"), keepdim)
 
 
 def mean(input, dim=None, keepdim=False, dtype=None):
@@ -227,7 +236,7 @@ def mean(input, dim=None, keepdim=False, dtype=None):
         input = input.to(dtype)
     if input.dtype.kind != "f":
         raise TypeError(f"mean: needs a floating-point tensor, got {input.dtype}; call .float() first")
-    return Mean.apply(input, normalize_dim(dim, input.ndim, "mean"), keepdim)
+    return Mean.apply(input, _reduce_dims(dim, input.ndim, "mean"), keepdim)
 
 
 def _correction(unbiased, correction):
@@ -241,7 +250,7 @@ def var(input, dim=None, unbiased=None, keepdim=False, correction=None):
     x = _float(input)
     if isinstance(dim, bool):  # var(x, False) is the old (input, unbiased) form
         dim, unbiased = None, dim
-    return Var.apply(x, normalize_dim(dim, x.ndim, "var"), _correction(unbiased, correction), keepdim)
+    return Var.apply(x, _reduce_dims(dim, x.ndim, "var"), _correction(unbiased, correction), keepdim)
 
 
 def std(input, dim=None, unbiased=None, keepdim=False, correction=None):
@@ -258,12 +267,12 @@ def prod(input, dim=None, keepdim=False):
 
 
 def amax(input, dim=None, keepdim=False):
-    return AMax.apply(input, normalize_dim(dim, input.ndim, "amax") if dim != () else tuple(range(input.ndim)),
+    return AMax.apply(input, _reduce_dims(dim, input.ndim, "amax"),
                       keepdim, False)
 
 
 def amin(input, dim=None, keepdim=False):
-    return AMax.apply(input, normalize_dim(dim, input.ndim, "amin") if dim != () else tuple(range(input.ndim)),
+    return AMax.apply(input, _reduce_dims(dim, input.ndim, "amin"),
                       keepdim, True)
 
 
@@ -294,7 +303,7 @@ def min(input, dim=None, keepdim=False):  # noqa: A001
 def logsumexp(input, dim=None, keepdim=False):
     """log(sum(exp(x))) along ``dim``, shifted by the max so it never overflows."""
     x = _float(input)
-    return LogSumExp.apply(x, normalize_dim(dim, x.ndim, "logsumexp"), keepdim)
+    return LogSumExp.apply(x, _reduce_dims(dim, x.ndim, "logsumexp"), keepdim)
 
 
 def norm(input, p="fro", dim=None, keepdim=False):

@@ -35,7 +35,9 @@ def reshape(input, *shape):
     known = math.prod(s for s in shape if s != -1)
     n = input.numel()
     if shape.count(-1) > 1 or (-1 not in shape and known != n) or (-1 in shape and (known == 0 or n % known)):
-        raise RuntimeError(f"reshape: shape {list(shape)} is invalid for a tensor of shape {input.shape} ({n} elements)")
+        raise RuntimeError(
+            f"reshape: shape {list(shape)} is invalid for a tensor of shape {input.shape} ({n} elements)"
+        )
     if tuple(shape) == input.shape:
         return input
     return Reshape.apply(input, shape)
@@ -54,8 +56,10 @@ reshape_as = view_as
 def flatten(input, start_dim=0, end_dim=-1):
     if input.ndim == 0:
         return reshape(input, 1)
-    s, e = normalize_dim((start_dim, end_dim), input.ndim, "flatten") if start_dim % input.ndim != end_dim % input.ndim \
-        else (start_dim % input.ndim,) * 2
+    if start_dim % input.ndim != end_dim % input.ndim:
+        s, e = normalize_dim((start_dim, end_dim), input.ndim, "flatten")
+    else:
+        s = e = normalize_dim(start_dim, input.ndim, "flatten")[0]
     if s > e:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
     shape = input.shape[:s] + (math.prod(input.shape[s:e + 1]),) + input.shape[e + 1:]
@@ -290,6 +294,9 @@ def chunk(input, chunks, dim=0):
     return split(input, max(1, -(-n // chunks)), axis)
 
 
+_XP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}  # torch name -> numpy name
+
+
 class Pad(Function):
     @staticmethod
     def forward(ctx, x, widths, mode, value):
@@ -299,7 +306,7 @@ class Pad(Function):
         ctx.shape = x.shape
         if mode == "constant":
             return xp.pad(x, widths, mode="constant", constant_values=value)
-        return xp.pad(x, widths, mode=mode)
+        return xp.pad(x, widths, mode=_XP_PAD_MODE[mode])
 
     @staticmethod
     def backward(ctx, g):
