@@ -36,6 +36,8 @@ from deepwise.ops.arithmetic import (
     true_divide,
     where,
 )
+from deepwise.ops.dropout import alpha_dropout, dropout, dropout1d, dropout2d
+from deepwise.ops.embedding import embedding
 from deepwise.ops.index import (
     argsort,
     gather,

@@ -1,0 +1,232 @@
+"""Normalisation: batch, layer and group norm, each one fused ``Function`` with a closed-form backward.
+
+All three normalise ``x`` to ``xhat = (x - mean) * invstd`` over some axes (m elements per statistic)
+and return ``xhat * weight + bias``. With ``dxhat = grad * weight`` the input gradient is
+
+    dx = invstd / m * (m * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
+
+(sums over the normalised axes), so backward needs only ``xhat`` and ``invstd`` from forward.
+"""
+
+from __future__ import annotations
+
+import math
+
+from deepwise.autograd.function import Function
+from deepwise.ops._util import xp_of
+
+
+def _T():
+    from deepwise.tensor import Tensor  # noqa: PLC0415
+
+    return Tensor
+
+
+def _standardize(x, axes, eps, xp):
+    """(xhat, invstd, biased var, mean), statistics kept with ``keepdims``."""
+    mean = x.mean(axis=axes, keepdims=True)
+    xc = x - mean
+    var = (xc * xc).mean(axis=axes, keepdims=True)
+    invstd = 1 / xp.sqrt(var + eps)
+    xc *= invstd
+    return xc, invstd, var, mean
+
+
+def _affine(xhat, w, b):
+    y = xhat if w is None else xhat * w
+    return y if b is None else y + b
+
+
+def _input_grad(g, w, xhat, invstd, axes, m):
+    """The fused normalisation backward over ``axes`` (see the module docstring)."""
+    dxhat = g if w is None else g * w
+    s1 = dxhat.sum(axis=axes, keepdims=True)
+    s2 = (dxhat * xhat).sum(axis=axes, keepdims=True)
+    return (invstd / m) * (m * dxhat - s1 - xhat * s2)
+
+
+def _param_grads(ctx, g, xhat, axes, shape):
+    gw = (g * xhat).sum(axis=axes).reshape(shape) if ctx.needs_input_grad[1] else None
+    gb = g.sum(axis=axes).reshape(shape) if ctx.needs_input_grad[2] else None
+    return gw, gb
+
+
+class BatchNorm(Function):
+    """Per-channel normalisation of (N, C, *); in training, batch statistics (running stats updated
+    in place with the unbiased variance); otherwise the running statistics."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, *, running_mean, running_var, training, momentum, eps):
+        xp = xp_of(x)
+        n_ch = x.shape[1]
+        axes = (0,) + tuple(range(2, x.ndim))
+        bshape = (1, n_ch) + (1,) * (x.ndim - 2)
+        wb = None if w is None else w.reshape(bshape)
+        bb = None if b is None else b.reshape(bshape)
+        if training:
+            m = x.size // n_ch
+            xhat, invstd, var, mean = _standardize(x, axes, eps, xp)
+            if running_mean is not None:
+                running_mean *= 1 - momentum
+                running_mean += momentum * mean.reshape(n_ch)
+            if running_var is not None:
+                running_var *= 1 - momentum
+                running_var += (momentum * m / max(m - 1, 1)) * var.reshape(n_ch)
+        else:
+            m = None
+            invstd = (1 / xp.sqrt(running_var + eps)).astype(x.dtype, copy=False).reshape(bshape)
+            xhat = (x - running_mean.reshape(bshape).astype(x.dtype, copy=False)) * invstd
+        ctx.xhat, ctx.invstd, ctx.w, ctx.m, ctx.axes = xhat, invstd, wb, m, axes
+        return _affine(xhat, wb, bb)
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat, invstd, w, axes = ctx.xhat, ctx.invstd, ctx.w, ctx.axes
+        n_ch = xhat.shape[1]
+        sg = g.sum(axis=axes, keepdims=True)
+        sgx = (g * xhat).sum(axis=axes, keepdims=True)
+        gx = None
+        if ctx.needs_input_grad[0]:
+            k = invstd if w is None else invstd * w
+            if ctx.m is None:  # running statistics are constants
+                gx = g * k
+            else:
+                gx = k * (g - sg / ctx.m - xhat * (sgx / ctx.m))
+        gw = sgx.reshape(n_ch) if ctx.needs_input_grad[1] else None
+        gb = sg.reshape(n_ch) if ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+class LayerNorm(Function):
+    """Normalisation over the last ``k`` axes; weight and bias have those axes' shape."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, *, k, eps):
+        xp = xp_of(x)
+        axes = tuple(range(x.ndim - k, x.ndim))
+        xhat, invstd, _, _ = _standardize(x, axes, eps, xp)
+        ctx.xhat, ctx.invstd, ctx.w, ctx.axes = xhat, invstd, w, axes
+        ctx.m = math.prod(x.shape[x.ndim - k:])
+        return _affine(xhat, w, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat = ctx.xhat
+        gx = None
+        if ctx.needs_input_grad[0]:
+            gx = _input_grad(g, ctx.w, xhat, ctx.invstd, ctx.axes, ctx.m)
+        lead = tuple(range(xhat.ndim - len(ctx.axes)))
+        gw, gb = _param_grads(ctx, g, xhat, lead, xhat.shape[len(lead):])
+        return (gx, gw, gb)
+
+
+class GroupNorm(Function):
+    """Normalisation of (N, C, *) over groups of C / G channels and all spatial positions;
+    weight and bias are per channel."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, *, num_groups, eps):
+        xp = xp_of(x)
+        n, n_ch = x.shape[:2]
+        bshape = (1, n_ch) + (1,) * (x.ndim - 2)
+        xhat_g, invstd, _, _ = _standardize(x.reshape(n, num_groups, -1), (2,), eps, xp)
+        xhat = xhat_g.reshape(x.shape)
+        wb = None if w is None else w.reshape(bshape)
+        ctx.xhat, ctx.invstd, ctx.w, ctx.groups = xhat, invstd, wb, num_groups
+        return _affine(xhat, wb, None if b is None else b.reshape(bshape))
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat = ctx.xhat
+        n, n_ch = xhat.shape[:2]
+        gx = None
+        if ctx.needs_input_grad[0]:
+            dxhat = g if ctx.w is None else g * ctx.w
+            grouped = (n, ctx.groups, -1)
+            xg = xhat.reshape(grouped)
+            gx = _input_grad(dxhat.reshape(grouped), None, xg, ctx.invstd, (2,), xg.shape[2])
+            gx = gx.reshape(xhat.shape)
+        axes = (0,) + tuple(range(2, xhat.ndim))
+        gw, gb = _param_grads(ctx, g, xhat, axes, (n_ch,))
+        return gx, gw, gb
+
+
+# ------------------------------------------------------------------------------------ functional
+def _check_input(op, input, min_ndim):
+    if not isinstance(input, _T()):
+        raise TypeError(f"{op}: input must be a Tensor, got {type(input).__name__}")
+    if input.dtype.kind != "f":
+        raise TypeError(f"{op}: input must be floating point, got {input.dtype}")
+    if input.ndim < min_ndim:
+        raise ValueError(f"{op}: input must have at least {min_ndim} dimensions (N, C, ...), got shape {input.shape}")
+
+
+def _param(op, name, t, shape, dtype):
+    if t is None:
+        return None
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{op}: {name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+def _buffer(op, name, t, n_ch):
+    if t is None:
+        return None
+    arr = t.data if isinstance(t, _T()) else t
+    if tuple(arr.shape) != (n_ch,):
+        raise ValueError(f"{op}: {name} must have shape ({n_ch},) for {n_ch} channels, got {tuple(arr.shape)}")
+    return arr
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+               eps=1e-5):
+    """Batch normalisation of (N, C), (N, C, L), (N, C, H, W), ... per channel.
+
+    In training the batch statistics normalise, and ``running_mean`` / ``running_var`` (when given)
+    are updated in place: ``r = (1 - momentum) r + momentum * stat``, with the unbiased variance.
+    Otherwise the running statistics normalise."""
+    op = "batch_norm"
+    _check_input(op, input, 2)
+    n_ch = input.shape[1]
+    rm = _buffer(op, "running_mean", running_mean, n_ch)
+    rv = _buffer(op, "running_var", running_var, n_ch)
+    if not training and (rm is None or rv is None):
+        raise ValueError(f"{op}: evaluation (training=False) needs running_mean and running_var")
+    if training and input.data.size // max(n_ch, 1) <= 1:
+        raise ValueError(f"{op}: expected more than 1 value per channel when training, got input of shape "
+                         f"{input.shape}")
+    if momentum is None:
+        raise ValueError(f"{op}: momentum must be a number (a layer with momentum=None passes 1/num_batches)")
+    w = _param(op, "weight", weight, (n_ch,), input.dtype)
+    b = _param(op, "bias", bias, (n_ch,), input.dtype)
+    return BatchNorm.apply(input, w, b, running_mean=rm, running_var=rv, training=bool(training),
+                           momentum=float(momentum), eps=float(eps))
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalise over the trailing ``normalized_shape`` dimensions of each sample."""
+    op = "layer_norm"
+    _check_input(op, input, 0)
+    shape = (int(normalized_shape),) if isinstance(normalized_shape, int) else tuple(int(s) for s in normalized_shape)
+    k = len(shape)
+    if k == 0 or input.ndim < k or input.shape[input.ndim - k:] != shape:
+        raise ValueError(f"{op}: input of shape {input.shape} does not end with normalized_shape {shape}")
+    w = _param(op, "weight", weight, shape, input.dtype)
+    b = _param(op, "bias", bias, shape, input.dtype)
+    return LayerNorm.apply(input, w, b, k=k, eps=float(eps))
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Normalise (N, C, *) over groups of channels: C must be divisible by ``num_groups``."""
+    op = "group_norm"
+    _check_input(op, input, 2)
+    n_ch = input.shape[1]
+    if num_groups <= 0 or n_ch % num_groups:
+        raise ValueError(f"{op}: {n_ch} channels (input shape {input.shape}) are not divisible into "
+                         f"num_groups={num_groups} groups")
+    w = _param(op, "weight", weight, (n_ch,), input.dtype)
+    b = _param(op, "bias", bias, (n_ch,), input.dtype)
+    return GroupNorm.apply(input, w, b, num_groups=int(num_groups), eps=float(eps))
+
+
+__all__ = ["batch_norm", "group_norm", "layer_norm"]
