@@ -1,0 +1,17 @@
+"""See inside a network: summaries, gradient health, overfitting advice, NaN tracing, feature maps,
+the computation graph, and the HTML run report that shows them."""
+
+from deepwise.autograd.engine import detect_anomaly
+from deepwise.diagnostics.anomaly import explain_nan, find_nan
+from deepwise.diagnostics.features import feature_maps, plot_feature_maps, plot_filters
+from deepwise.diagnostics.gradients import Diagnosis, GradientMonitor
+from deepwise.diagnostics.graphviz import graph, render_graph
+from deepwise.diagnostics.model_summary import Summary, summary
+from deepwise.diagnostics.overfitting import OverfittingAdvisor, diagnose_overfitting
+from deepwise.diagnostics.report import ReportError, build_report
+
+__all__ = [
+    "Diagnosis", "GradientMonitor", "OverfittingAdvisor", "ReportError", "Summary", "build_report",
+    "detect_anomaly", "diagnose_overfitting", "explain_nan", "feature_maps", "find_nan", "graph",
+    "plot_feature_maps", "plot_filters", "render_graph", "summary",
+]
