@@ -92,40 +92,96 @@ class enable_grad(_GradMode):
 class detect_anomaly:
     """Find the first op whose forward or backward produced NaN or Inf.
 
-    Inside the block every op records where it was created and checks its outputs; the error names
-    the op, its inputs' shapes and the line of user code that created it.
+        with dw.autograd.detect_anomaly():
+            loss = model(x).log().mean()    # FloatingPointError names Log, its inputs and this line
+            loss.backward()                 # ... or the op whose backward went non-finite
+
+    Inside the block every op records the line of user code that created it (the first frame
+    outside the deepwise package, plus the deepwise calls in between) and, with ``check_nan``,
+    checks its outputs after forward and the gradients it returns in backward. The error is a
+    ``FloatingPointError`` whose message names the op, its inputs' shapes and dtypes, that line and
+    a hint about the usual cause; its attributes ``op``, ``phase`` ("forward" or "backward"),
+    ``input_shapes``, ``filename``, ``lineno`` and ``line`` carry the same facts for tools.
+    ``check_nan=False`` records creation sites only. Outside the block nothing is recorded or
+    checked. Also usable as a decorator: ``@detect_anomaly()``.
     """
 
+    _active = None  # the innermost active block, or None
+
     def __init__(self, check_nan: bool = True):
-        self.check_nan = check_nan
+        self.check_nan = bool(check_nan)
 
     def __enter__(self):
         global _anomaly
-        self._prev = _anomaly
-        _anomaly = self.check_nan
+        self._prev = (_anomaly, detect_anomaly._active)
+        _anomaly = True
+        detect_anomaly._active = self
+        return self
 
     def __exit__(self, *exc):
         global _anomaly
-        _anomaly = self._prev
+        _anomaly, detect_anomaly._active = self._prev
         return False
+
+    def __call__(self, fn):
+        check_nan = self.check_nan
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with detect_anomaly(check_nan):
+                return fn(*args, **kwargs)
+
+        return wrapper
 
 
 def anomaly_enabled() -> bool:
     return _anomaly
 
 
-def _user_frame(stack):
-    for frame in reversed(stack):
-        if "/deepwise/" not in frame.filename.replace("\\", "/"):
-            return frame
-    return stack[-1] if stack else None
+def _user_frame(frame):
+    """The creation site of an op, from the frame that called ``Function.apply`` outwards.
+
+    Returns a list of ``traceback.FrameSummary`` (source lines not read yet), outermost first: the
+    first frame outside the deepwise package (the user's line), then the deepwise frames between it
+    and the op. Frames of deepwise/autograd itself are left out. Only the frames up to the user's
+    are visited, so recording costs a few microseconds per op.
+    """
+    import os  # noqa: PLC0415 - local: only anomaly mode needs it
+
+    here = os.path.dirname(os.path.abspath(__file__))  # .../deepwise/autograd
+    package = os.path.dirname(here) + os.sep
+    here += os.sep
+    inner = []
+    while frame is not None:
+        code = frame.f_code
+        filename = code.co_filename
+        if not filename.startswith(package):
+            user = traceback.FrameSummary(filename, frame.f_lineno, code.co_name, lookup_line=False)
+            return [user, *reversed(inner)]
+        if not filename.startswith(here):
+            name = getattr(code, "co_qualname", code.co_name)
+            inner.append(traceback.FrameSummary(filename, frame.f_lineno, name, lookup_line=False))
+        frame = frame.f_back
+    return list(reversed(inner))  # called from inside deepwise only (a recipe run by the CLI)
 
 
 def _describe_site(ctx) -> str:
-    frame = _user_frame(ctx.stack or [])
-    if frame is None:
-        return ""
-    return f"\n  created at {frame.filename}:{frame.lineno}: {frame.line}"
+    """``created at file:line: source`` plus the deepwise calls that led to the op."""
+    stack = ctx.stack
+    if not stack:
+        return ("\n  created outside anomaly mode: build the graph inside `with detect_anomaly():` "
+                "to see the line that created it")
+    import linecache  # noqa: PLC0415
+
+    user = stack[0]
+    line = linecache.getline(user.filename, user.lineno).strip()
+    text = f"\n  created at {user.filename}:{user.lineno}: {line}"
+    via = [f.name for f in stack[1:] if "<locals>" not in f.name and f.name != "Module.__call__"]
+    if via:
+        if len(via) > 5:
+            via = via[:1] + ["..."] + via[-3:]
+        text += "\n  via " + " > ".join(via)
+    return text
 
 
 def _shapes(values) -> str:
@@ -142,22 +198,30 @@ def _non_finite(arrays) -> bool:
 
 
 def check_forward(ctx, out, args):
-    ctx.stack = traceback.extract_stack()[:-3]
+    """Called by ``Function.apply`` in anomaly mode: record the creation site, check the outputs."""
+    import sys  # noqa: PLC0415
+
+    ctx.stack = _user_frame(sys._getframe(1))
+    mode = detect_anomaly._active
+    if mode is not None and not mode.check_nan:
+        return
     outs = out if isinstance(out, tuple) else (out,)
     if _non_finite(outs):
-        raise FloatingPointError(
-            f"anomaly: forward of {ctx.name} produced NaN or Inf (inputs: {_shapes(args)})"
-            + _describe_site(ctx)
-        )
+        from deepwise.diagnostics.anomaly import anomaly_error  # noqa: PLC0415 - error path only
+
+        inputs = [a.data if hasattr(a, "_ctx") else a for a in args]
+        raise anomaly_error(ctx, "forward", inputs, outs, _describe_site(ctx))
 
 
 def _check_backward(ctx, grads_in):
+    mode = detect_anomaly._active
+    if mode is not None and not mode.check_nan:
+        return
     if _non_finite(grads_in):
-        raise FloatingPointError(
-            f"anomaly: backward of {ctx.name} produced NaN or Inf "
-            f"(inputs: {_shapes([t.data if t is not None else None for t in ctx.inputs])})"
-            + _describe_site(ctx)
-        )
+        from deepwise.diagnostics.anomaly import anomaly_error  # noqa: PLC0415 - error path only
+
+        inputs = [t.data if t is not None else None for t in (ctx.inputs or ())]
+        raise anomaly_error(ctx, "backward", inputs, list(grads_in), _describe_site(ctx))
 
 
 # ------------------------------------------------------------------------------------ the walk

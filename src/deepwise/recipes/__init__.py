@@ -1,0 +1,30 @@
+"""The registry of ready-made recipes: ``deepwise recipes`` lists them, ``deepwise train NAME`` runs one."""
+
+from __future__ import annotations
+
+from deepwise.recipes.base import Recipe, Splits
+from deepwise.recipes.digits import DigitsCNN, DigitsMLP
+
+DEFAULT = "digits-cnn"
+_REGISTRY = {r.name: r for r in (DigitsCNN, DigitsMLP)}
+
+
+def names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get(name: str) -> Recipe:
+    """An instance of the recipe called ``name``; KeyError lists the known ones."""
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise KeyError(f"unknown recipe {name!r}; known recipes: {', '.join(names())}") from None
+
+
+def register(cls):
+    """Class decorator adding a recipe to the registry."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+__all__ = ["DEFAULT", "Recipe", "Splits", "get", "names", "register"]

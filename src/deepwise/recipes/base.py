@@ -1,0 +1,74 @@
+"""What a recipe is: data, model, training settings and what it reports, in one small class.
+
+``deepwise train NAME`` looks the recipe up in the registry (``deepwise.recipes``), builds its data and
+model, trains it with ``Trainer.fit`` and writes the run folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Splits:
+    train: tuple
+    val: tuple
+    test: tuple
+
+
+class Recipe:
+    """Subclass and fill in; see ``digits.py`` for two complete examples."""
+
+    name = ""
+    task = ""
+    data_desc = ""
+    model_desc = ""
+    expected = ""
+    typical_time = ""
+    defaults = {"epochs": 10, "batch_size": 64, "lr": 1e-3, "seed": 0}
+    loss = "cross_entropy"
+    metrics = ("accuracy",)
+    monitor = "val_accuracy"
+    class_names = None
+
+    def data(self, config) -> Splits:
+        raise NotImplementedError
+
+    def model(self, config):
+        raise NotImplementedError
+
+    def optimizer(self, model, config):
+        from deepwise import optim  # noqa: PLC0415
+
+        return optim.Adam(model.parameters(), lr=config["lr"])
+
+    def scheduler(self, optimizer, config):
+        return None
+
+    def final_metrics(self, trainer, splits, config) -> dict:
+        """Test metrics (plain floats) plus what the report shows for this task."""
+        x, y = splits.test
+        out = {f"test_{k}": float(v) for k, v in trainer.evaluate(x, y, batch_size=256).items()}
+        return out
+
+    def predict(self, trainer, path, config) -> str:
+        raise NotImplementedError(f"recipe {self.name} has no predict")
+
+
+def classification_extras(trainer, splits, class_names, n_samples=16) -> dict:
+    """Confusion matrix and a few test samples (wrong ones first) for the report."""
+    x, y = splits.test
+    logits = trainer.predict(x, batch_size=256)
+    pred = logits.argmax(axis=1)
+    k = logits.shape[1]
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (y, pred), 1)
+    wrong = np.flatnonzero(pred != y)
+    right = np.flatnonzero(pred == y)
+    pick = np.concatenate([wrong[: n_samples // 2], right[: n_samples - min(len(wrong), n_samples // 2)]])
+    samples = [{"image": np.asarray(x[i]).reshape(-1, *x.shape[-2:]).tolist() if x.ndim >= 3
+                else np.asarray(x[i]).reshape(int(np.sqrt(x.shape[1])), -1).tolist(),
+                "label": int(y[i]), "pred": int(pred[i])} for i in pick]
+    return {"confusion_matrix": cm.tolist(), "class_names": class_names, "samples": samples}

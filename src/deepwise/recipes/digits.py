@@ -1,0 +1,127 @@
+"""Recipes on the bundled handwritten digits (UCI 8x8, 1,797 images, shipped with deepwise)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from deepwise.recipes.base import Recipe, Splits, classification_extras
+
+
+def _digits_splits(config, as_images):
+    from deepwise.data import load_digits  # noqa: PLC0415
+
+    x, y = load_digits(split="train", as_images=as_images)
+    xt, yt = load_digits(split="test", as_images=as_images)
+    # a fixed validation slice of the training split (deterministic for a given seed)
+    rng = np.random.default_rng(config["seed"])
+    order = rng.permutation(len(x))
+    n_val = len(x) // 10
+    val, tr = order[:n_val], order[n_val:]
+    return Splits(train=(x[tr], y[tr]), val=(x[val], y[val]), test=(xt, yt))
+
+
+def load_image(path, size=8):
+    """An image or .npy file -> float32 (1, 1, size, size) in [0, 1], ink bright on dark."""
+    if path.endswith(".npy"):
+        arr = np.load(path, allow_pickle=False).astype(np.float32)
+    else:
+        try:
+            from PIL import Image  # noqa: PLC0415
+
+            arr = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+        except ImportError:
+            try:
+                import matplotlib.image as mpimg  # noqa: PLC0415
+            except ImportError:
+                raise RuntimeError("reading images needs Pillow or matplotlib; pass a .npy array instead") from None
+            arr = np.asarray(mpimg.imread(path), dtype=np.float32)
+            if arr.ndim == 3:
+                arr = arr[..., :3].mean(axis=2)
+    arr = np.squeeze(arr)
+    if arr.ndim == 1 and arr.size == size * size:
+        arr = arr.reshape(size, size)
+    if arr.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D grayscale image, got shape {arr.shape}")
+    if arr.max() > 1.0:
+        arr = arr / arr.max()
+    if arr.shape != (size, size):
+        # block-average to size x size (the digits were made this way from 32x32 bitmaps)
+        h, w = arr.shape
+        ys = np.linspace(0, h, size + 1).astype(int)
+        xs = np.linspace(0, w, size + 1).astype(int)
+        arr = np.array([[arr[ys[i]:max(ys[i + 1], ys[i] + 1), xs[j]:max(xs[j + 1], xs[j] + 1)].mean()
+                         for j in range(size)] for i in range(size)], dtype=np.float32)
+        if arr.mean() > 0.5:  # dark ink on a light background: invert to the dataset's convention
+            arr = 1.0 - arr
+    return arr.reshape(1, 1, size, size).astype(np.float32)
+
+
+class _DigitsBase(Recipe):
+    data_desc = "bundled UCI handwritten digits, 8x8 (1,437 train / 360 test)"
+    class_names = [str(i) for i in range(10)]
+    as_images = True
+
+    def data(self, config):
+        return _digits_splits(config, self.as_images)
+
+    def final_metrics(self, trainer, splits, config):
+        out = super().final_metrics(trainer, splits, config)
+        out.update(classification_extras(trainer, splits, self.class_names))
+        return out
+
+    def predict(self, trainer, path, config):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no such input: {path}")
+        x = load_image(path)
+        if not self.as_images:
+            x = x.reshape(1, 64)
+        logits = trainer.predict(x)[0]
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        top = np.argsort(-p)[:3]
+        return "predicted digit: {} ({})".format(
+            int(top[0]), ", ".join(f"{int(k)}: {p[k]:.1%}" for k in top))
+
+
+class DigitsCNN(_DigitsBase):
+    name = "digits-cnn"
+    task = "image classification"
+    model_desc = "CNN: 2x conv3x3 + max-pool + dropout + 2 dense"
+    expected = "test accuracy >= 98%"
+    typical_time = "~1 min"
+    defaults = {"epochs": 25, "batch_size": 32, "lr": 2e-3, "seed": 0}
+
+    def model(self, config):
+        from deepwise import nn  # noqa: PLC0415
+
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout(0.25),
+            nn.Flatten(),
+            nn.Linear(64 * 4 * 4, 128), nn.ReLU(),
+            nn.Dropout(0.3),
+            nn.Linear(128, 10),
+        )
+
+
+class DigitsMLP(_DigitsBase):
+    name = "digits-mlp"
+    task = "image classification"
+    model_desc = "MLP 64-128-64-10 with dropout"
+    expected = "test accuracy >= 97%"
+    typical_time = "~10 s"
+    as_images = False
+    defaults = {"epochs": 40, "batch_size": 32, "lr": 2e-3, "seed": 0}
+
+    def model(self, config):
+        from deepwise import nn  # noqa: PLC0415
+
+        return nn.Sequential(
+            nn.Linear(64, 128), nn.ReLU(), nn.Dropout(0.2),
+            nn.Linear(128, 64), nn.ReLU(),
+            nn.Linear(64, 10),
+        )
