@@ -1,0 +1,483 @@
+"""Convolutions: ``conv1d``, ``conv2d`` and ``conv_transpose2d`` (NCHW, PyTorch's weight layouts).
+
+One kernel family serves all three. ``_conv_forward`` lays the padded input out as columns (im2col):
+a strided *view* of the patches copied once into a (C*kh*kw, columns) matrix, so the convolution is
+ONE matrix product with the (O, C*kh*kw) weight (per group, batched over a group axis with ``matmul``
+-- depthwise included). The result is (O, N, OH, OW) in memory and is returned as an (N, O, OH, OW)
+view: internally activations are "channels first, then batch", so every per-(channel, image) plane
+is contiguous and the next layer's im2col copies long runs; the public layout stays NCHW. (See the
+kernels section for the stride-1 "wide" layout and the chunking of big batches.)
+
+The input gradient is the same product transposed, ``W^T @ grad``, folded back onto the image by
+col2im: a loop over the kh*kw kernel offsets, each adding one strided slice, vectorised over
+(C, N, OH, OW). The weight gradient is one more product, ``grad @ cols^T``.
+
+``conv_transpose2d`` is conv2d's input gradient, and its input gradient is conv2d, so both ops call the
+same kernels with the roles swapped. Both ops support double backward (``backward_graph``), e.g. for
+gradient penalties in GANs: the gradient of a conv is a transposed conv and vice versa, and the weight
+gradient is an op of its own (``_ConvWeightGrad``) whose backward is again the two kernels.
+"""
+
+from __future__ import annotations
+
+from deepwise.autograd.function import Function
+from deepwise.ops._util import xp_of
+
+
+# ------------------------------------------------------------------------------------ arguments
+def _tuple(value, n, name, op):
+    """An int or a length-n sequence of ints -> tuple of n ints."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ValueError(f"{op}: {name} must be an int or {n} ints, got {value!r}")
+        return tuple(int(v) for v in value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{op}: {name} must be an int or {n} ints, got {value!r}")
+    return (int(value),) * n
+
+
+def _check_positive(values, name, op, minimum=1):
+    if any(v < minimum for v in values):
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {values}")
+
+
+def same_padding(kernel, dilation):
+    """Per-side (before, after) padding that keeps the size for stride 1; the extra goes after, as in
+    PyTorch (even kernels pad one more on the bottom/right)."""
+    out = []
+    for k, d in zip(kernel, dilation):
+        total = d * (k - 1)
+        out.append((total // 2, total - total // 2))
+    return tuple(out)
+
+
+def _padding_arg(padding, kernel, dilation, stride, op):
+    """padding (int, tuple, "same", "valid") -> ((top, bottom), (left, right), ...)."""
+    n = len(kernel)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * n
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"{op}: padding='same' is not supported for strided convolutions "
+                                 f"(stride={stride}); use an explicit padding")
+            return same_padding(kernel, dilation)
+        raise ValueError(f"{op}: padding must be an int, a tuple of ints, 'same' or 'valid', got {padding!r}")
+    p = _tuple(padding, n, "padding", op)
+    _check_positive(p, "padding", op, minimum=0)
+    return tuple((v, v) for v in p)
+
+
+def _out_size(size, k, s, pads, d):
+    return (size + pads[0] + pads[1] - d * (k - 1) - 1) // s + 1
+
+
+# -------------------------------------------------------------------------------------- kernels
+# Shapes: x (N, C, H, W); w (O, C//G, kh, kw); geom = (stride, pads, dil, groups) with stride and dil
+# (sh, sw) and pads ((pt, pb), (pl, pr)).
+#
+# Two column layouts. The general one has one column per output pixel (N*OH*OW). For stride 1 the
+# "wide" one computes each output row at the full padded width Wp (N*OH*Wp columns; the last Wp - OW
+# of every row are thrown away): the patch of kernel offset (i, j) for channel c of image n is then ONE
+# contiguous run of OH*Wp elements of the padded image, so im2col and col2im move long runs instead
+# of rows of OW. The gradient of a thrown-away column is zero, so those add nothing to dx or dw.
+#
+# Big batches go through in chunks of images whose columns fit in _CHUNK_BYTES: the column matrix then
+# stays in cache between im2col and the GEMM. The forward pass keeps the columns of all chunks for the
+# backward pass when together they take at most _KEEP_BYTES; above that the backward pass rebuilds
+# them chunk by chunk (no huge buffer is held or page-faulted per call).
+_CHUNK_BYTES = 1 << 22
+_KEEP_BYTES = 1 << 25
+
+
+def _as_strided(xp, a, shape, strides):
+    return xp.lib.stride_tricks.as_strided(a, shape=shape, strides=strides)
+
+
+def _wide_row(x_shape, pads, stride):
+    """Row length of the wide layout (the padded width), or None for the general layout."""
+    return x_shape[3] + pads[1][0] + pads[1][1] if stride[0] == 1 and stride[1] == 1 else None
+
+
+def _chunks(n, c, kernel, out_hw, wp, itemsize):
+    """Image ranges of the chunks, and whether all their columns together are small enough to keep."""
+    per_image = c * kernel[0] * kernel[1] * out_hw[0] * (wp or out_hw[1]) * itemsize
+    step = max(1, min(n, _CHUNK_BYTES // max(per_image, 1)))
+    return [(i, min(i + step, n)) for i in range(0, n, step)], per_image * n <= _KEEP_BYTES
+
+
+def _padded_cn(x, pads, slack_rows=0):
+    """Zero-padded copy of x stored (C, N, Hp + slack_rows, Wp): channels first, then batch."""
+    xp = xp_of(x)
+    n, c, h, w = x.shape
+    (pt, pb), (pl, pr) = pads
+    buf = xp.zeros((c, n, h + pt + pb + slack_rows, w + pl + pr), dtype=x.dtype)
+    buf[:, :, pt:pt + h, pl:pl + w] = x.transpose(1, 0, 2, 3)
+    return buf
+
+
+def _im2col(x, kernel, stride, pads, dil, out_hw):
+    """(C*kh*kw, columns) matrix of input patches, rows ordered (c, i, j) like the weight's columns."""
+    xp = xp_of(x)
+    n, c = x.shape[:2]
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dil, out_hw
+    if _wide_row(x.shape, pads, stride):
+        buf = _padded_cn(x, pads, slack_rows=1)  # the last runs reach up to kw-1 elements past Hp rows
+        wp = buf.shape[3]
+        flat = buf.reshape(c, n, -1)
+        s_c, s_n, s_1 = flat.strides
+        view = _as_strided(xp, flat, (c, kh, kw, n, oh * wp), (s_c, s_1 * dh * wp, s_1 * dw, s_n, s_1))
+    else:
+        xpad = _padded_cn(x, pads).transpose(1, 0, 2, 3) if any(p for pair in pads for p in pair) else x
+        s_n, s_c, s_h, s_w = xpad.strides
+        view = _as_strided(xp, xpad, (c, kh, kw, n, oh, ow), (s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw))
+    cols = xp.empty(view.shape, dtype=x.dtype)
+    cols[...] = view
+    return cols.reshape(c * kh * kw, -1)
+
+
+def _col2im_into(buf, cols, kernel, stride, dil, out_hw, wp):
+    """Add the columns onto ``buf``, the padded (C, n, Hp(+1), Wp) image: im2col's adjoint, one strided
+    slice per kernel offset."""
+    c, n = buf.shape[:2]
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dil, out_hw
+    if wp:
+        flat = buf.reshape(c, n, -1)
+        cols = cols.reshape(c, kh, kw, n, oh * wp)
+        run = oh * wp
+        for i in range(kh):
+            for j in range(kw):
+                start = i * dh * wp + j * dw
+                flat[:, :, start:start + run] += cols[:, i, j]
+        return
+    cols = cols.reshape(c, kh, kw, n, oh, ow)
+    for i in range(kh):
+        for j in range(kw):
+            r0, c0 = i * dh, j * dw
+            buf[:, :, r0:r0 + sh * (oh - 1) + 1:sh, c0:c0 + sw * (ow - 1) + 1:sw] += cols[:, i, j]
+
+
+def _grad_matrix(g, groups, wp=None):
+    """(n, O, OH, OW) output gradient -> (G, O//G, columns), zero-widened to rows of wp when given."""
+    n, o, oh, ow = g.shape
+    gt = g.transpose(1, 0, 2, 3)
+    if wp is not None and wp != ow:
+        wide = xp_of(g).zeros((o, n, oh, wp), dtype=g.dtype)
+        wide[..., :ow] = gt
+        gt = wide
+    return gt.reshape(groups, o // groups, -1)  # no copy when g already is (O, n, ...) in memory
+
+
+def _matmul(a, b):
+    """a @ b, as one 2-D GEMM when the group axis has size 1."""
+    if a.shape[0] == 1:
+        return (a[0] @ b[0])[None]
+    return xp_of(a).matmul(a, b)
+
+
+def _conv_forward(x, w, b, geom, out_hw, gw_from=None, keep_cols=False, want_y=True):
+    """y = conv2d(x, w) + b as an (N, O, OH, OW) view. With ``gw_from`` (an (N, O, OH, OW) output
+    gradient) also the weight gradient from the same columns. Returns (y, gw, [cols of each chunk] when
+    ``keep_cols`` and they are small enough, else None)."""
+    stride, pads, dil, groups = geom
+    xp = xp_of(x)
+    n = x.shape[0]
+    o, cg, kh, kw = w.shape
+    oh, ow = out_hw
+    wp = _wide_row(x.shape, pads, stride)
+    chunks, small = _chunks(n, cg * groups, (kh, kw), out_hw, wp, x.itemsize)
+    wm = w.reshape(groups, o // groups, -1)
+    y = gw = None
+    kept = [] if keep_cols and small else None
+    if want_y and (len(chunks) > 1 or (wp or ow) != ow):
+        y = xp.empty((o, n, oh, ow), dtype=x.dtype)
+    for n0, n1 in chunks:
+        cols = _im2col(x[n0:n1], (kh, kw), stride, pads, dil, out_hw)
+        if kept is not None:
+            kept.append(cols)
+        cols_g = cols.reshape(groups, cg * kh * kw, -1)
+        if want_y:
+            yc = _matmul(wm, cols_g).reshape(o, n1 - n0, oh, -1)
+            if y is None:  # one chunk, narrow rows: the GEMM output is the result
+                y = yc
+                if b is not None:
+                    y += b.reshape(-1, 1, 1, 1)
+            elif b is not None:
+                xp.add(yc[..., :ow], b.reshape(-1, 1, 1, 1), out=y[:, n0:n1])
+            else:
+                y[:, n0:n1] = yc[..., :ow]
+        if gw_from is not None:
+            part = _matmul(_grad_matrix(gw_from[n0:n1], groups, wp), cols_g.transpose(0, 2, 1))
+            gw = part if gw is None else gw.__iadd__(part)
+    y = None if y is None else y.transpose(1, 0, 2, 3)
+    gw = None if gw is None else gw.reshape(w.shape)
+    return y, gw, kept
+
+
+def _conv_backward(g, x_shape, w, w_shape, geom, x=None, cols=None, need_dx=True, need_dw=False):
+    """(dx, dw) of conv2d for the output gradient g (N, O, OH, OW). dx needs the weight w; dw needs
+    the input's columns: ``cols`` (one per chunk) kept by the forward pass, else rebuilt from x."""
+    stride, pads, dil, groups = geom
+    xp = xp_of(g)
+    n, c, h, w_ = x_shape
+    o, cg, kh, kw = w_shape
+    (pt, pb), (pl, pr) = pads
+    out_hw = g.shape[2:]
+    wp = _wide_row(x_shape, pads, stride)
+    chunks = _chunks(n, c, (kh, kw), out_hw, wp, g.itemsize)[0]
+    buf = gw = None
+    if need_dx:
+        buf = xp.zeros((c, n, h + pt + pb + (1 if wp else 0), w_ + pl + pr), dtype=g.dtype)
+        wt = w.reshape(groups, o // groups, -1).transpose(0, 2, 1)
+    for k, (n0, n1) in enumerate(chunks):
+        gm = _grad_matrix(g[n0:n1], groups, wp)
+        if need_dw:
+            cc = cols[k] if cols is not None else _im2col(x[n0:n1], (kh, kw), stride, pads, dil, out_hw)
+            part = _matmul(gm, cc.reshape(groups, cg * kh * kw, -1).transpose(0, 2, 1))
+            gw = part if gw is None else gw.__iadd__(part)
+        if need_dx:
+            _col2im_into(buf[:, n0:n1], _matmul(wt, gm), (kh, kw), stride, dil, out_hw, wp)
+    dx = None if buf is None else buf[:, :, pt:pt + h, pl:pl + w_].transpose(1, 0, 2, 3)
+    return dx, (None if gw is None else gw.reshape(w_shape))
+
+
+# ------------------------------------------------------------------------------------------ ops
+class Conv2dFn(Function):
+    """conv2d on normalised settings: stride/dil (2 ints), pads ((pt, pb), (pl, pr)), out_hw."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, pads, dil, groups, out_hw):
+        geom = (stride, pads, dil, groups)
+        y, _, cols = _conv_forward(x, w, b, geom, out_hw, keep_cols=ctx.needs_input_grad[1])
+        ctx.w, ctx.cols, ctx.x_shape, ctx.geom = w, cols, x.shape, geom
+        ctx.x = x if cols is None and ctx.needs_input_grad[1] else None
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        need = ctx.needs_input_grad
+        gx = gw = gb = None
+        if need[0] or need[1]:
+            gx, gw = _conv_backward(g, ctx.x_shape, ctx.w, ctx.w.shape, ctx.geom, ctx.x, ctx.cols,
+                                    need_dx=need[0], need_dw=need[1])
+        if need[2]:
+            gb = g.sum(axis=(0, 2, 3))
+        return gx, gw, gb, None, None, None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        from deepwise.tensor import Tensor  # noqa: PLC0415
+
+        x, w = ctx.inputs[:2]
+        w = w if w is not None else Tensor._make(ctx.w)
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = ConvTranspose2dFn.apply(g, w, None, *ctx.geom, tuple(ctx.x_shape[2:]))
+        if ctx.needs_input_grad[1]:
+            gw = _ConvWeightGrad.apply(x, g, *ctx.geom, tuple(ctx.w.shape))
+        if ctx.needs_input_grad[2]:
+            gb = g.sum(dim=(0, 2, 3))
+        return gx, gw, gb, None, None, None, None, None
+
+
+class ConvTranspose2dFn(Function):
+    """conv_transpose2d on normalised settings; ``out_hw`` is the output's (H, W). The weight is
+    (C_in, C_out//G, kh, kw): the weight of the conv2d whose input gradient this op is."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, pads, dil, groups, out_hw):
+        geom = (stride, pads, dil, groups)
+        y_shape = (x.shape[0], w.shape[1] * groups) + tuple(out_hw)
+        y, _ = _conv_backward(x, y_shape, w, w.shape, geom)
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        ctx.x, ctx.w, ctx.geom = x, w, geom
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        need = ctx.needs_input_grad
+        x, w = ctx.x, ctx.w
+        gx = gw = gb = None
+        if need[0] or need[1]:
+            gx, gw, _ = _conv_forward(g, w, None, ctx.geom, x.shape[2:], gw_from=x if need[1] else None,
+                                      want_y=need[0])
+        if need[2]:
+            gb = g.sum(axis=(0, 2, 3))
+        return gx, gw, gb, None, None, None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        from deepwise.tensor import Tensor  # noqa: PLC0415
+
+        x, w = ctx.inputs[:2]
+        x = x if x is not None else Tensor._make(ctx.x)
+        w = w if w is not None else Tensor._make(ctx.w)
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = Conv2dFn.apply(g, w, None, *ctx.geom, tuple(ctx.x.shape[2:]))
+        if ctx.needs_input_grad[1]:
+            # the conv whose input gradient we are: input g, output gradient x
+            gw = _ConvWeightGrad.apply(g, x, *ctx.geom, tuple(ctx.w.shape))
+        if ctx.needs_input_grad[2]:
+            gb = g.sum(dim=(0, 2, 3))
+        return gx, gw, gb, None, None, None, None, None
+
+
+class _ConvWeightGrad(Function):
+    """The weight gradient of conv2d as a function of (input x, output gradient g): bilinear, so its
+    own gradients are a transposed conv of g (for x) and a conv of x (for g)."""
+
+    @staticmethod
+    def forward(ctx, x, g, stride, pads, dil, groups, w_shape):
+        ctx.x, ctx.g, ctx.geom = x, g, (stride, pads, dil, groups)
+        return _conv_backward(g, x.shape, None, w_shape, ctx.geom, x=x, need_dx=False, need_dw=True)[1]
+
+    @staticmethod
+    def backward(ctx, h):
+        gx = gg = None
+        if ctx.needs_input_grad[0]:
+            gx = _conv_backward(ctx.g, ctx.x.shape, h, h.shape, ctx.geom)[0]
+        if ctx.needs_input_grad[1]:
+            gg = _conv_forward(ctx.x, h, None, ctx.geom, ctx.g.shape[2:])[0]
+        return gx, gg, None, None, None, None, None
+
+
+# ----------------------------------------------------------------------------------- functions
+def _as_tensor(t):
+    from deepwise.tensor import Tensor  # noqa: PLC0415
+
+    return t if isinstance(t, Tensor) else Tensor(t)
+
+
+def _check_common(op, input, weight, bias, groups, transposed):
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    if weight.ndim != 4:
+        raise RuntimeError(f"{op}: weight must be 4-D, got shape {tuple(weight.shape)}")
+    if input.ndim != 4:
+        raise RuntimeError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape "
+                           f"{tuple(input.shape)}")
+    c = input.shape[1]
+    if transposed:
+        if weight.shape[0] != c or c % groups:
+            raise RuntimeError(
+                f"{op}: input has {c} channels but the weight {tuple(weight.shape)} expects "
+                f"{weight.shape[0]} (weight layout (in_channels, out_channels/groups, kh, kw), groups={groups})")
+        out_c = weight.shape[1] * groups
+    else:
+        if weight.shape[0] % groups:
+            raise RuntimeError(f"{op}: out_channels {weight.shape[0]} is not divisible by groups={groups}")
+        if c != weight.shape[1] * groups:
+            raise RuntimeError(
+                f"{op}: input of shape {tuple(input.shape)} has {c} channels but the weight "
+                f"{tuple(weight.shape)} with groups={groups} expects {weight.shape[1] * groups}")
+        out_c = weight.shape[0]
+    if bias is not None and tuple(bias.shape) != (out_c,):
+        raise RuntimeError(f"{op}: bias must have shape ({out_c},), got {tuple(bias.shape)}")
+    if input.dtype.kind != "f":
+        raise TypeError(f"{op}: needs a floating-point input, got {input.dtype}")
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution (cross-correlation) of (N, C_in, H, W) with weight (C_out, C_in/groups, kh, kw).
+
+    ``padding`` is an int, an (h, w) pair, ``"valid"`` (none) or ``"same"`` (stride 1 only; even
+    kernels put the extra row/column at the bottom/right, as PyTorch does)."""
+    input, weight = _as_tensor(input), _as_tensor(weight)
+    unbatched = input.ndim == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    _check_common("conv2d", input, weight, bias, groups, transposed=False)
+    stride = _tuple(stride, 2, "stride", "conv2d")
+    dilation = _tuple(dilation, 2, "dilation", "conv2d")
+    _check_positive(stride, "stride", "conv2d")
+    _check_positive(dilation, "dilation", "conv2d")
+    kernel = tuple(weight.shape[2:])
+    pads = _padding_arg(padding, kernel, dilation, stride, "conv2d")
+    out_hw = []
+    for size, k, s, p, d, axis in zip(input.shape[2:], kernel, stride, pads, dilation, ("height", "width")):
+        if size + p[0] + p[1] < d * (k - 1) + 1:
+            raise RuntimeError(
+                f"conv2d: kernel size {k} (dilated: {d * (k - 1) + 1}) is larger than the padded input "
+                f"{axis} {size + p[0] + p[1]} (input {tuple(input.shape)}, padding {p})")
+        out_hw.append(_out_size(size, k, s, p, d))
+    if input.dtype != weight.dtype:
+        input = input.to(weight.dtype)
+    out = Conv2dFn.apply(input, weight, bias, stride, pads, dilation, groups, tuple(out_hw))
+    return out.squeeze(0) if unbatched else out
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Transposed 2-D convolution (the input gradient of conv2d) with weight (C_in, C_out/groups, kh, kw).
+
+    Output size per dim: (H - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1."""
+    op = "conv_transpose2d"
+    input, weight = _as_tensor(input), _as_tensor(weight)
+    unbatched = input.ndim == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    _check_common(op, input, weight, bias, groups, transposed=True)
+    stride = _tuple(stride, 2, "stride", op)
+    dilation = _tuple(dilation, 2, "dilation", op)
+    padding = _tuple(padding, 2, "padding", op) if not isinstance(padding, str) else padding
+    if isinstance(padding, str):
+        raise ValueError(f"{op}: padding must be an int or a pair of ints, got {padding!r}")
+    out_pad = _tuple(output_padding, 2, "output_padding", op)
+    _check_positive(stride, "stride", op)
+    _check_positive(dilation, "dilation", op)
+    _check_positive(padding, "padding", op, minimum=0)
+    _check_positive(out_pad, "output_padding", op, minimum=0)
+    out_hw = []
+    for size, k, s, p, d, op_ in zip(input.shape[2:], weight.shape[2:], stride, padding, dilation, out_pad):
+        if op_ >= max(s, d):
+            raise ValueError(f"{op}: output_padding {out_pad} must be smaller than stride {stride} or "
+                             f"dilation {dilation}")
+        size_out = (size - 1) * s - 2 * p + d * (k - 1) + op_ + 1
+        if size_out <= 0:
+            raise RuntimeError(f"{op}: input {tuple(input.shape)} with kernel {tuple(weight.shape[2:])}, "
+                               f"stride {stride} and padding {padding} gives an empty output")
+        out_hw.append(size_out)
+    if input.dtype != weight.dtype:
+        input = input.to(weight.dtype)
+    pads = tuple((p, p) for p in padding)
+    out = ConvTranspose2dFn.apply(input, weight, bias, stride, pads, dilation, groups, tuple(out_hw))
+    return out.squeeze(0) if unbatched else out
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D convolution of (N, C_in, L) with weight (C_out, C_in/groups, k): conv2d on a height-1 image."""
+    input, weight = _as_tensor(input), _as_tensor(weight)
+    if weight.ndim != 3:
+        raise RuntimeError(f"conv1d: weight must be 3-D (out, in/groups, k), got shape {tuple(weight.shape)}")
+    if input.ndim not in (2, 3):
+        raise RuntimeError(f"conv1d: expected a 2-D (C, L) or 3-D (N, C, L) input, got shape {tuple(input.shape)}")
+    c = input.shape[-2]
+    if isinstance(groups, int) and groups > 0 and c != weight.shape[1] * groups:
+        raise RuntimeError(f"conv1d: input of shape {tuple(input.shape)} has {c} channels but the weight "
+                           f"{tuple(weight.shape)} with groups={groups} expects {weight.shape[1] * groups}")
+    if not isinstance(padding, str):
+        padding = (0, _tuple(padding, 1, "padding", "conv1d")[0])
+    stride = (1, _tuple(stride, 1, "stride", "conv1d")[0])
+    dilation = (1, _tuple(dilation, 1, "dilation", "conv1d")[0])
+    out = conv2d(input.unsqueeze(-2), weight.unsqueeze(2), bias, stride, padding, dilation, groups)
+    return out.squeeze(-2)
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Transposed 1-D convolution, weight (C_in, C_out/groups, k): conv_transpose2d on a height-1 image."""
+    input, weight = _as_tensor(input), _as_tensor(weight)
+    if weight.ndim != 3 or input.ndim not in (2, 3):
+        raise RuntimeError(f"conv_transpose1d: expected a (N, C, L) input and a 3-D weight, got "
+                           f"{tuple(input.shape)} and {tuple(weight.shape)}")
+
+    def one(v, name):
+        return (0 if name in ("padding", "output_padding") else 1, _tuple(v, 1, name, "conv_transpose1d")[0])
+
+    out = conv_transpose2d(input.unsqueeze(-2), weight.unsqueeze(2), bias, one(stride, "stride"),
+                           one(padding, "padding"), one(output_padding, "output_padding"), groups,
+                           one(dilation, "dilation"))
+    return out.squeeze(-2)
+
+
+__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "same_padding"]

@@ -1,0 +1,519 @@
+"""Recurrent layers as fused ops: one node per layer and direction for a whole sequence.
+
+``lstm_layer``, ``gru_layer`` and ``rnn_layer`` run one recurrent layer over all T steps:
+
+* the input projection of every step is ONE GEMM, ``x (T*B, I) @ W_ih^T``, done before the loop;
+* the loop over time does one small GEMM ``h @ W_hh^T`` and the gate math on whole (B, gates*H)
+  arrays, in place: every gate of a step comes from one ``exp`` (sigmoid(a) = 1 / (1 + exp(-a)) and
+  tanh(a) = 2 sigmoid(2a) - 1, with the -1 / -2 folded into a scaled copy of the weights made once
+  per call);
+* backward through time is written by hand on arrays: everything that does not depend on the
+  recurrence (the gates' local derivatives) is computed for all steps at once before the loop, the
+  loop carries only dh (and dc) back one step at a time, and the weight gradients are one GEMM each
+  over all steps after it (``dW_ih = dG^T @ x``, ``dW_hh = dG^T @ h_prev``).
+
+Gate layouts are PyTorch's: LSTM rows stack (i, f, g, o), GRU rows (r, z, n) with
+``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`` and ``h' = (1 - z) * n + z * h``.
+
+Variable lengths: ``lengths`` (one int per batch item, 0 <= len <= T) marks steps t >= len as
+padding. There the state is frozen (h, c carry over unchanged) and the output is zero, as PyTorch's
+packed sequences give after ``pad_packed_sequence``: a reverse direction therefore starts each
+sequence at its own last real step, and padding never changes the outputs, final states or
+gradients of real steps.
+
+Inputs and outputs may be time-major (T, B, F) or, with ``batch_first=True``, (B, T, F); inside,
+every per-step array is time-major so each step reads and writes contiguous slabs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepwise import backend
+from deepwise.autograd.function import Function
+from deepwise.ops._util import xp_of
+
+__all__ = ["gru_layer", "lengths_array", "lstm_layer", "rnn_layer"]
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _steps(T, reverse):
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+class _Seq:
+    """Shapes, step order, layout and padding masks of one call (shared by the three ops).
+
+    Inside the ops every per-step array is time-major (T, B, F), so the slab of step t is one
+    contiguous block; a batch-first input is transposed once on the way in and its output and input
+    gradient once on the way out."""
+
+    def __init__(self, x, hidden, lengths, reverse, batch_first):
+        self.xp = xp = xp_of(x)
+        self.batch_first = batch_first
+        self.reverse = reverse
+        self.x_shape = x.shape
+        if batch_first:
+            self.B, self.T = x.shape[0], x.shape[1]
+        else:
+            self.T, self.B = x.shape[0], x.shape[1]
+        self.H = hidden
+        self.dtype = x.dtype
+        self.first_padded = self.T  # steps t >= first_padded have at least one padded row
+        self.mask = None
+        if lengths is not None:
+            lens = np.asarray(lengths)
+            self.first_padded = int(lens.min()) if lens.size else self.T
+            if self.first_padded < self.T:
+                dev = backend.to_device(lens, backend.device_of(x)) if xp is not np else lens
+                keep = xp.arange(self.T)[:, None] < dev[None, :]  # (T, B)
+                self.mask = keep[:, :, None]  # (T, B, 1) bool
+                self.maskf = self.mask.astype(x.dtype)
+
+    def rows(self, x):
+        """The input as time-major rows (T*B, I)."""
+        if self.batch_first:
+            x = x.swapaxes(0, 1)
+        return self.xp.ascontiguousarray(x).reshape(-1, x.shape[-1])
+
+    def to_layout(self, a):
+        """A time-major (T, B, F) array in the caller's layout (a contiguous copy when batch-first)."""
+        return self.xp.ascontiguousarray(a.swapaxes(0, 1)) if self.batch_first else a
+
+    def from_layout(self, a):
+        """The caller's (T, B, F) or (B, T, F) array as time-major (a view)."""
+        return a.swapaxes(0, 1) if self.batch_first else a
+
+    def empty(self, width):
+        return self.xp.empty((self.T, self.B, width), dtype=self.dtype)
+
+    def order(self):
+        return _steps(self.T, self.reverse)
+
+    def backward_order(self):
+        return _steps(self.T, not self.reverse)
+
+    def padded(self, t):
+        return self.mask is not None and t >= self.first_padded
+
+    def prev_states(self, states, h0):
+        """(T, B, H): the state *before* each step -- h0, then what the previous steps (in processing
+        order) produced."""
+        prev = self.empty(states.shape[-1])
+        if self.T:
+            if self.reverse:
+                prev[-1] = h0
+                prev[:-1] = states[1:]
+            else:
+                prev[0] = h0
+                prev[1:] = states[:-1]
+        return prev
+
+    def output(self, states):
+        """The layer's output in the caller's layout: the states, zero at padded steps."""
+        if self.mask is not None:
+            states = states * self.maskf
+        return self.to_layout(states)
+
+    def zeros_state(self, given):
+        if given is not None:
+            return given
+        return self.xp.zeros((self.B, self.H), dtype=self.dtype)
+
+
+def _project(x2, w, b, seq):
+    """All steps' input projection in one GEMM: (T*B, I) @ W^T (+ b) -> (T, B, rows)."""
+    gx = x2 @ w.T
+    if b is not None:
+        gx += b
+    return gx.reshape(seq.T, seq.B, w.shape[0])
+
+
+def _freeze(seq, t, new, old):
+    """At padded rows of step t the state stays what it was."""
+    if seq.padded(t):
+        seq.xp.copyto(new, old, where=~seq.mask[t])
+
+
+def _weight_grads(ctx, x2, w_ih, dgx, dgh, hprev, i_w):
+    """dx, dW_ih, dW_hh as one GEMM each over all steps (``i_w``: position of W_ih among the inputs)."""
+    need = ctx.needs_input_grad
+    dgx2 = dgx.reshape(-1, dgx.shape[-1])
+    dx = None
+    if need[0]:
+        seq = ctx.seq
+        dx = seq.to_layout((dgx2 @ w_ih).reshape(seq.T, seq.B, w_ih.shape[1]))
+    dw_ih = dgx2.T @ x2 if need[i_w] else None
+    dw_hh = None
+    if need[i_w + 1]:
+        dw_hh = dgh.reshape(-1, dgh.shape[-1]).T @ hprev.reshape(-1, hprev.shape[-1])
+    return dx, dw_ih, dw_hh
+
+
+def _bias_grads(ctx, dgx, dgh, i_w):
+    need = ctx.needs_input_grad
+    db_ih = dgx.reshape(-1, dgx.shape[-1]).sum(axis=0) if need[i_w + 2] else None
+    db_hh = None
+    if need[i_w + 3]:
+        db_hh = db_ih.copy() if dgh is dgx and db_ih is not None else dgh.reshape(-1, dgh.shape[-1]).sum(axis=0)
+    return db_ih, db_hh
+
+
+def _gate_scale(xp, H, n_gates, dtype, tanh_gate):
+    """Per-row factors folded into the weights so that ``1 / (1 + exp(pre))`` gives every gate at once:
+    -1 for sigmoid gates (sigmoid(a) = 1 / (1 + exp(-a))), -2 for the tanh gate (tanh(a) =
+    2 sigmoid(2a) - 1, finished with two cheap ops on its slice)."""
+    scale = xp.full((n_gates * H,), -1.0, dtype=dtype)
+    scale[tanh_gate * H:(tanh_gate + 1) * H] = -2.0
+    return scale
+
+
+def _inv1p_exp(a, xp):
+    """a <- 1 / (1 + exp(a)), in place (exp overflowing to inf gives the right limit, 0)."""
+    xp.exp(a, out=a)
+    a += 1
+    xp.reciprocal(a, out=a)
+
+
+class _quiet_overflow:
+    """NumPy warns when exp overflows to inf; here that is the intended limit."""
+
+    def __init__(self, xp):
+        self.ctx = np.errstate(over="ignore") if xp is np else None
+
+    def __enter__(self):
+        if self.ctx is not None:
+            self.ctx.__enter__()
+
+    def __exit__(self, *exc):
+        if self.ctx is not None:
+            self.ctx.__exit__(*exc)
+        return False
+
+
+# --------------------------------------------------------------------------------------------- LSTM
+class LSTMLayer(Function):
+    """One LSTM layer, one direction, all steps. Outputs (output, h_n, c_n)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, *, reverse=False, batch_first=False):
+        H = w_hh.shape[1]
+        seq = _Seq(x, H, lengths, reverse, batch_first)
+        xp = seq.xp
+        scale = _gate_scale(xp, H, 4, x.dtype, tanh_gate=2)
+        bias = None if b_ih is None else (b_ih + b_hh) * scale
+        x2 = seq.rows(x)
+        G = _project(x2, w_ih * scale[:, None], bias, seq)  # G becomes the gate activations
+        whhT = xp.ascontiguousarray((w_hh * scale[:, None]).T)
+        Hs, Cs, Tc = seq.empty(H), seq.empty(H), seq.empty(H)
+        h, c = seq.zeros_state(h0), seq.zeros_state(c0)
+        rec = xp.empty((seq.B, 4 * H), dtype=x.dtype)
+        ig = xp.empty((seq.B, H), dtype=x.dtype)
+        with _quiet_overflow(xp):
+            for t in seq.order():
+                g = G[t]
+                xp.matmul(h, whhT, out=rec)
+                g += rec
+                _inv1p_exp(g, xp)  # i, f, o = sigmoid; the g slice holds sigmoid(2 a)
+                gg = g[:, 2 * H:3 * H]
+                gg *= 2
+                gg -= 1  # tanh(a)
+                c_new, h_new, tc = Cs[t], Hs[t], Tc[t]
+                xp.multiply(g[:, H:2 * H], c, out=c_new)
+                xp.multiply(g[:, :H], gg, out=ig)
+                c_new += ig
+                xp.tanh(c_new, out=tc)
+                xp.multiply(g[:, 3 * H:], tc, out=h_new)
+                _freeze(seq, t, h_new, h)
+                _freeze(seq, t, c_new, c)
+                h, c = h_new, c_new
+        ctx.seq, ctx.x2, ctx.x_shape = seq, x2, x.shape
+        ctx.G, ctx.Hs, ctx.Cs, ctx.Tc = G, Hs, Cs, Tc
+        ctx.h0, ctx.c0, ctx.w_ih, ctx.w_hh = seq.zeros_state(h0), seq.zeros_state(c0), w_ih, w_hh
+        return seq.output(Hs), h.copy(), c.copy()
+
+    @staticmethod
+    def backward(ctx, dout, dhn, dcn):
+        seq, H, xp = ctx.seq, ctx.seq.H, ctx.seq.xp
+        G, Tc = ctx.G, ctx.Tc
+        lead = G.shape[:2]
+        G4 = G.reshape(lead + (4, H))
+        cprev = seq.prev_states(ctx.Cs, ctx.c0)
+        hprev = seq.prev_states(ctx.Hs, ctx.h0)
+        # local derivatives of every step at once: D = [g*i', c_prev*f', i*g', tanh(c)*o']
+        D = G * (1 - G)  # sigmoid' for i, f, o
+        Dg = D[..., 2 * H:3 * H]
+        gg = G[..., 2 * H:3 * H]
+        xp.multiply(gg, gg, out=Dg)
+        xp.subtract(1, Dg, out=Dg)  # tanh' for g
+        D4 = D.reshape(lead + (4, H))
+        D4[..., 0, :] *= G4[..., 2, :]
+        D4[..., 1, :] *= cprev
+        D4[..., 2, :] *= G4[..., 0, :]
+        D4[..., 3, :] *= Tc
+        A_c = G4[..., 3, :] * (1 - Tc * Tc)  # d c / d h through o * tanh(c)
+        dG = seq.empty(4 * H)
+        dG4 = dG.reshape(lead + (4, H))
+        dout = seq.from_layout(dout)
+        dh, dc = dhn, dcn
+        w_hh = ctx.w_hh
+        for t in seq.backward_order():
+            dh_t = dh + dout[t]
+            if seq.padded(t):
+                m = seq.maskf[t]
+                pass_h, pass_c = dh * (1 - m), dc * (1 - m)
+                dh_t *= m
+                dc = dc * m
+            dc = dc + dh_t * A_c[t]
+            d4 = dG4[t]
+            xp.multiply(dh_t, D4[t, :, 3], out=d4[:, 3])
+            xp.multiply(D4[t, :, :3], dc[:, None, :], out=d4[:, :3])
+            dc = dc * G4[t, :, 1]
+            dh = dG[t] @ w_hh
+            if seq.padded(t):
+                dh += pass_h
+                dc += pass_c
+        dx, dw_ih, dw_hh = _weight_grads(ctx, ctx.x2, ctx.w_ih, dG, dG, hprev, 3)
+        db_ih, db_hh = _bias_grads(ctx, dG, dG, 3)
+        return (dx, dh if ctx.needs_input_grad[1] else None, dc if ctx.needs_input_grad[2] else None,
+                dw_ih, dw_hh, db_ih, db_hh, None)
+
+
+# ---------------------------------------------------------------------------------------------- GRU
+class GRULayer(Function):
+    """One GRU layer, one direction, all steps. Outputs (output, h_n)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, *, reverse=False, batch_first=False):
+        H = w_hh.shape[1]
+        seq = _Seq(x, H, lengths, reverse, batch_first)
+        xp = seq.xp
+        scale = _gate_scale(xp, H, 3, x.dtype, tanh_gate=2)
+        bias = b_hn = None
+        if b_ih is not None:
+            bias = b_ih.copy()
+            bias[:2 * H] += b_hh[:2 * H]  # r and z add both biases outside the recurrence
+            bias *= scale
+            b_hn = b_hh[2 * H:] * scale[2 * H:]
+        x2 = seq.rows(x)
+        G = _project(x2, w_ih * scale[:, None], bias, seq)  # G becomes (r, z, n)
+        whhT = xp.ascontiguousarray((w_hh * scale[:, None]).T)
+        Hs = seq.empty(H)
+        HN = seq.empty(H)  # -2 (W_hn h + b_hn), needed by backward
+        h = seq.zeros_state(h0)
+        rec = xp.empty((seq.B, 3 * H), dtype=x.dtype)
+        with _quiet_overflow(xp):
+            for t in seq.order():
+                g = G[t]
+                xp.matmul(h, whhT, out=rec)
+                rz = g[:, :2 * H]
+                rz += rec[:, :2 * H]
+                _inv1p_exp(rz, xp)  # r, z
+                hn = HN[t]
+                if b_hn is None:
+                    hn[...] = rec[:, 2 * H:]
+                else:
+                    xp.add(rec[:, 2 * H:], b_hn, out=hn)
+                n = g[:, 2 * H:]
+                xp.multiply(g[:, :H], hn, out=rec[:, :H])
+                n += rec[:, :H]
+                _inv1p_exp(n, xp)
+                n *= 2
+                n -= 1  # n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+                h_new = Hs[t]
+                xp.subtract(h, n, out=h_new)  # h' = n + z * (h - n)
+                h_new *= g[:, H:2 * H]
+                h_new += n
+                _freeze(seq, t, h_new, h)
+                h = h_new
+        ctx.seq, ctx.x2, ctx.x_shape = seq, x2, x.shape
+        ctx.G, ctx.HN, ctx.Hs = G, HN, Hs
+        ctx.h0, ctx.w_ih, ctx.w_hh = seq.zeros_state(h0), w_ih, w_hh
+        return seq.output(Hs), h.copy()
+
+    @staticmethod
+    def backward(ctx, dout, dhn):
+        seq, H, xp = ctx.seq, ctx.seq.H, ctx.seq.xp
+        G = ctx.G
+        r, z, n = G[..., :H], G[..., H:2 * H], G[..., 2 * H:]
+        hprev = seq.prev_states(ctx.Hs, ctx.h0)
+        A_n = (1 - z) * (1 - n * n)  # dh -> pre-activation of n
+        A_z = (hprev - n) * z * (1 - z)  # dh -> pre-activation of z
+        A_r = ctx.HN * r * (1 - r) * -0.5  # d(pre n) -> pre-activation of r (HN holds -2 (W_hn h + b_hn))
+        dGX = seq.empty(3 * H)  # wrt the input projections (incl. b_ih)
+        dGH = seq.empty(3 * H)  # wrt the recurrent projections (incl. b_hh)
+        dout = seq.from_layout(dout)
+        dh = dhn
+        w_hh = ctx.w_hh
+        for t in seq.backward_order():
+            dh_t = dh + dout[t]
+            if seq.padded(t):
+                m = seq.maskf[t]
+                pass_h = dh * (1 - m)
+                dh_t *= m
+            dgx, dgh = dGX[t], dGH[t]
+            dn = dgx[:, 2 * H:]
+            xp.multiply(dh_t, A_n[t], out=dn)
+            xp.multiply(dh_t, A_z[t], out=dgh[:, H:2 * H])
+            xp.multiply(dn, A_r[t], out=dgh[:, :H])
+            xp.multiply(dn, r[t], out=dgh[:, 2 * H:])
+            dh = dgh @ w_hh
+            dh += dh_t * z[t]
+            if seq.padded(t):
+                dh += pass_h
+        dGX[..., :2 * H] = dGH[..., :2 * H]
+        dx, dw_ih, dw_hh = _weight_grads(ctx, ctx.x2, ctx.w_ih, dGX, dGH, hprev, 2)
+        db_ih, db_hh = _bias_grads(ctx, dGX, dGH, 2)
+        return dx, dh if ctx.needs_input_grad[1] else None, dw_ih, dw_hh, db_ih, db_hh, None
+
+
+# ---------------------------------------------------------------------------------------------- RNN
+class RNNLayer(Function):
+    """One Elman RNN layer (tanh or relu), one direction, all steps. Outputs (output, h_n)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, *, nonlinearity="tanh", reverse=False,
+                batch_first=False):
+        H = w_hh.shape[1]
+        seq = _Seq(x, H, lengths, reverse, batch_first)
+        xp = seq.xp
+        x2 = seq.rows(x)
+        P = _project(x2, w_ih, None if b_ih is None else b_ih + b_hh, seq)
+        whhT = xp.ascontiguousarray(w_hh.T)
+        Hs = seq.empty(H)
+        h = seq.zeros_state(h0)
+        relu = nonlinearity == "relu"
+        for t in seq.order():
+            h_new = Hs[t]
+            xp.matmul(h, whhT, out=h_new)
+            h_new += P[t]
+            if relu:
+                xp.maximum(h_new, 0, out=h_new)
+            else:
+                xp.tanh(h_new, out=h_new)
+            _freeze(seq, t, h_new, h)
+            h = h_new
+        ctx.seq, ctx.x2, ctx.x_shape, ctx.relu = seq, x2, x.shape, relu
+        ctx.Hs, ctx.h0, ctx.w_ih, ctx.w_hh = Hs, seq.zeros_state(h0), w_ih, w_hh
+        return seq.output(Hs), h.copy()
+
+    @staticmethod
+    def backward(ctx, dout, dhn):
+        seq, H, xp = ctx.seq, ctx.seq.H, ctx.seq.xp
+        Hs = ctx.Hs
+        A = (Hs > 0).astype(Hs.dtype) if ctx.relu else 1 - Hs * Hs
+        hprev = seq.prev_states(Hs, ctx.h0)
+        dP = seq.empty(H)
+        dout = seq.from_layout(dout)
+        dh = dhn
+        w_hh = ctx.w_hh
+        for t in seq.backward_order():
+            dh_t = dh + dout[t]
+            if seq.padded(t):
+                m = seq.maskf[t]
+                pass_h = dh * (1 - m)
+                dh_t *= m
+            xp.multiply(dh_t, A[t], out=dP[t])
+            dh = dP[t] @ w_hh
+            if seq.padded(t):
+                dh += pass_h
+        dx, dw_ih, dw_hh = _weight_grads(ctx, ctx.x2, ctx.w_ih, dP, dP, hprev, 2)
+        db_ih, db_hh = _bias_grads(ctx, dP, dP, 2)
+        return dx, dh if ctx.needs_input_grad[1] else None, dw_ih, dw_hh, db_ih, db_hh, None
+
+
+# ------------------------------------------------------------------------------------ the functions
+def lengths_array(lengths, B, T, op):
+    """``lengths`` (list, array or Tensor) -> validated int64 NumPy array of shape (B,)."""
+    if lengths is None:
+        return None
+    from deepwise.tensor import Tensor  # noqa: PLC0415 - tensor imports ops
+
+    data = lengths.data if isinstance(lengths, Tensor) else lengths
+    if backend.is_array(data):
+        data = backend.to_device(data, backend.Device("cpu"))
+    arr = np.asarray(data)
+    if arr.dtype.kind not in "iu" and arr.size:
+        if arr.dtype.kind == "f" and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"{op}: lengths must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64).reshape(-1) if arr.ndim <= 1 else arr
+    if arr.ndim != 1 or arr.shape[0] != B:
+        raise ValueError(f"{op}: lengths must hold one length per batch item ({B}), got shape {tuple(arr.shape)}")
+    if arr.size and (arr.min() < 0 or arr.max() > T):
+        raise ValueError(f"{op}: lengths must lie in 0..{T} (the padded sequence length), got "
+                         f"min {int(arr.min())}, max {int(arr.max())}")
+    return arr
+
+
+def _check(op, n_gates, input, w_ih, w_hh, b_ih, b_hh, states, batch_first):
+    """Shape checks with messages that name the op and both shapes; returns input cast to the weights'
+    dtype."""
+    if input.ndim != 3:
+        layout = "(batch, seq, features)" if batch_first else "(seq, batch, features)"
+        raise ValueError(f"{op}: input must be 3-D {layout}, got shape {tuple(input.shape)}")
+    if w_hh.ndim != 2 or w_hh.shape[0] != n_gates * w_hh.shape[1]:
+        raise ValueError(f"{op}: weight_hh must be ({n_gates}*hidden, hidden), got {tuple(w_hh.shape)}")
+    H = w_hh.shape[1]
+    if w_ih.ndim != 2 or w_ih.shape[0] != n_gates * H:
+        raise ValueError(f"{op}: weight_ih must be ({n_gates}*{H}, input_size) to match weight_hh "
+                         f"{tuple(w_hh.shape)}, got {tuple(w_ih.shape)}")
+    if input.shape[-1] != w_ih.shape[1]:
+        raise ValueError(f"{op}: input of shape {tuple(input.shape)} has {input.shape[-1]} features, "
+                         f"but weight_ih {tuple(w_ih.shape)} expects input_size={w_ih.shape[1]}")
+    if (b_ih is None) != (b_hh is None):
+        raise ValueError(f"{op}: give both bias_ih and bias_hh, or neither")
+    for name, b in (("bias_ih", b_ih), ("bias_hh", b_hh)):
+        if b is not None and tuple(b.shape) != (n_gates * H,):
+            raise ValueError(f"{op}: {name} must be ({n_gates * H},), got {tuple(b.shape)}")
+    B = input.shape[0] if batch_first else input.shape[1]
+    for name, s in states:
+        if s is not None and tuple(s.shape) != (B, H):
+            raise ValueError(f"{op}: initial state {name} must be (batch, hidden) = ({B}, {H}), "
+                             f"got {tuple(s.shape)}")
+    if input.dtype != w_ih.dtype:
+        input = input.to(w_ih.dtype)
+    T = input.shape[1] if batch_first else input.shape[0]
+    return input, B, T
+
+
+def _cast_state(s, like):
+    return s if s is None or s.dtype == like.dtype else s.to(like.dtype)
+
+
+def lstm_layer(input, weight_ih, weight_hh, bias_ih=None, bias_hh=None, hx=None, cx=None, *, lengths=None,
+               reverse=False, batch_first=False):
+    """One LSTM layer over a whole sequence -> (output, h_n, c_n).
+
+    input (T, B, I) (or (B, T, I) with ``batch_first``), weight_ih (4H, I), weight_hh (4H, H), biases
+    (4H,), gate rows stacked i, f, g, o; hx, cx (B, H) default to zeros. ``reverse`` runs from the last
+    step to the first; ``lengths`` (B,) marks the real length of each padded sequence."""
+    input, B, T = _check("lstm_layer", 4, input, weight_ih, weight_hh, bias_ih, bias_hh,
+                         (("hx", hx), ("cx", cx)), batch_first)
+    lens = lengths_array(lengths, B, T, "lstm_layer")
+    return LSTMLayer.apply(input, _cast_state(hx, weight_ih), _cast_state(cx, weight_ih), weight_ih, weight_hh,
+                           bias_ih, bias_hh, lens, reverse=bool(reverse), batch_first=bool(batch_first))
+
+
+def gru_layer(input, weight_ih, weight_hh, bias_ih=None, bias_hh=None, hx=None, *, lengths=None,
+              reverse=False, batch_first=False):
+    """One GRU layer over a whole sequence -> (output, h_n); gate rows stacked r, z, n (PyTorch's
+    formula, with b_hn inside r * (W_hn h + b_hn)). Arguments as ``lstm_layer``."""
+    input, B, T = _check("gru_layer", 3, input, weight_ih, weight_hh, bias_ih, bias_hh, (("hx", hx),),
+                         batch_first)
+    lens = lengths_array(lengths, B, T, "gru_layer")
+    return GRULayer.apply(input, _cast_state(hx, weight_ih), weight_ih, weight_hh, bias_ih, bias_hh, lens,
+                          reverse=bool(reverse), batch_first=bool(batch_first))
+
+
+def rnn_layer(input, weight_ih, weight_hh, bias_ih=None, bias_hh=None, hx=None, *, nonlinearity="tanh",
+              lengths=None, reverse=False, batch_first=False):
+    """One Elman RNN layer, h' = act(W_ih x + b_ih + W_hh h + b_hh) with act tanh or relu -> (output, h_n)."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"rnn_layer: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    input, B, T = _check("rnn_layer", 1, input, weight_ih, weight_hh, bias_ih, bias_hh, (("hx", hx),),
+                         batch_first)
+    lens = lengths_array(lengths, B, T, "rnn_layer")
+    return RNNLayer.apply(input, _cast_state(hx, weight_ih), weight_ih, weight_hh, bias_ih, bias_hh, lens,
+                          nonlinearity=nonlinearity, reverse=bool(reverse), batch_first=bool(batch_first))
