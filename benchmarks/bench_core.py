@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from harness import Result, setup_torch, time_pair
 
 import deepwise as dw
-from harness import Result, setup_torch, time_pair
 
 
 def dispatch_overhead(torch):
