@@ -15,7 +15,7 @@ sys.path.insert(0, HERE)
 
 from harness import render  # noqa: E402
 
-GROUPS = ["core", "nn", "cnn", "fit"]
+GROUPS = ["core", "nn", "cnn", "rnn", "fit"]
 
 
 def main(argv=None):
