@@ -93,11 +93,7 @@ def _load_run(run_dir):
 
 
 def _trainer_for(recipe, config, model):
-    from deepwise.train import Trainer  # noqa: PLC0415
-
-    opt = recipe.optimizer(model, config)
-    return Trainer(model, optimizer=opt, loss=recipe.loss, metrics=list(recipe.metrics),
-                   scheduler=recipe.scheduler(opt, config), device=config.get("device", "cpu"))
+    return recipe.trainer(model, config)
 
 
 def _write_json(path, obj):
@@ -136,8 +132,10 @@ def cmd_train(args):
     splits = recipe.data(config)
     model = recipe.model(config)
     trainer = _trainer_for(recipe, config, model)
-    cbs = [callbacks.ModelCheckpoint(os.path.join(run_dir, "best.safetensors"), monitor=recipe.monitor,
-                                     save_best_only=True)]
+    cbs = list(recipe.callbacks(config, run_dir))
+    if recipe.monitor is not None:  # a GAN has no loss that says which epoch is best: it keeps the last
+        cbs.append(callbacks.ModelCheckpoint(os.path.join(run_dir, "best.safetensors"), monitor=recipe.monitor,
+                                             save_best_only=True))
     print(f"training {recipe.name} for {config['epochs']} epochs -> {run_dir}", flush=True)
     try:
         history = trainer.fit(

@@ -139,6 +139,24 @@ def _samples(samples, plt):
     return _png(fig, plt)
 
 
+def _image_grid(grid, plt):
+    """``{"title", "images": [2-D lists in [0, 1]], "captions": [...], "ncols"}`` as one figure."""
+    import numpy as np  # noqa: PLC0415
+
+    images = grid["images"]
+    captions = list(grid.get("captions") or []) + [""] * len(images)
+    cols = max(1, min(int(grid.get("ncols", 8)), len(images)))
+    rows = (len(images) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 1.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, cap in zip(axes.flat, images, captions):
+        ax.imshow(np.asarray(img, dtype=float), cmap="gray", vmin=0, vmax=1)
+        if cap:
+            ax.set_title(str(cap), fontsize=7)
+    return _png(fig, plt)
+
+
 def _table(d) -> str:
     rows = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in d.items()
@@ -187,6 +205,11 @@ def build_report(run_dir, out_path=None) -> str:
         png = _samples(metrics["samples"], plt)
         parts.append("<h2>Samples</h2>"
                      f"<figure><img alt='samples' src='data:image/png;base64,{png}'></figure>")
+    for grid in metrics.get("image_grids", []):
+        png = _image_grid(grid, plt)
+        parts.append(f"<h2>{html.escape(grid.get('title', 'images'))}</h2>"
+                     f"<figure><img alt='{html.escape(grid.get('title', 'images'))}' "
+                     f"src='data:image/png;base64,{png}'></figure>")
     if metrics.get("generated_text"):
         parts.append("<h2>Generated text</h2><pre>" + html.escape(metrics["generated_text"]) + "</pre>")
     if config:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from deepwise.recipes.base import Recipe, Splits
 from deepwise.recipes.digits import DigitsCNN, DigitsMLP
+from deepwise.recipes.generative import AutoencoderDigits, DenoisingDigits, GanDigits, VaeDigits
 
 DEFAULT = "digits-cnn"
-_REGISTRY = {r.name: r for r in (DigitsCNN, DigitsMLP)}
+_REGISTRY = {r.name: r for r in (DigitsCNN, DigitsMLP, AutoencoderDigits, DenoisingDigits, VaeDigits, GanDigits)}
 
 
 def names() -> list[str]:

@@ -47,6 +47,18 @@ class Recipe:
     def scheduler(self, optimizer, config):
         return None
 
+    def trainer(self, model, config):
+        """The Trainer that fits this recipe (GANs and autoencoders bring their own)."""
+        from deepwise.train import Trainer  # noqa: PLC0415
+
+        opt = self.optimizer(model, config)
+        return Trainer(model, optimizer=opt, loss=self.loss, metrics=list(self.metrics),
+                       scheduler=self.scheduler(opt, config), device=config.get("device", "cpu"))
+
+    def callbacks(self, config, run_dir) -> list:
+        """Extra callbacks for this recipe's training (sample grids, ...)."""
+        return []
+
     def final_metrics(self, trainer, splits, config) -> dict:
         """Test metrics (plain floats) plus what the report shows for this task."""
         x, y = splits.test

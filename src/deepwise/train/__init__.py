@@ -9,6 +9,7 @@ TensorBoard logging is not included (CSVLogger and History.to_csv cover file log
 """
 
 from deepwise.train import callbacks, metrics
+from deepwise.train.autoencoder import AutoencoderTrainer
 from deepwise.train.callbacks import (
     Callback,
     CallbackList,
@@ -22,12 +23,14 @@ from deepwise.train.callbacks import (
     TerminateOnNaN,
 )
 from deepwise.train.checkpoint import load_training_checkpoint
+from deepwise.train.gan import GANTrainer, SampleGrid
 from deepwise.train.history import History
 from deepwise.train.metrics import Metric
 from deepwise.train.trainer import Trainer
 
 __all__ = [
-    "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",
-    "Metric", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "TerminateOnNaN", "Trainer", "callbacks",
-    "load_training_checkpoint", "metrics",
+    "AutoencoderTrainer", "GANTrainer", "SampleGrid", "CSVLogger", "Callback", "CallbackList",
+    "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler", "Metric", "ModelCheckpoint",
+    "ProgressBar", "ReduceLROnPlateau", "TerminateOnNaN", "Trainer", "callbacks", "load_training_checkpoint",
+    "metrics",
 ]
