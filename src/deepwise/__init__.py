@@ -6,7 +6,7 @@
     loss.backward()
 """
 
-from deepwise import autograd, backend, data, io, nn, ops, optim, random
+from deepwise import autograd, backend, callbacks, data, diagnostics, io, nn, ops, optim, random, train
 from deepwise.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from deepwise.backend import (
     Device,
@@ -43,15 +43,12 @@ from deepwise.creation import (
     zeros,
     zeros_like,
 )
+from deepwise.diagnostics import summary
 from deepwise.io import load, save
 from deepwise.ops import *  # noqa: F403 - the functional ops are dw.exp, dw.cat, ... as in torch
 from deepwise.random import get_rng_state, manual_seed, set_rng_state
 from deepwise.tensor import Tensor
-
-# training and looking inside (these import nn, optim and data above)
-from deepwise import callbacks, diagnostics, train  # noqa: E402, I001
-from deepwise.diagnostics import summary  # noqa: E402
-from deepwise.train import History, Trainer, metrics  # noqa: E402
+from deepwise.train import History, Trainer, metrics
 
 __version__ = "0.1.0"
 
