@@ -13,7 +13,7 @@ model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Dropout(0.3), nn.Linear(
 opt = optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-2)
 sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=30)
 
-for epoch in range(30):
+for _epoch in range(30):
     model.train()
     for xb, yb in loader:
         loss = F.cross_entropy(model(xb), yb, label_smoothing=0.1)

@@ -6,7 +6,7 @@
     loss.backward()
 """
 
-from deepwise import autograd, backend, callbacks, data, diagnostics, io, nn, ops, optim, random, train
+from deepwise import autograd, backend, callbacks, data, diagnostics, io, nn, ops, optim, random, text, train
 from deepwise.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from deepwise.backend import (
     Device,

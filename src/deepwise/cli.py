@@ -4,7 +4,7 @@
     deepwise train digits-cnn              # train; writes runs/digits-cnn-<timestamp>/
     deepwise train digits-cnn --resume runs/digits-cnn-20261123-120000
     deepwise evaluate RUN_DIR              # test metrics of the best weights
-    deepwise predict RUN_DIR INPUT         # an image / .npy for the digit recipes
+    deepwise predict RUN_DIR INPUT         # an image (digits), a prompt (chars-lstm), ... per recipe
     deepwise report RUN_DIR                # (re)build RUN_DIR/report.html
     deepwise bench                         # benchmarks against PyTorch (needs a source checkout)
 
@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="predict one input with a run's best weights")
     pr.add_argument("run_dir")
-    pr.add_argument("input", help="an image file or .npy array (digit recipes)")
+    pr.add_argument("input", help="what the recipe predicts from: an image or .npy file (digits), a text prompt "
+                    "(chars-lstm), a number of months or a file of values (co2-lstm), a bit string (sequence-gru)")
 
     r = sub.add_parser("report", help="(re)build the HTML report of a run")
     r.add_argument("run_dir")

@@ -9,9 +9,11 @@ from deepwise.diagnostics.graphviz import graph, render_graph
 from deepwise.diagnostics.model_summary import Summary, summary
 from deepwise.diagnostics.overfitting import OverfittingAdvisor, diagnose_overfitting
 from deepwise.diagnostics.report import ReportError, build_report
+from deepwise.diagnostics.vanishing import compare_gradient_flow, format_gradient_flow, gradient_norms_through_time
 
 __all__ = [
     "Diagnosis", "GradientMonitor", "OverfittingAdvisor", "ReportError", "Summary", "build_report",
+    "compare_gradient_flow", "format_gradient_flow", "gradient_norms_through_time",
     "detect_anomaly", "diagnose_overfitting", "explain_nan", "feature_maps", "find_nan", "graph",
     "plot_feature_maps", "plot_filters", "render_graph", "summary",
 ]

@@ -96,18 +96,11 @@ class _Seq:
     def padded(self, t):
         return self.mask is not None and t >= self.first_padded
 
-    def prev_states(self, states, h0):
-        """(T, B, H): the state *before* each step -- h0, then what the previous steps (in processing
-        order) produced."""
-        prev = self.empty(states.shape[-1])
-        if self.T:
-            if self.reverse:
-                prev[-1] = h0
-                prev[:-1] = states[1:]
-            else:
-                prev[0] = h0
-                prev[1:] = states[:-1]
-        return prev
+    def prev_step(self, t):
+        """The step whose state feeds step t (None for the first step processed: it gets h0)."""
+        if self.reverse:
+            return t + 1 if t + 1 < self.T else None
+        return t - 1 if t > 0 else None
 
     def output(self, states):
         """The layer's output in the caller's layout: the states, zero at padded steps."""
@@ -135,18 +128,27 @@ def _freeze(seq, t, new, old):
         seq.xp.copyto(new, old, where=~seq.mask[t])
 
 
-def _weight_grads(ctx, x2, w_ih, dgx, dgh, hprev, i_w):
-    """dx, dW_ih, dW_hh as one GEMM each over all steps (``i_w``: position of W_ih among the inputs)."""
+def _weight_grads(ctx, x2, w_ih, dgx, dgh, states, h0, i_w):
+    """dx, dW_ih, dW_hh as one GEMM each over all steps (``i_w``: position of W_ih among the inputs).
+
+    The state before step t is ``states`` one step earlier in processing order (h0 for the first):
+    frozen padded steps hold their carried state, so the shift is right with padding too. dW_hh is
+    then one GEMM over the shifted slabs plus a (gates, B) @ (B, H) one for h0 -- no shifted copy."""
     need = ctx.needs_input_grad
+    seq = ctx.seq
     dgx2 = dgx.reshape(-1, dgx.shape[-1])
     dx = None
     if need[0]:
-        seq = ctx.seq
         dx = seq.to_layout((dgx2 @ w_ih).reshape(seq.T, seq.B, w_ih.shape[1]))
     dw_ih = dgx2.T @ x2 if need[i_w] else None
     dw_hh = None
     if need[i_w + 1]:
-        dw_hh = dgh.reshape(-1, dgh.shape[-1]).T @ hprev.reshape(-1, hprev.shape[-1])
+        rows, H = dgh.shape[-1], states.shape[-1]
+        first = seq.T - 1 if seq.reverse else 0
+        dw_hh = dgh[first].T @ h0
+        if seq.T > 1:
+            g_rest, s_prev = (dgh[:-1], states[1:]) if seq.reverse else (dgh[1:], states[:-1])
+            dw_hh += g_rest.reshape(-1, rows).T @ s_prev.reshape(-1, H)
     return dx, dw_ih, dw_hh
 
 
@@ -169,60 +171,60 @@ def _gate_scale(xp, H, n_gates, dtype, tanh_gate):
 
 
 def _inv1p_exp(a, xp):
-    """a <- 1 / (1 + exp(a)), in place (exp overflowing to inf gives the right limit, 0)."""
+    """a <- 1 / (1 + exp(a)), in place (exp overflowing to inf gives the right limit, 0; callers
+    silence NumPy's overflow warning)."""
+    one = a.dtype.type(1)
     xp.exp(a, out=a)
-    a += 1
-    xp.reciprocal(a, out=a)
+    a += one
+    xp.divide(one, a, out=a)
 
 
-class _quiet_overflow:
-    """NumPy warns when exp overflows to inf; here that is the intended limit."""
-
-    def __init__(self, xp):
-        self.ctx = np.errstate(over="ignore") if xp is np else None
-
-    def __enter__(self):
-        if self.ctx is not None:
-            self.ctx.__enter__()
-
-    def __exit__(self, *exc):
-        if self.ctx is not None:
-            self.ctx.__exit__(*exc)
-        return False
+def _tanh(a, out, xp):
+    """out <- tanh(a) = 2 / (1 + exp(-2a)) - 1: NumPy's float32 exp is vectorised, its tanh is not."""
+    one, two = a.dtype.type(1), a.dtype.type(2)
+    xp.multiply(a, -two, out=out)
+    xp.exp(out, out=out)
+    out += one
+    xp.divide(two, out, out=out)
+    out -= one
 
 
 # --------------------------------------------------------------------------------------------- LSTM
 class LSTMLayer(Function):
-    """One LSTM layer, one direction, all steps. Outputs (output, h_n, c_n)."""
+    """One LSTM layer, one direction, all steps. Outputs (output, h_n, c_n).
+
+    Saved for backward: G (T, B, 4H) = sigmoid(i), sigmoid(f), sigmoid(2 a_g), sigmoid(o) -- the g
+    gate kept as the sigmoid it comes from, tanh(a_g) = 2 s - 1 and tanh'(a_g) = 4 s (1 - s), so one
+    ``s * (1 - s)`` over the whole slab gives every gate's derivative -- and the states h, c, tanh(c)."""
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, *, reverse=False, batch_first=False):
         H = w_hh.shape[1]
         seq = _Seq(x, H, lengths, reverse, batch_first)
         xp = seq.xp
+        one, two = x.dtype.type(1), x.dtype.type(2)
         scale = _gate_scale(xp, H, 4, x.dtype, tanh_gate=2)
         bias = None if b_ih is None else (b_ih + b_hh) * scale
         x2 = seq.rows(x)
-        G = _project(x2, w_ih * scale[:, None], bias, seq)  # G becomes the gate activations
+        G = _project(x2, w_ih * scale[:, None], bias, seq)  # becomes the gate sigmoids in place
         whhT = xp.ascontiguousarray((w_hh * scale[:, None]).T)
         Hs, Cs, Tc = seq.empty(H), seq.empty(H), seq.empty(H)
         h, c = seq.zeros_state(h0), seq.zeros_state(c0)
         rec = xp.empty((seq.B, 4 * H), dtype=x.dtype)
         ig = xp.empty((seq.B, H), dtype=x.dtype)
-        with _quiet_overflow(xp):
+        with np.errstate(over="ignore"):  # exp overflowing to inf is the intended limit
             for t in seq.order():
                 g = G[t]
                 xp.matmul(h, whhT, out=rec)
                 g += rec
-                _inv1p_exp(g, xp)  # i, f, o = sigmoid; the g slice holds sigmoid(2 a)
-                gg = g[:, 2 * H:3 * H]
-                gg *= 2
-                gg -= 1  # tanh(a)
+                _inv1p_exp(g, xp)  # sigmoid of every slot (the g slot: sigmoid(2 a_g))
+                xp.multiply(g[:, 2 * H:3 * H], two, out=ig)
+                ig -= one  # tanh(a_g)
+                ig *= g[:, :H]  # i * g
                 c_new, h_new, tc = Cs[t], Hs[t], Tc[t]
                 xp.multiply(g[:, H:2 * H], c, out=c_new)
-                xp.multiply(g[:, :H], gg, out=ig)
                 c_new += ig
-                xp.tanh(c_new, out=tc)
+                _tanh(c_new, tc, xp)
                 xp.multiply(g[:, 3 * H:], tc, out=h_new)
                 _freeze(seq, t, h_new, h)
                 _freeze(seq, t, c_new, c)
@@ -235,45 +237,48 @@ class LSTMLayer(Function):
     @staticmethod
     def backward(ctx, dout, dhn, dcn):
         seq, H, xp = ctx.seq, ctx.seq.H, ctx.seq.xp
-        G, Tc = ctx.G, ctx.Tc
-        lead = G.shape[:2]
-        G4 = G.reshape(lead + (4, H))
-        cprev = seq.prev_states(ctx.Cs, ctx.c0)
-        hprev = seq.prev_states(ctx.Hs, ctx.h0)
-        # local derivatives of every step at once: D = [g*i', c_prev*f', i*g', tanh(c)*o']
-        D = G * (1 - G)  # sigmoid' for i, f, o
-        Dg = D[..., 2 * H:3 * H]
-        gg = G[..., 2 * H:3 * H]
-        xp.multiply(gg, gg, out=Dg)
-        xp.subtract(1, Dg, out=Dg)  # tanh' for g
-        D4 = D.reshape(lead + (4, H))
-        D4[..., 0, :] *= G4[..., 2, :]
-        D4[..., 1, :] *= cprev
-        D4[..., 2, :] *= G4[..., 0, :]
-        D4[..., 3, :] *= Tc
-        A_c = G4[..., 3, :] * (1 - Tc * Tc)  # d c / d h through o * tanh(c)
+        G, Cs, Tc, w_hh = ctx.G, ctx.Cs, ctx.Tc, ctx.w_hh
+        one, two, four = G.dtype.type(1), G.dtype.type(2), G.dtype.type(4)
+        G4 = G.reshape(seq.T, seq.B, 4, H)
         dG = seq.empty(4 * H)
-        dG4 = dG.reshape(lead + (4, H))
+        dG4 = dG.reshape(seq.T, seq.B, 4, H)
         dout = seq.from_layout(dout)
         dh, dc = dhn, dcn
-        w_hh = ctx.w_hh
-        for t in seq.backward_order():
+        a = xp.empty((seq.B, H), dtype=G.dtype)
+        for t in seq.backward_order():  # every step works on its own (B, 4H) slab, hot in cache
             dh_t = dh + dout[t]
             if seq.padded(t):
                 m = seq.maskf[t]
                 pass_h, pass_c = dh * (1 - m), dc * (1 - m)
                 dh_t *= m
                 dc = dc * m
-            dc = dc + dh_t * A_c[t]
-            d4 = dG4[t]
-            xp.multiply(dh_t, D4[t, :, 3], out=d4[:, 3])
-            xp.multiply(D4[t, :, :3], dc[:, None, :], out=d4[:, :3])
-            dc = dc * G4[t, :, 1]
-            dh = dG[t] @ w_hh
+            s4, tc = G4[t], Tc[t]
+            xp.multiply(tc, tc, out=a)
+            xp.subtract(one, a, out=a)
+            a *= s4[:, 3]
+            a *= dh_t
+            dc = dc + a  # through h = o * tanh(c)
+            d, d4 = dG[t], dG4[t]
+            xp.subtract(one, G[t], out=d)
+            d *= G[t]  # s (1 - s): the sigmoid' of every slot
+            xp.multiply(s4[:, 2], two, out=a)
+            a -= one
+            a *= dc
+            d4[:, 0] *= a  # i: dc * tanh(a_g)
+            p = seq.prev_step(t)
+            xp.multiply(dc, ctx.c0 if p is None else Cs[p], out=a)
+            d4[:, 1] *= a  # f: dc * c_prev
+            xp.multiply(s4[:, 0], dc, out=a)
+            a *= four
+            d4[:, 2] *= a  # g: dc * i * 4 (tanh'(a) = 4 sigmoid'(2a))
+            xp.multiply(dh_t, tc, out=a)
+            d4[:, 3] *= a  # o: dh * tanh(c)
+            dc = dc * s4[:, 1]
+            dh = d @ w_hh
             if seq.padded(t):
                 dh += pass_h
                 dc += pass_c
-        dx, dw_ih, dw_hh = _weight_grads(ctx, ctx.x2, ctx.w_ih, dG, dG, hprev, 3)
+        dx, dw_ih, dw_hh = _weight_grads(ctx, ctx.x2, ctx.w_ih, dG, dG, ctx.Hs, ctx.h0, 3)
         db_ih, db_hh = _bias_grads(ctx, dG, dG, 3)
         return (dx, dh if ctx.needs_input_grad[1] else None, dc if ctx.needs_input_grad[2] else None,
                 dw_ih, dw_hh, db_ih, db_hh, None)
@@ -289,6 +294,7 @@ class GRULayer(Function):
         seq = _Seq(x, H, lengths, reverse, batch_first)
         xp = seq.xp
         scale = _gate_scale(xp, H, 3, x.dtype, tanh_gate=2)
+        one, two = x.dtype.type(1), x.dtype.type(2)
         bias = b_hn = None
         if b_ih is not None:
             bias = b_ih.copy()
@@ -302,7 +308,7 @@ class GRULayer(Function):
         HN = seq.empty(H)  # -2 (W_hn h + b_hn), needed by backward
         h = seq.zeros_state(h0)
         rec = xp.empty((seq.B, 3 * H), dtype=x.dtype)
-        with _quiet_overflow(xp):
+        with np.errstate(over="ignore"):  # exp overflowing to inf is the intended limit
             for t in seq.order():
                 g = G[t]
                 xp.matmul(h, whhT, out=rec)
@@ -318,8 +324,8 @@ class GRULayer(Function):
                 xp.multiply(g[:, :H], hn, out=rec[:, :H])
                 n += rec[:, :H]
                 _inv1p_exp(n, xp)
-                n *= 2
-                n -= 1  # n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+                n *= two
+                n -= one  # n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
                 h_new = Hs[t]
                 xp.subtract(h, n, out=h_new)  # h' = n + z * (h - n)
                 h_new *= g[:, H:2 * H]
@@ -334,35 +340,46 @@ class GRULayer(Function):
     @staticmethod
     def backward(ctx, dout, dhn):
         seq, H, xp = ctx.seq, ctx.seq.H, ctx.seq.xp
-        G = ctx.G
-        r, z, n = G[..., :H], G[..., H:2 * H], G[..., 2 * H:]
-        hprev = seq.prev_states(ctx.Hs, ctx.h0)
-        A_n = (1 - z) * (1 - n * n)  # dh -> pre-activation of n
-        A_z = (hprev - n) * z * (1 - z)  # dh -> pre-activation of z
-        A_r = ctx.HN * r * (1 - r) * -0.5  # d(pre n) -> pre-activation of r (HN holds -2 (W_hn h + b_hn))
+        G, HN, Hs, w_hh = ctx.G, ctx.HN, ctx.Hs, ctx.w_hh
+        one, neg_half = G.dtype.type(1), G.dtype.type(-0.5)
         dGX = seq.empty(3 * H)  # wrt the input projections (incl. b_ih)
         dGH = seq.empty(3 * H)  # wrt the recurrent projections (incl. b_hh)
         dout = seq.from_layout(dout)
         dh = dhn
-        w_hh = ctx.w_hh
-        for t in seq.backward_order():
+        a = xp.empty((seq.B, H), dtype=G.dtype)
+        b = xp.empty((seq.B, H), dtype=G.dtype)
+        for t in seq.backward_order():  # every step works on its own slabs, hot in cache
             dh_t = dh + dout[t]
             if seq.padded(t):
                 m = seq.maskf[t]
                 pass_h = dh * (1 - m)
                 dh_t *= m
-            dgx, dgh = dGX[t], dGH[t]
+            g, dgx, dgh = G[t], dGX[t], dGH[t]
+            r, z, n = g[:, :H], g[:, H:2 * H], g[:, 2 * H:]
+            p = seq.prev_step(t)
+            h_prev = ctx.h0 if p is None else Hs[p]
+            xp.subtract(one, g, out=dgh)
+            dgh *= g  # s (1 - s): sigmoid' of r and z (the n slot is overwritten below)
             dn = dgx[:, 2 * H:]
-            xp.multiply(dh_t, A_n[t], out=dn)
-            xp.multiply(dh_t, A_z[t], out=dgh[:, H:2 * H])
-            xp.multiply(dn, A_r[t], out=dgh[:, :H])
-            xp.multiply(dn, r[t], out=dgh[:, 2 * H:])
+            xp.multiply(n, n, out=a)
+            xp.subtract(one, a, out=a)  # tanh'(n)
+            xp.subtract(one, z, out=b)
+            a *= b
+            xp.multiply(a, dh_t, out=dn)  # dh * (1 - z) * tanh'
+            xp.subtract(h_prev, n, out=a)
+            a *= dh_t
+            dgh[:, H:2 * H] *= a  # z: dh * (h_prev - n) * sigmoid'
+            xp.multiply(dn, HN[t], out=a)
+            a *= neg_half
+            dgh[:, :H] *= a  # r: dn * (W_hn h + b_hn) * sigmoid'  (HN holds -2 (W_hn h + b_hn))
+            xp.multiply(dn, r, out=dgh[:, 2 * H:])  # through r * (W_hn h + b_hn)
+            dgx[:, :2 * H] = dgh[:, :2 * H]
             dh = dgh @ w_hh
-            dh += dh_t * z[t]
+            xp.multiply(dh_t, z, out=a)
+            dh += a
             if seq.padded(t):
                 dh += pass_h
-        dGX[..., :2 * H] = dGH[..., :2 * H]
-        dx, dw_ih, dw_hh = _weight_grads(ctx, ctx.x2, ctx.w_ih, dGX, dGH, hprev, 2)
+        dx, dw_ih, dw_hh = _weight_grads(ctx, ctx.x2, ctx.w_ih, dGX, dGH, Hs, ctx.h0, 2)
         db_ih, db_hh = _bias_grads(ctx, dGX, dGH, 2)
         return dx, dh if ctx.needs_input_grad[1] else None, dw_ih, dw_hh, db_ih, db_hh, None
 
@@ -383,12 +400,13 @@ class RNNLayer(Function):
         Hs = seq.empty(H)
         h = seq.zeros_state(h0)
         relu = nonlinearity == "relu"
+        zero = x.dtype.type(0)
         for t in seq.order():
             h_new = Hs[t]
             xp.matmul(h, whhT, out=h_new)
             h_new += P[t]
             if relu:
-                xp.maximum(h_new, 0, out=h_new)
+                xp.maximum(h_new, zero, out=h_new)
             else:
                 xp.tanh(h_new, out=h_new)
             _freeze(seq, t, h_new, h)
@@ -400,24 +418,28 @@ class RNNLayer(Function):
     @staticmethod
     def backward(ctx, dout, dhn):
         seq, H, xp = ctx.seq, ctx.seq.H, ctx.seq.xp
-        Hs = ctx.Hs
-        A = (Hs > 0).astype(Hs.dtype) if ctx.relu else 1 - Hs * Hs
-        hprev = seq.prev_states(Hs, ctx.h0)
+        Hs, w_hh = ctx.Hs, ctx.w_hh
+        one = Hs.dtype.type(1)
         dP = seq.empty(H)
         dout = seq.from_layout(dout)
         dh = dhn
-        w_hh = ctx.w_hh
         for t in seq.backward_order():
             dh_t = dh + dout[t]
             if seq.padded(t):
                 m = seq.maskf[t]
                 pass_h = dh * (1 - m)
                 dh_t *= m
-            xp.multiply(dh_t, A[t], out=dP[t])
-            dh = dP[t] @ w_hh
+            d = dP[t]
+            if ctx.relu:
+                xp.greater(Hs[t], 0, out=d)  # relu' (as 0 / 1 in the float dtype)
+            else:
+                xp.multiply(Hs[t], Hs[t], out=d)
+                xp.subtract(one, d, out=d)  # tanh'
+            d *= dh_t
+            dh = d @ w_hh
             if seq.padded(t):
                 dh += pass_h
-        dx, dw_ih, dw_hh = _weight_grads(ctx, ctx.x2, ctx.w_ih, dP, dP, hprev, 2)
+        dx, dw_ih, dw_hh = _weight_grads(ctx, ctx.x2, ctx.w_ih, dP, dP, Hs, ctx.h0, 2)
         db_ih, db_hh = _bias_grads(ctx, dP, dP, 2)
         return dx, dh if ctx.needs_input_grad[1] else None, dw_ih, dw_hh, db_ih, db_hh, None
 
@@ -475,6 +497,8 @@ def _check(op, n_gates, input, w_ih, w_hh, b_ih, b_hh, states, batch_first):
     if input.dtype != w_ih.dtype:
         input = input.to(w_ih.dtype)
     T = input.shape[1] if batch_first else input.shape[0]
+    if T == 0:
+        raise ValueError(f"{op}: input of shape {tuple(input.shape)} has no time steps")
     return input, B, T
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from deepwise.recipes.base import Recipe, Splits
 from deepwise.recipes.digits import DigitsCNN, DigitsMLP
 from deepwise.recipes.generative import AutoencoderDigits, DenoisingDigits, GanDigits, VaeDigits
+from deepwise.recipes.sequences import CO2LSTM, CharsLSTM, SequenceGRU
 
 DEFAULT = "digits-cnn"
-_REGISTRY = {r.name: r for r in (DigitsCNN, DigitsMLP, AutoencoderDigits, DenoisingDigits, VaeDigits, GanDigits)}
+_REGISTRY = {r.name: r for r in (DigitsCNN, DigitsMLP, CO2LSTM, CharsLSTM, SequenceGRU, AutoencoderDigits,
+                                 DenoisingDigits, VaeDigits, GanDigits)}
 
 
 def names() -> list[str]:

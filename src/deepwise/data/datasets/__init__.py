@@ -15,8 +15,10 @@ from deepwise.data.datasets.remote import (
     file_checksum,
     verify_checksum,
 )
+from deepwise.data.datasets.series import load_co2
 
 __all__ = [
+    "load_co2",
     "CIFAR10_CLASSES", "ChecksumError", "DatasetFormatError", "DownloadError", "dataset_folder",
     "dataset_names", "default_root", "download", "download_url", "file_checksum", "load_cifar10",
     "load_digits", "load_mnist", "parse_idx", "read_cifar_batch", "read_idx", "stratified_split",

@@ -144,13 +144,12 @@ class RNNBase(Module):
             raise ValueError(f"{self!r}: lengths apply to batched input; got unbatched input {_shape(input)}")
         dirs = 2 if self.bidirectional else 1
         finals = [[] for _ in states]
+        all_weights = self.all_weights
         for layer in range(self.num_layers):
             outs = []
             for d in range(dirs):
                 idx = layer * dirs + d
-                weights = self.all_weights[idx]
-                if not self.bias:
-                    weights = weights + [None, None]
+                weights = all_weights[idx] if self.bias else all_weights[idx] + [None, None]
                 init_states = [None if s is None else s[idx] for s in states]
                 res = self._layer_op(x, weights, init_states, lens, reverse=d == 1, batch_first=bf)
                 outs.append(res[0])
@@ -166,7 +165,13 @@ class RNNBase(Module):
         return x, finals
 
     def _layer_op(self, x, weights, init_states, lengths, reverse, batch_first):
-        raise NotImplementedError
+        """One layer, one direction: the fused op of this mode."""
+        kw = {"lengths": lengths, "reverse": reverse, "batch_first": batch_first}
+        if self.mode == "LSTM":
+            return lstm_layer(x, *weights, init_states[0], init_states[1], **kw)
+        if self.mode == "GRU":
+            return gru_layer(x, *weights, init_states[0], **kw)
+        return rnn_layer(x, *weights, init_states[0], nonlinearity="relu" if self.mode == "RNN_RELU" else "tanh", **kw)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -200,10 +205,6 @@ class RNN(RNNBase):
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size, hidden_size, num_layers,
                          bias, batch_first, dropout, bidirectional, device=device, dtype=dtype)
 
-    def _layer_op(self, x, weights, init_states, lengths, reverse, batch_first):
-        return rnn_layer(x, *weights, init_states[0], nonlinearity=self.nonlinearity, lengths=lengths,
-                              reverse=reverse, batch_first=batch_first)
-
     def forward(self, input, hx=None, lengths=None):
         self._check_input(input)
         out, (h_n,) = self._run(input, (hx,), lengths)
@@ -222,10 +223,6 @@ class LSTM(RNNBase):
                  device=None, dtype=None):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          proj_size, device=device, dtype=dtype)
-
-    def _layer_op(self, x, weights, init_states, lengths, reverse, batch_first):
-        return lstm_layer(x, *weights, init_states[0], init_states[1], lengths=lengths, reverse=reverse,
-                               batch_first=batch_first)
 
     def forward(self, input, hx=None, lengths=None):
         self._check_input(input)
@@ -249,10 +246,6 @@ class GRU(RNNBase):
                  dtype=None):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          device=device, dtype=dtype)
-
-    def _layer_op(self, x, weights, init_states, lengths, reverse, batch_first):
-        return gru_layer(x, *weights, init_states[0], lengths=lengths, reverse=reverse,
-                              batch_first=batch_first)
 
     def forward(self, input, hx=None, lengths=None):
         self._check_input(input)
