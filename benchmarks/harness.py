@@ -1,8 +1,8 @@
 """Side-by-side timing of deepwise and PyTorch: same work, same threads, alternating in one process.
 
-Each workload is a pair of zero-argument callables (one step each). They run interleaved --
-deepwise, torch, deepwise, torch ... -- after a warm-up, so drift in machine load hits both alike;
-the median of the repeats is reported with the ratio deepwise / torch.
+Each workload is a pair of zero-argument callables (one step each). They run in alternating blocks
+after a warm-up, so drift in machine load hits both alike; the median step time of each is reported
+with the ratio deepwise / torch.
 """
 
 from __future__ import annotations
@@ -43,21 +43,29 @@ def setup_torch():
     return torch
 
 
-def time_pair(dw_step, torch_step, repeats=30, warmup=3, min_time=0.0):
-    """Median seconds per call of each, measured alternately."""
+def time_pair(dw_step, torch_step, repeats=30, warmup=3, blocks=6, settle=0.05):
+    """Median seconds per call of each, measured in alternating blocks.
+
+    Steps run in blocks (``repeats // blocks`` calls of one framework, then of the other) with a
+    pause between blocks: both NumPy's OpenBLAS and PyTorch's OpenMP keep their threads spinning for
+    a while after work, and a framework timed right after the other would pay for the other's
+    spinning threads. Alternating blocks still spreads machine drift over both.
+    """
     for _ in range(warmup):
         dw_step()
         if torch_step is not None:
             torch_step()
+    per_block = max(1, repeats // blocks)
     dw_t, th_t = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        dw_step()
-        dw_t.append(time.perf_counter() - t0)
-        if torch_step is not None:
-            t0 = time.perf_counter()
-            torch_step()
-            th_t.append(time.perf_counter() - t0)
+    for _ in range(blocks):
+        for step, out in ((dw_step, dw_t), (torch_step, th_t)):
+            if step is None:
+                continue
+            time.sleep(settle)
+            for _ in range(per_block):
+                t0 = time.perf_counter()
+                step()
+                out.append(time.perf_counter() - t0)
     return statistics.median(dw_t), (statistics.median(th_t) if th_t else None)
 
 
@@ -79,7 +87,7 @@ def render(results, title="deepwise vs PyTorch (CPU)") -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"{title}. Written by `python benchmarks/run.py`; median of alternating runs in one process.",
+        f"{title}. Written by `python benchmarks/run.py`; median step time, alternating blocks in one process.",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"NumPy {np.__version__}, PyTorch {tv}, threads={threads()}.",
         "",
