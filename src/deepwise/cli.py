@@ -105,7 +105,7 @@ def _write_json(path, obj):
 
 def cmd_train(args):
     import deepwise as dw  # noqa: PLC0415
-    from deepwise.train import callbacks  # noqa: PLC0415
+    from deepwise import callbacks  # noqa: PLC0415
 
     if args.resume:
         config, recipe = _load_run(args.resume)
@@ -134,9 +134,13 @@ def cmd_train(args):
     model = recipe.model(config)
     trainer = _trainer_for(recipe, config, model)
     cbs = list(recipe.callbacks(config, run_dir))
+    watchers = []
     if recipe.monitor is not None:  # a GAN has no loss that says which epoch is best: it keeps the last
         cbs.append(callbacks.ModelCheckpoint(os.path.join(run_dir, "best.safetensors"), monitor=recipe.monitor,
                                              save_best_only=True))
+        # look inside while it learns: the report explains what these notice, in plain words
+        watchers = [callbacks.GradientMonitor(every=10, verbose=0), callbacks.OverfittingAdvisor(verbose=0)]
+        cbs += watchers
     print(f"training {recipe.name} for {config['epochs']} epochs -> {run_dir}", flush=True)
     try:
         history = trainer.fit(
@@ -157,6 +161,11 @@ def cmd_train(args):
     if os.path.exists(os.path.join(run_dir, "best.safetensors")):
         model.load_state_dict(dw.load(os.path.join(run_dir, "best.safetensors")))
     metrics = recipe.final_metrics(trainer, splits, config)
+    if watchers:
+        found = [text for w in watchers for text in w.diagnosis_text()]
+        metrics["diagnosis"] = found or [
+            "GradientMonitor and OverfittingAdvisor watched this run and found no problem: no vanishing or "
+            "exploding gradients, no dead or saturated units, and no sign of overfitting."]
     _write_json(os.path.join(run_dir, "metrics.json"), metrics)
     shown = {k: v for k, v in metrics.items() if isinstance(v, float)}
     print("test (best weights): " + ", ".join(f"{k[5:] if k.startswith('test_') else k} {v:.4f}"

@@ -341,3 +341,20 @@ def test_device_argument_and_batches_follow_the_model(cls_data):
     t = Trainer(model, dw.optim.SGD(model.parameters(), lr=0.1), device="cpu")
     assert t.device == dw.Device("cpu")
     assert t.fit(x, y, epochs=1, verbose=0).history["loss"]
+
+
+def test_trainer_summary_uses_the_shape_fit_saw():
+    import numpy as np
+
+    import deepwise as dw
+
+    model = dw.nn.Sequential(dw.nn.Linear(6, 4), dw.nn.ReLU(), dw.nn.Linear(4, 3))
+    trainer = dw.Trainer(model, optimizer=dw.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(ValueError, match="input_shape"):
+        trainer.summary()
+    x = np.random.default_rng(0).standard_normal((20, 6)).astype(np.float32)
+    y = np.arange(20) % 3
+    trainer.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    s = trainer.summary()
+    assert sum(r.params for r in s.rows) == 6 * 4 + 4 + 4 * 3 + 3
+    assert "(-1, 3)" in str(s)

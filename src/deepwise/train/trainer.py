@@ -139,6 +139,19 @@ class Trainer(StepsMixin, CheckpointMixin, EvaluationMixin):
         self._tracker = None
 
     # ------------------------------------------------------------------------------ fit
+    sample_shape = None  # shape of one input sample, seen in the first training batch (for summary())
+
+    def summary(self, input_shape=None, **kwargs):
+        """``dw.summary`` of the model: its layers, output shapes, parameters and memory. ``input_shape``
+        (one sample, no batch dim) defaults to what ``fit`` last saw."""
+        from deepwise.diagnostics import summary  # noqa: PLC0415
+
+        input_shape = input_shape or self.sample_shape
+        if input_shape is None:
+            raise ValueError("Trainer.summary: pass input_shape=(...) (one sample, without the batch dim) "
+                             "or call fit first so the trainer has seen the data")
+        return summary(self.model, input_shape, **kwargs)
+
     def fit(self, x, y=None, epochs: int = 1, batch_size: int | None = None, validation_data=None,
             validation_split: float = 0.0, shuffle: bool | None = None, callbacks=None, class_weight=None,
             sample_weight=None, grad_clip_norm: float | None = None, grad_accumulation_steps: int = 1,
@@ -340,6 +353,9 @@ class Trainer(StepsMixin, CheckpointMixin, EvaluationMixin):
             size, boundary = self._accumulation(b, steps)
             self._is_boundary, self._loss_scale = boundary, 1.0 / size
             self.callbacks.on_train_batch_begin(b, {"batch": b, "size": n})
+            if self.sample_shape is None:
+                first = batch[0] if isinstance(batch, (tuple, list)) else batch
+                self.sample_shape = tuple(first.shape[1:]) if hasattr(first, "shape") else None
             step_logs = self.train_step(batch)
             tracker.add(step_logs, n)
             self.global_step += 1
