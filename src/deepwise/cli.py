@@ -139,7 +139,9 @@ def cmd_train(args):
         cbs.append(callbacks.ModelCheckpoint(os.path.join(run_dir, "best.safetensors"), monitor=recipe.monitor,
                                              save_best_only=True))
         # look inside while it learns: the report explains what these notice, in plain words
-        watchers = [callbacks.GradientMonitor(every=10, verbose=0), callbacks.OverfittingAdvisor(verbose=0)]
+        # near convergence gradients get tiny and one batch can jump 20x without harm: only flag big spikes
+        watchers = [callbacks.GradientMonitor(every=10, verbose=0, spike_factor=100.0),
+                    callbacks.OverfittingAdvisor(verbose=0)]
         cbs += watchers
     print(f"training {recipe.name} for {config['epochs']} epochs -> {run_dir}", flush=True)
     try:

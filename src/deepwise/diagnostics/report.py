@@ -70,6 +70,8 @@ def _curves(history, plt):
         ax.set_title(f"{name}: train vs validation")
         figures.append((f"{name}", _png(fig, plt)))
     # per-layer series ("grad_norm/0.weight", ...) from GradientMonitor: one plot per quantity
+    import numpy as np  # noqa: PLC0415
+
     groups = {}
     for k in history:
         if "/" in k and not k.startswith("val_"):
@@ -78,13 +80,15 @@ def _curves(history, plt):
         fig, ax = plt.subplots(figsize=(5.5, 3.4))
         for k in keys:
             ax.plot(epochs, history[k], marker="o", ms=2, label=k.split("/", 1)[1])
-        ax.set_yscale("log")
+        values = np.asarray([history[k] for k in keys], dtype=float)
+        if np.all(values[np.isfinite(values)] > 0):  # zeros (frozen or dead layers) cannot go on a log axis
+            ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel(quantity)
         ax.grid(alpha=0.3)
         if len(keys) <= 12:
             ax.legend(fontsize=6)
-        ax.set_title(f"{quantity} per layer (log scale)")
+        ax.set_title(f"{quantity} per layer")
         figures.append((quantity, _png(fig, plt)))
     if "lr" in history and any(v == v for v in history["lr"]):
         fig, ax = plt.subplots(figsize=(5.5, 3.0))
