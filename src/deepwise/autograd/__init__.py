@@ -34,10 +34,12 @@ def _root_grads(outputs, grad_outputs, create_graph, what):
                 )
             g = get_array_module(out.data).ones_like(out.data)
         else:
-            g = g.data if isinstance(g, Tensor) else g
             if tuple(g.shape) != out.shape:
                 raise RuntimeError(f"{what}: gradient of shape {tuple(g.shape)} for an output of shape {out.shape}")
-            g = g.astype(out.dtype, copy=True)
+            if create_graph and isinstance(g, Tensor):  # part of a graph itself: keep it as it is
+                grads.append(g)
+                continue
+            g = (g.data if isinstance(g, Tensor) else g).astype(out.dtype, copy=True)
         grads.append(Tensor._make(g) if create_graph else g)
     return grads
 
@@ -61,8 +63,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     grads = _root_grads(tensors, grad_tensors, create_graph, "backward")
     if inputs is not None:
         inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-        captured = grad(tensors, inputs, grads, retain_graph=retain_graph, create_graph=create_graph,
-                        allow_unused=True)
+        captured = _grads_from_roots(tensors, inputs, grads, retain_graph, create_graph, allow_unused=True)
         for t, g in zip(inputs, captured):
             if g is not None:
                 t.grad = g if t.grad is None else t.grad + g
@@ -90,11 +91,14 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             raise RuntimeError("grad(): one of the outputs does not require grad (no path to the inputs)")
     if retain_graph is None:
         retain_graph = create_graph
-    if grad_outputs is not None and len(grad_outputs) and not isinstance(grad_outputs[0], Tensor) \
-            and not hasattr(grad_outputs[0], "shape"):
-        grad_outputs = None
-    roots = _root_grads(outputs, grad_outputs, create_graph, "grad") if (
-        grad_outputs is None or not _already_roots(grad_outputs, create_graph)) else grad_outputs
+    roots = _root_grads(outputs, grad_outputs, create_graph, "grad")
+    return _grads_from_roots(outputs, inputs, roots, retain_graph, create_graph, allow_unused)
+
+
+def _grads_from_roots(outputs, inputs, roots, retain_graph, create_graph, allow_unused):
+    """Run the walk from ``outputs`` seeded with ``roots`` and collect the gradients of ``inputs``."""
+    from deepwise.tensor import Tensor  # noqa: PLC0415
+
     capture = {}
     for i, t in enumerate(inputs):
         capture[("leaf", id(t)) if t._ctx is None else (id(t._ctx), t._out_index)] = i
@@ -112,10 +116,3 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             g = Tensor._make(g)
         result.append(g)
     return tuple(result)  # always a tuple, as torch.autograd.grad: `(gx,) = grad(y, x)`
-
-
-def _already_roots(grads, create_graph):
-    # grads prepared by backward(): raw arrays (or Tensors when create_graph) of the right dtype
-    from deepwise.tensor import Tensor  # noqa: PLC0415
-
-    return all((isinstance(g, Tensor) if create_graph else not isinstance(g, Tensor)) for g in grads)

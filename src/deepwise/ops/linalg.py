@@ -29,14 +29,18 @@ class MatMul(Function):
         ga = gb = None
         if ctx.needs_input_grad[0]:
             ga = g2 @ xp.swapaxes(b2, -1, -2)
-            ga = unbroadcast(ga, a2.shape).reshape(a.shape)
+            ga = unbroadcast(ga, a2.shape)
+            if a.ndim == 1:  # reshape only to drop the promoted dim: a view would cost the engine a copy
+                ga = ga.reshape(a.shape)
         if ctx.needs_input_grad[1]:
             if a2.ndim > 2 and b2.ndim == 2:
                 # (B, n, k)^T @ (B, n, m) summed over B is one GEMM on the flattened batch
                 gb = a2.reshape(-1, a2.shape[-1]).T @ g2.reshape(-1, g2.shape[-1])
             else:
                 gb = xp.swapaxes(a2, -1, -2) @ g2
-            gb = unbroadcast(gb, b2.shape).reshape(b.shape)
+            gb = unbroadcast(gb, b2.shape)
+            if b.ndim == 1:
+                gb = gb.reshape(b.shape)
         return ga, gb
 
     @staticmethod
