@@ -16,7 +16,7 @@ def run():
     for name, builder in (("LSTM", lstm_lm), ("GRU", gru_lm)):
         dw_model, th_model = pair(builder, torch)
         dw_step, th_step = train_step_fns(dw_model, th_model, x, y, torch, opt="adam", lr=1e-3)
-        dw_s, th_s = time_pair(dw_step, th_step, repeats=10, warmup=2)
+        dw_s, th_s, mem = time_pair(dw_step, th_step, repeats=10, warmup=2)
         out.append(Result("rnn", f"{name} language-model step (96/64/256, seq 64, batch 32), Adam", dw_s, th_s,
-                          target=1.5))
+                          target=1.5, extra=mem))
     return out

@@ -1,8 +1,9 @@
-"""Side-by-side timing of deepwise and PyTorch: same work, same threads, alternating in one process.
+"""Side-by-side timing of deepwise and PyTorch: same work, same threads, each framework in its own process.
 
-Each workload is a pair of zero-argument callables (one step each). They run in alternating blocks
-after a warm-up, so drift in machine load hits both alike; the median step time of each is reported
-with the ratio deepwise / torch.
+``run.py`` starts one worker process per framework and workload group, alternating deepwise and PyTorch
+for a few rounds. Inside a worker only one framework runs (``DEEPWISE_BENCH_ONLY``), so neither pays
+for the other's spinning BLAS/OpenMP threads -- which is what a user running one of them sees. Within
+a worker, ``time_pair`` times the step in blocks with a pause between them and reports the median.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ import os
 import platform
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+
+FRAMEWORKS = ("deepwise", "torch")
 
 
 @dataclass
 class Result:
     group: str
     name: str
-    dw_s: float
+    dw_s: float | None
     torch_s: float | None
     target: float | None = None
     note: str = ""
@@ -27,7 +30,18 @@ class Result:
 
     @property
     def ratio(self):
-        return None if self.torch_s is None else self.dw_s / self.torch_s
+        return None if self.torch_s is None or self.dw_s is None else self.dw_s / self.torch_s
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def only() -> str | None:
+    """The framework this worker times (None: both, in one process)."""
+    value = os.environ.get("DEEPWISE_BENCH_ONLY") or None
+    if value is not None and value not in FRAMEWORKS:
+        raise ValueError(f"DEEPWISE_BENCH_ONLY must be one of {FRAMEWORKS}, got {value!r}")
+    return value
 
 
 def threads() -> int:
@@ -35,6 +49,9 @@ def threads() -> int:
 
 
 def setup_torch():
+    """torch with the benchmark's thread count, or None when absent or when this worker times deepwise."""
+    if only() == "deepwise":
+        return None
     try:
         import torch
     except ImportError:
@@ -43,30 +60,94 @@ def setup_torch():
     return torch
 
 
-def time_pair(dw_step, torch_step, repeats=30, warmup=3, blocks=6, settle=0.05):
-    """Median seconds per call of each, measured in alternating blocks.
+def _rss_bytes(field_name: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
-    Steps run in blocks (``repeats // blocks`` calls of one framework, then of the other) with a
-    pause between blocks: both NumPy's OpenBLAS and PyTorch's OpenMP keep their threads spinning for
-    a while after work, and a framework timed right after the other would pay for the other's
-    spinning threads. Alternating blocks still spreads machine drift over both.
+
+def peak_rss_growth(fn) -> int | None:
+    """How far the process's resident memory rose above its level before ``fn`` while ``fn`` ran (bytes).
+
+    Linux only: the peak (VmHWM) is reset through /proc/self/clear_refs first. The same measure for both
+    frameworks, so it counts what each really touches -- NumPy's arrays and PyTorch's allocator alike."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        fn()
+        return None
+    before = _rss_bytes("VmRSS")
+    fn()
+    peak = _rss_bytes("VmHWM")
+    if before is None or peak is None:
+        return None
+    return max(0, peak - before)
+
+
+def time_pair(dw_step, torch_step, repeats=30, warmup=3, blocks=6, settle=0.05):
+    """``(dw_s, torch_s, extra)``: median seconds per call of each step (None for a step not timed in
+    this worker) and the memory measure as Result.extra entries.
+
+    The first call of each step is its memory measure (``extra["dw_peak"]`` / ``extra["torch_peak"]``):
+    peak resident-memory growth during a cold step, which includes making the gradients and the
+    optimizer state. Steps then run in blocks of ``repeats // blocks`` calls with a pause between
+    blocks (BLAS/OpenMP threads spin for a while after work).
     """
+    side = only()
+    steps = {"deepwise": dw_step, "torch": torch_step}
+    if side is not None:
+        steps = {k: (v if k == side else None) for k, v in steps.items()}
+    memory = {}
+    for name, step in steps.items():
+        if step is not None:
+            memory[name] = peak_rss_growth(step)
     for _ in range(warmup):
-        dw_step()
-        if torch_step is not None:
-            torch_step()
+        for step in steps.values():
+            if step is not None:
+                step()
     per_block = max(1, repeats // blocks)
-    dw_t, th_t = [], []
+    times = {name: [] for name in steps}
     for _ in range(blocks):
-        for step, out in ((dw_step, dw_t), (torch_step, th_t)):
+        for name, step in steps.items():
             if step is None:
                 continue
             time.sleep(settle)
             for _ in range(per_block):
                 t0 = time.perf_counter()
                 step()
-                out.append(time.perf_counter() - t0)
-    return statistics.median(dw_t), (statistics.median(th_t) if th_t else None)
+                times[name].append(time.perf_counter() - t0)
+    med = {k: (statistics.median(v) if v else None) for k, v in times.items()}
+    extra = {key: memory[name] for name, key in (("deepwise", "dw_peak"), ("torch", "torch_peak"))
+             if memory.get(name) is not None}
+    return med["deepwise"], med["torch"], extra
+
+
+def merge(runs: list[list[Result]]) -> list[Result]:
+    """One Result per workload from several workers' results: the best (lowest) median of each framework
+    over the rounds, the largest memory figure seen, notes and targets from whichever worker had them."""
+    order, by_name = [], {}
+    for results in runs:
+        for r in results:
+            key = (r.group, r.name)
+            if key not in by_name:
+                order.append(key)
+                by_name[key] = Result(r.group, r.name, None, None, r.target, r.note, {})
+            m = by_name[key]
+            if r.dw_s is not None:
+                m.dw_s = r.dw_s if m.dw_s is None else min(m.dw_s, r.dw_s)
+            if r.torch_s is not None:
+                m.torch_s = r.torch_s if m.torch_s is None else min(m.torch_s, r.torch_s)
+            m.note = m.note or r.note
+            m.target = m.target if m.target is not None else r.target
+            for k, v in r.extra.items():
+                m.extra[k] = max(m.extra.get(k, v), v) if isinstance(v, (int, float)) else v
+    return [by_name[k] for k in order]
 
 
 def _fmt_time(s):
@@ -75,18 +156,34 @@ def _fmt_time(s):
     return f"{s * 1e3:.3f} ms" if s < 1 else f"{s:.2f} s"
 
 
+def _mib(b):
+    return "-" if b is None else f"{b / 2**20:.1f} MiB"
+
+
+def _note(r: Result) -> str:
+    parts = [r.note] if r.note else []
+    items = r.extra.get("items")
+    if items:
+        unit = r.extra.get("unit", "items")
+        rates = [f"{who} {items / s:,.0f} {unit}/s" for who, s in (("deepwise", r.dw_s), ("PyTorch", r.torch_s))
+                 if s]
+        parts.append(", ".join(rates))
+    if "dw_peak" in r.extra or "torch_peak" in r.extra:
+        parts.append(f"peak memory {_mib(r.extra.get('dw_peak'))} vs {_mib(r.extra.get('torch_peak'))}")
+    return "; ".join(parts)
+
+
 HOW_TO_READ = """
 ## How to read these numbers
 
-- Both frameworks run in one process on the same 2 cores with the same thread count. NumPy's OpenBLAS
-  and PyTorch's OpenMP both keep worker threads spinning after a call, so each can slow the other;
-  the harness times alternating blocks with a pause between them to limit this, but run-to-run spread on
-  this machine is still about ±30% for the small workloads. Timed in separate processes (each framework
-  alone), the LSTM language-model step measured about 1.85x PyTorch's (PyTorch uses oneDNN's fused LSTM
-  kernel) and the GRU step about 1.3x; the in-process ratios above are the harness's, kept for
-  comparison over time.
-- `fit` overhead is Trainer.fit's epoch time over the same epoch in a hand-written loop (both deepwise);
-  the target is <= 5%.
+- Each framework runs alone in its own worker process (deepwise and PyTorch alternate, several
+  rounds; the best median of each is shown), on the same cores with the same thread count -- what a
+  user running one of them sees. Run-to-run spread on this 2-core machine is about ±15%.
+- Peak memory is how far the worker's resident memory rose during one cold training step (gradients
+  and optimizer state included), measured the same way for both frameworks (Linux VmHWM, reset
+  before the step).
+- `fit` overhead is Trainer.fit's epoch time over the same epochs in a hand-written loop (both
+  deepwise); the target is <= 5%.
 """
 
 
@@ -102,7 +199,7 @@ def render(results, title="deepwise vs PyTorch (CPU)") -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"{title}. Written by `python benchmarks/run.py`; median step time, alternating blocks in one process.",
+        f"{title}. Written by `python benchmarks/run.py`; median step time, each framework in its own process.",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"NumPy {np.__version__}, PyTorch {tv}, threads={threads()}.",
         "",
@@ -118,7 +215,7 @@ def render(results, title="deepwise vs PyTorch (CPU)") -> str:
         lines.append(
             f"| {r.group} | {r.name} | {_fmt_time(r.dw_s)} | {_fmt_time(r.torch_s)} | "
             f"{'-' if ratio is None else f'{ratio:.2f}x'}{ok} | "
-            f"{'-' if r.target is None else f'<= {r.target}x'} | {r.note} |"
+            f"{'-' if r.target is None else f'<= {r.target}x'} | {_note(r)} |"
         )
     if ratios:
         gm = math.exp(sum(math.log(x) for x in ratios) / len(ratios))

@@ -93,14 +93,3 @@ def train_step_fns(dw_model, th_model, x_np, y_np, torch, opt="sgd", lr=0.01, lo
         th_step = make(torch, th_model, torch.nn.functional, torch.optim)
     return dw_step, th_step
 
-
-def peak_bytes(fn) -> int:
-    """Peak bytes NumPy allocated while ``fn`` ran (tracemalloc sees NumPy's allocations)."""
-    import tracemalloc
-
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    fn()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return peak

@@ -1,37 +1,80 @@
 """Run every benchmark workload and write benchmarks/RESULTS.md.
 
-    python benchmarks/run.py            # all groups
-    python benchmarks/run.py core nn    # some groups
+    python benchmarks/run.py              # all groups
+    python benchmarks/run.py core nn      # some groups
+    python benchmarks/run.py --rounds 3   # more alternating rounds per framework
+
+Each group runs in worker processes, one framework per worker (``DEEPWISE_BENCH_ONLY``), alternating
+deepwise and PyTorch for ``--rounds`` rounds; the parent merges the best median of each framework.
+``--worker GROUP`` is the worker itself: it runs one group and prints its results as JSON.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import importlib.util
+import json
 import os
+import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from harness import render  # noqa: E402
+from harness import FRAMEWORKS, Result, merge, render  # noqa: E402
 
 GROUPS = ["core", "nn", "cnn", "rnn", "fit"]
+_MARK = "DEEPWISE_BENCH_JSON:"
+
+
+def _worker(group: str) -> None:
+    mod = importlib.import_module(f"bench_{group}")
+    results = [r.to_json() for r in mod.run()]
+    print(_MARK + json.dumps(results), flush=True)
+
+
+def _spawn(group: str, framework: str) -> list[Result]:
+    env = dict(os.environ, DEEPWISE_BENCH_ONLY=framework)
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", group], env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark worker {group}/{framework} failed (exit {proc.returncode}):\n{proc.stderr}")
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith(_MARK))
+    return [Result(**d) for d in json.loads(line[len(_MARK):])]
+
+
+def _has_torch_side(group: str) -> bool:
+    if not getattr(importlib.import_module(f"bench_{group}"), "HAS_TORCH", True):
+        return False
+    return importlib.util.find_spec("torch") is not None
+
+
+def _show(r: Result) -> None:
+    ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
+    ms = [("-" if s is None else f"{s * 1e3:9.3f} ms") for s in (r.dw_s, r.torch_s)]
+    print(f"{r.group:5s} {r.name:60s} dw {ms[0]}  torch {ms[1]}  ratio {ratio}", flush=True)
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    groups = argv or GROUPS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("groups", nargs="*", help=f"groups to run (default: {' '.join(GROUPS)})")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating worker rounds per framework")
+    parser.add_argument("--worker", metavar="GROUP", help=argparse.SUPPRESS)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.worker:
+        _worker(args.worker)
+        return []
+    groups = args.groups or GROUPS
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        parser.error(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
     results = []
     for g in groups:
-        try:
-            mod = importlib.import_module(f"bench_{g}")
-        except ImportError as exc:
-            print(f"skipping {g}: {exc}", file=sys.stderr)
-            continue
-        for r in mod.run():
-            ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
-            print(f"{r.group:5s} {r.name:55s} dw {r.dw_s * 1e3:9.3f} ms  torch "
-                  f"{(r.torch_s or 0) * 1e3:9.3f} ms  ratio {ratio}", flush=True)
+        sides = FRAMEWORKS if _has_torch_side(g) else ("deepwise",)
+        runs = [_spawn(g, fw) for _ in range(args.rounds) for fw in sides]
+        for r in merge(runs):
+            _show(r)
             results.append(r)
     text = render(results)
     if set(groups) == set(GROUPS) or os.environ.get("DEEPWISE_BENCH_WRITE"):
