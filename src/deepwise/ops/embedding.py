@@ -1,13 +1,14 @@
 """Embedding lookup: rows of a weight matrix picked by integer indices.
 
-Backward scatters the output gradient back into a zero matrix with ``add.at``, so an index that
-appears several times accumulates every one of its gradients; the ``padding_idx`` row gets none.
+Backward sums the output gradient's rows into a zero matrix by index (``scatter_add_rows``), so an
+index that appears several times accumulates every one of its gradients; the ``padding_idx`` row
+gets none.
 """
 
 from __future__ import annotations
 
 from deepwise.autograd.function import Function
-from deepwise.ops._util import xp_of
+from deepwise.ops._util import scatter_add_rows, xp_of
 
 
 class Embedding(Function):
@@ -26,8 +27,7 @@ class Embedding(Function):
         if ctx.scale_grad_by_freq:
             counts = xp.bincount(flat, minlength=n)
             rows = rows / counts[flat][:, None].astype(g.dtype)
-        grad = xp.zeros((n, dim), g.dtype)
-        xp.add.at(grad, flat, rows)
+        grad = scatter_add_rows(n, flat, rows)
         if ctx.padding_idx is not None:
             grad[ctx.padding_idx] = 0
         return grad, None, None, None
