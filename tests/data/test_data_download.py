@@ -114,7 +114,8 @@ def test_cifar_archive_extracted_safely(tmp_path, monkeypatch):
 
 
 def test_unknown_dataset_and_default_root(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match="unknown dataset 'imagenet'; known: cifar10, fashion-mnist, mnist"):
+    with pytest.raises(ValueError,
+                       match="unknown dataset 'imagenet'; known: cifar10, cifar10-python, fashion-mnist, mnist"):
         download("imagenet", tmp_path)
     monkeypatch.setenv("DEEPWISE_DATA", str(tmp_path))
     assert default_root() == tmp_path

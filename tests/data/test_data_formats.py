@@ -169,17 +169,18 @@ def test_cifar_truncated_and_bad_labels(tmp_path):
         load_cifar10(folder, split="test")
 
 
-def test_cifar_python_version_refused_without_unpickling(tmp_path):
+def test_cifar_python_version_read_without_running_code(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
-    # a pickle that would run code if it were ever unpickled
-    (folder / "data_batch_1").write_bytes(b"cos\nsystem\n(S'touch " + str(tmp_path / "pwned").encode()
-                                          + b"'\ntR.")
-    with pytest.raises(DatasetFormatError, match="python version.*binary version"):
-        load_cifar10(tmp_path)
+    # a protocol-0 pickle that would run `touch` if a plain unpickler ever loaded it
+    (folder / "test_batch").write_bytes(b"cos\nsystem\n(S'touch " + str(tmp_path / "pwned").encode()
+                                        + b"'\ntR.")
+    with pytest.raises(DatasetFormatError, match="refusing to load os.system: a CIFAR batch holds only arrays"):
+        load_cifar10(tmp_path, split="test")
     assert not (tmp_path / "pwned").exists()
 
 
 def test_cifar_missing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="test_batch.bin not found.*download"):
+    with pytest.raises(FileNotFoundError, match=r"neither the binary batches \(test_batch.bin\).*nor the python "
+                                                r"batches \(test_batch\).*download"):
         load_cifar10(tmp_path, split="test")

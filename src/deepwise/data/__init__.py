@@ -16,6 +16,7 @@ from deepwise.data.datasets import (
     ChecksumError,
     DatasetFormatError,
     DownloadError,
+    cifar10_class_names,
     dataset_folder,
     default_root,
     download,
@@ -45,7 +46,8 @@ __all__ = [
     "ArrayDataset", "BatchSampler", "CIFAR10_CLASSES", "ChecksumError", "Compose", "DataLoader", "Dataset",
     "DatasetFormatError", "DownloadError", "GaussianNoise", "Normalize", "RandomCrop", "RandomHorizontalFlip",
     "RandomMask", "RandomSampler", "RandomShift", "Sampler", "SequentialSampler", "Subset", "TensorDataset",
-    "Transform", "dataset_folder", "default_collate", "default_convert", "default_root", "download",
+    "Transform", "cifar10_class_names", "dataset_folder", "default_collate", "default_convert", "default_root",
+    "download",
     "download_url", "file_checksum", "load_cifar10", "load_digits", "load_mnist", "random_split",
     "read_cifar_batch", "read_idx", "rng", "transforms", "verify_checksum",
 ]

@@ -1,10 +1,19 @@
-"""CIFAR-10 from the official *binary version* (``cifar-10-binary.tar.gz``).
+"""CIFAR-10 from either official version: *binary* (``cifar-10-binary.tar.gz``) or *python*
+(``cifar-10-python.tar.gz``).
 
-Why the binary version: the "python version" batches are pickles, and deepwise never unpickles a
-file it reads (unpickling can run arbitrary code). The binary batches are plain fixed-size records —
-1 label byte then 3072 pixel bytes (1024 red, 1024 green, 1024 blue, each 32x32 row-major) — that
-NumPy reads directly. Pointed at a python-version folder, the loader says so and how to get the
-binary files.
+- Binary batches (``data_batch_1.bin`` .. ``data_batch_5.bin``, ``test_batch.bin``) are plain fixed-size
+  records — 1 label byte then 3072 pixel bytes (1024 red, 1024 green, 1024 blue, each 32x32
+  row-major) — that NumPy reads directly. Preferred when both versions are present.
+- Python batches (``data_batch_1`` .. ``data_batch_5``, ``test_batch``, ``batches.meta``) are pickles
+  written by Python 2 (protocol 2) of a dict ``{b"batch_label", b"labels", b"data", b"filenames"}``
+  whose ``data`` is a uint8 array (N, 3072) in the same pixel order. deepwise never runs a plain
+  unpickler on a file it reads (that can execute arbitrary code); these are read by
+  ``_pickle_safe.load_restricted``, which can rebuild only integer NumPy arrays, lists, ints and bytes
+  and refuses every other name before importing it — see that module's docstring for why this
+  executes nothing from the file. The batch is then checked: data uint8 (N, 3072), N labels in 0..9.
+
+``read_cifar_batch`` tells the two apart by the first byte: a binary batch starts with a label (0..9),
+a pickle with its PROTO opcode (0x80) or another opcode byte above 9.
 """
 
 from __future__ import annotations
@@ -13,16 +22,28 @@ from pathlib import Path
 
 import numpy as np
 
+from deepwise.data.datasets._pickle_safe import load_restricted
 from deepwise.data.datasets.errors import DatasetFormatError
 from deepwise.data.datasets.idx import _scaled
 from deepwise.data.datasets.remote import dataset_folder, download
 
 RECORD = 1 + 3 * 32 * 32
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-_FILES = {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]}
+_BIN_FILES = {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]}
+_PY_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 
 
 def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file of either version -> (uint8 images (N, 3, 32, 32), int64 labels (N,))."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        first = fh.read(1)
+    if first and first[0] > 9:
+        return read_cifar_python_batch(path)
+    return read_cifar_binary_batch(path)
+
+
+def read_cifar_binary_batch(path) -> tuple[np.ndarray, np.ndarray]:
     """One binary batch file -> (uint8 images (N, 3, 32, 32), int64 labels (N,))."""
     path = Path(path)
     raw = np.fromfile(path, dtype=np.uint8)
@@ -39,47 +60,128 @@ def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
     return records[:, 1:].reshape(-1, 3, 32, 32), labels
 
 
+def _str_keys(obj, path: Path, what: str) -> dict:
+    if not isinstance(obj, dict):
+        raise DatasetFormatError(f"{path}: {what} must hold a dict, found {type(obj).__name__}")
+    out = {}
+    for key, value in obj.items():
+        if isinstance(key, bytes):
+            key = key.decode("latin-1")
+        if isinstance(key, str):
+            out[key] = value
+    return out
+
+
+def read_cifar_python_batch(path) -> tuple[np.ndarray, np.ndarray]:
+    """One python-version batch (a pickled dict, read with the restricted reader) -> (uint8 images
+    (N, 3, 32, 32), int64 labels (N,)). Keys may be bytes (the official files) or str."""
+    path = Path(path)
+    batch = _str_keys(load_restricted(path, "a CIFAR batch"), path, "a CIFAR-10 python batch")
+    missing = [k for k in ("data", "labels") if k not in batch]
+    if missing:
+        raise DatasetFormatError(f"{path}: a CIFAR-10 python batch needs the keys 'data' and 'labels'; "
+                                 f"missing {missing}, found {sorted(batch)}")
+    data = batch["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        desc = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DatasetFormatError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), got {desc}")
+    n = data.shape[0]
+    labels = batch["labels"]
+    if isinstance(labels, list) and not all(type(v) is int for v in labels):
+        bad = next(v for v in labels if type(v) is not int)
+        raise DatasetFormatError(f"{path}: 'labels' must be ints, found {type(bad).__name__} {bad!r:.40}")
+    if isinstance(labels, (list, np.ndarray)):
+        labels = np.asarray(labels)
+    if not isinstance(labels, np.ndarray) or labels.ndim != 1 or (labels.size and labels.dtype.kind not in "iu"):
+        raise DatasetFormatError(f"{path}: 'labels' must be a list of ints, got {type(batch['labels']).__name__}")
+    if labels.shape[0] != n:
+        raise DatasetFormatError(f"{path}: 'data' holds {n} images but 'labels' has {labels.shape[0]} entries")
+    out_of_range = (labels < 0) | (labels > 9)
+    if out_of_range.any():
+        k = int(np.argmax(out_of_range))
+        raise DatasetFormatError(f"{path}: image {k} has label {labels[k]}, outside 0..9; "
+                                 "not a CIFAR-10 batch")
+    return data.reshape(n, 3, 32, 32), labels.astype(np.int64)
+
+
+def read_cifar_meta(path) -> tuple[str, ...]:
+    """Class names from ``batches.meta`` (python version, restricted reader: key ``label_names``) or
+    ``batches.meta.txt`` (binary version: one name a line)."""
+    path = Path(path)
+    if path.suffix == ".txt":
+        names = [line.strip() for line in path.read_text(encoding="ascii", errors="replace").splitlines()]
+        names = [n for n in names if n]
+    else:
+        meta = _str_keys(load_restricted(path, "a CIFAR meta file"), path, "batches.meta")
+        names = meta.get("label_names")
+        if not isinstance(names, list) or not all(isinstance(n, (bytes, str)) for n in names):
+            raise DatasetFormatError(f"{path}: batches.meta needs 'label_names', a list of names; "
+                                     f"found keys {sorted(meta)}")
+        names = [n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names]
+    if len(names) != 10:
+        raise DatasetFormatError(f"{path}: expected 10 CIFAR-10 class names, found {len(names)}")
+    return tuple(names)
+
+
+def _folders(root) -> tuple[Path, list[Path], list[Path]]:
+    sub = dataset_folder("cifar10", root)
+    base = sub.parent
+    binary = [base, base / "cifar-10-batches-bin", sub, sub / "cifar-10-batches-bin"]
+    python = [base, base / "cifar-10-batches-py", sub, sub / "cifar-10-batches-py"]
+    return base, binary, python
+
+
+def _locate(split: str, binary: list[Path], python: list[Path]):
+    """The first folder holding every batch of ``split``: binary version first, then python."""
+    for folders, names in ((binary, _BIN_FILES[split]), (python, _PY_FILES[split])):
+        for folder in folders:
+            if all((folder / f).is_file() for f in names):
+                return folder, names
+    return None, None
+
+
+def cifar10_class_names(root=None) -> tuple[str, ...]:
+    """The class names as the dataset folder states them (``batches.meta.txt`` or ``batches.meta``),
+    else ``CLASSES``."""
+    _, binary, python = _folders(root)
+    for folders, meta in ((binary, "batches.meta.txt"), (python, "batches.meta")):
+        for folder in folders:
+            if (folder / meta).is_file():
+                return read_cifar_meta(folder / meta)
+    return CLASSES
+
+
 def load_cifar10(root=None, split: str = "train", dtype: str = "float32", download_missing: bool = False):
-    """CIFAR-10 from the binary batches ``data_batch_1.bin`` .. ``data_batch_5.bin`` (train) or
-    ``test_batch.bin`` (test).
+    """CIFAR-10 from the batches of either version: binary ``data_batch_1.bin`` .. ``data_batch_5.bin``
+    (train) / ``test_batch.bin`` (test), or python ``data_batch_1`` .. ``data_batch_5`` / ``test_batch``.
 
     Looks in ``root``, ``root/cifar-10-batches-bin``, ``root/cifar10`` and
-    ``root/cifar10/cifar-10-batches-bin`` (``root=None``: ``default_root()``); ``download_missing``
-    fetches the official archive (md5-verified) when they are absent.
+    ``root/cifar10/cifar-10-batches-bin`` for the binary version, then in ``root``,
+    ``root/cifar-10-batches-py``, ``root/cifar10`` and ``root/cifar10/cifar-10-batches-py`` for the
+    python version (``root=None``: ``default_root()``). ``download_missing`` fetches the official binary
+    archive (md5-verified) when neither is present; ``deepwise.data.download("cifar10-python")`` fetches
+    the python one.
 
     Returns ``(x, y)``: x of shape (N, 3, 32, 32), float32 in [0, 1] by default (``dtype="uint8"``
     keeps raw bytes: 150 MB instead of 600 MB for the training set); y int64 labels 0..9 (names in
-    ``CLASSES``).
+    ``CLASSES``, or ``cifar10_class_names(root)`` for those the folder's meta file states).
     """
-    if split not in _FILES:
+    if split not in _BIN_FILES:
         raise ValueError(f"load_cifar10: split must be 'train' or 'test', got {split!r}")
-    sub = dataset_folder("cifar10", root)
-    base = sub.parent
-    folders = [base, base / "cifar-10-batches-bin", sub, sub / "cifar-10-batches-bin"]
-
-    def locate():
-        for folder in folders:
-            if all((folder / f).is_file() for f in _FILES[split]):
-                return folder
-        return None
-
-    folder = locate()
+    base, binary, python = _folders(root)
+    folder, names = _locate(split, binary, python)
     if folder is None and download_missing:
         download("cifar10", base)
-        folder = locate()
+        folder, names = _locate(split, binary, python)
     if folder is None:
-        for f in folders + [base / "cifar-10-batches-py", sub / "cifar-10-batches-py"]:
-            if (f / "data_batch_1").is_file() or (f / "test_batch").is_file():
-                raise DatasetFormatError(
-                    f"load_cifar10: {f} holds the CIFAR-10 *python version* (pickled batches), which "
-                    "deepwise does not read because unpickling a file can run arbitrary code. Use the "
-                    "binary version instead: https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz (md5 "
-                    "c32a1d4ab5d03f1284b67883e8d87530), or call deepwise.data.download('cifar10')")
         raise FileNotFoundError(
-            f"load_cifar10: {', '.join(_FILES[split])} not found in {', '.join(map(str, folders))}; call "
-            f"deepwise.data.download('cifar10', {str(base)!r}) or load_cifar10(..., download_missing=True), "
-            "or extract cifar-10-binary.tar.gz there by hand")
-    parts = [read_cifar_batch(folder / f) for f in _FILES[split]]
+            f"load_cifar10: neither the binary batches ({', '.join(_BIN_FILES[split])}) in "
+            f"{', '.join(map(str, binary))} nor the python batches ({', '.join(_PY_FILES[split])}) in "
+            f"{', '.join(map(str, python))} were found; call deepwise.data.download('cifar10', {str(base)!r}) "
+            "or load_cifar10(..., download_missing=True), or extract cifar-10-binary.tar.gz or "
+            "cifar-10-python.tar.gz there by hand")
+    read = read_cifar_binary_batch if names is _BIN_FILES[split] else read_cifar_python_batch
+    parts = [read(folder / f) for f in names]
     images = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
     labels = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
     return _scaled(images, dtype, "load_cifar10"), labels

@@ -60,9 +60,18 @@ _SOURCES = {
         extract=tuple(f"cifar-10-batches-bin/{n}" for n in
                       [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin", "batches.meta.txt"]),
     ),
+    # the python version: pickled batches, read by cifar.py with a restricted unpickler (_pickle_safe.py)
+    "cifar10-python": _Source(
+        "cifar10",
+        ("https://www.cs.toronto.edu/~kriz/",),
+        {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
+        extract=tuple(f"cifar-10-batches-py/{n}" for n in
+                      [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]),
+    ),
 }
 _ALIASES = {"fashion": "fashion-mnist", "fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
-            "cifar-10": "cifar10", "cifar_10": "cifar10"}
+            "cifar-10": "cifar10", "cifar_10": "cifar10",
+            "cifar-10-python": "cifar10-python", "cifar10_python": "cifar10-python"}
 
 
 def dataset_names() -> list[str]:
