@@ -206,3 +206,19 @@ def test_embedding_tables_do_not_count_as_vanishing(digits):
     rms_head = rec["grad_norm"]["head.weight"] / math.sqrt(80)
     assert rms_emb / rms_head < 0.01  # would look like vanishing ...
     assert monitor.diagnoses == []    # ... but a lookup table's gradient is sparse by design
+
+
+def _feed_totals(monitor, totals):
+    for step, total in enumerate(totals):
+        monitor._check_exploding({"total_grad_norm": total, "grad_norm": {"0.weight": total},
+                                  "update_ratio": {}, "step": step, "epoch": 0})
+
+
+def test_late_spike_below_early_training_norms_is_not_an_explosion():
+    monitor = GradientMonitor(every=1, verbose=0, window=5)
+    # early norms around 2, converged around 0.05, then one batch at 1.3 (26x the median, below 2)
+    _feed_totals(monitor, [2.5, 2.0, 1.8, 1.5, 1.2] + [0.05] * 10 + [1.3])
+    assert monitor.diagnoses == []
+    _feed_totals(monitor, [40.0])  # above the early norms too: a real explosion
+    assert monitor.kinds == ["exploding"]
+    assert "jumped to 40" in monitor.diagnoses[0].message

@@ -21,7 +21,9 @@ the first time it is seen (``verbose=1``) and kept in ``monitor.diagnoses``:
 - vanishing gradients: the gradient RMS of the first weight matrix is ``vanishing_ratio`` (1e-3) or
   less of the last one's — the early layers barely learn;
 - exploding gradients: a non-finite gradient, a total norm above ``spike_factor`` times the median of
-  the last ``window`` measurements, or an update larger than ``max_update_ratio`` times the weights;
+  the last ``window`` measurements *and* above every norm of the first ``window`` measurements (near
+  convergence gradients shrink, and a batch whose norm jumps 20x but stays below the norms of early
+  training is noise, not an explosion), or an update larger than ``max_update_ratio`` times the weights;
 - dead ReLUs: a ReLU layer where ``dead_threshold`` (half) or more of the units output 0 for every
   sample of the batch;
 - saturated sigmoid/tanh: ``saturation_threshold`` (half) or more of a hidden layer's outputs within
@@ -386,7 +388,9 @@ class GradientMonitor(Callback):
             history = self._totals[-self.window:]
             if len(history) >= 3:
                 median = sorted(history)[len(history) // 2]
-                if median > 0 and total > self.spike_factor * median:
+                early = self._totals[:self.window]
+                floor = max(early) if len(early) == self.window else 0.0
+                if median > 0 and total > self.spike_factor * median and total > floor:
                     message = (f"Exploding gradients: the total gradient norm jumped to {_fmt(total)}, "
                                f"{total / median:.0f} times its recent median ({_fmt(median)}).")
             big = {n: r for n, r in rec["update_ratio"].items() if r > self.max_update_ratio}
