@@ -6,7 +6,7 @@
     loss.backward()
 """
 
-from deepwise import autograd, backend, callbacks, data, diagnostics, io, nn, ops, optim, random, text, train
+from deepwise import _malloc, autograd, backend, callbacks, data, diagnostics, io, nn, ops, optim, random, text, train
 from deepwise.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from deepwise.backend import (
     Device,
@@ -49,6 +49,8 @@ from deepwise.ops import *  # noqa: F403 - the functional ops are dw.exp, dw.cat
 from deepwise.random import get_rng_state, manual_seed, set_rng_state
 from deepwise.tensor import Tensor
 from deepwise.train import History, Trainer, metrics
+
+_malloc.apply()  # keep freed arrays' pages mapped (see deepwise/_malloc.py; DEEPWISE_MALLOC_TUNING=0 opts out)
 
 __version__ = "0.1.0"
 

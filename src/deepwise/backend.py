@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepwise._malloc import malloc_tuning  # noqa: F401 - dw.backend.malloc_tuning(): what deepwise set
+
 # dtypes, spelled the way PyTorch users write them: dw.float32, dw.int64, ...
 float16 = np.dtype("float16")
 float32 = np.dtype("float32")
