@@ -179,6 +179,9 @@ HOW_TO_READ = """
 - Each framework runs alone in its own worker process (deepwise and PyTorch alternate, several
   rounds; the best median of each is shown), on the same cores with the same thread count -- what a
   user running one of them sees. Run-to-run spread on this 2-core machine is about ±15%.
+- Both workers import deepwise (the PyTorch one to copy the same initial weights), so both run with
+  the malloc thresholds deepwise sets at import (`deepwise/_malloc.py`); PyTorch's steps gain from
+  them too (its VGG block step: about 40% less CPU time on this machine).
 - Peak memory is how far the worker's resident memory rose during one cold training step (gradients
   and optimizer state included), measured the same way for both frameworks (Linux VmHWM, reset
   before the step).
