@@ -179,6 +179,10 @@ HOW_TO_READ = """
 - Each framework runs alone in its own worker process (deepwise and PyTorch alternate, several
   rounds; the best median of each is shown), on the same cores with the same thread count -- what a
   user running one of them sees. Run-to-run spread on this 2-core machine is about ±15%.
+- Two thread counts: all cores (BLAS and OpenMP threads = cores, the default for both frameworks) and
+  one thread. On a shared 2-core machine a second busy process slows multi-threaded BLAS badly (its
+  threads wait on each other), so the one-thread table is the steadier comparison of the work each
+  framework does; the all-cores table also shows how well each spreads its work over the cores.
 - Both workers import deepwise (the PyTorch one to copy the same initial weights), so both run with
   the malloc thresholds deepwise sets at import (`deepwise/_malloc.py`); PyTorch's steps gain from
   them too (its VGG block step: about 40% less CPU time on this machine).
@@ -190,22 +194,8 @@ HOW_TO_READ = """
 """
 
 
-def render(results, title="deepwise vs PyTorch (CPU)") -> str:
-    import numpy as np
-
-    try:
-        import torch
-
-        tv = torch.__version__
-    except ImportError:
-        tv = "not installed"
+def _table(results) -> list[str]:
     lines = [
-        "# Benchmark results",
-        "",
-        f"{title}. Written by `python benchmarks/run.py`; median step time, each framework in its own process.",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"NumPy {np.__version__}, PyTorch {tv}, threads={threads()}.",
-        "",
         "| group | workload | deepwise | PyTorch | ratio (dw/torch) | target | note |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -223,4 +213,29 @@ def render(results, title="deepwise vs PyTorch (CPU)") -> str:
     if ratios:
         gm = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
         lines += ["", f"Geometric mean of the ratios: **{gm:.2f}x** over {len(ratios)} workloads."]
+    return lines
+
+
+def render(results, title="deepwise vs PyTorch (CPU)", by_threads=None) -> str:
+    """RESULTS.md text. ``by_threads`` ({thread count: results}) renders one table per thread count,
+    the first being the one the targets are judged on; else ``results`` is one table at ``threads()``."""
+    import numpy as np
+
+    try:
+        import torch
+
+        tv = torch.__version__
+    except ImportError:
+        tv = "not installed"
+    by_threads = by_threads or {threads(): results}
+    lines = [
+        "# Benchmark results",
+        "",
+        f"{title}. Written by `python benchmarks/run.py`; median step time, each framework in its own process.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"NumPy {np.__version__}, PyTorch {tv}.",
+    ]
+    for k, (n, rows) in enumerate(by_threads.items()):
+        what = "targets are judged here" if k == 0 else "per-core efficiency, less sensitive to machine load"
+        lines += ["", f"## {n} thread{'s' if n != 1 else ''} ({what})", ""] + _table(rows)
     return "\n".join(lines) + "\n" + HOW_TO_READ

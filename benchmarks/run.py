@@ -22,7 +22,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from harness import FRAMEWORKS, Result, merge, render  # noqa: E402
+from harness import FRAMEWORKS, Result, merge, render, threads  # noqa: E402
 
 GROUPS = ["core", "nn", "cnn", "rnn", "fit"]
 _MARK = "DEEPWISE_BENCH_JSON:"
@@ -34,8 +34,10 @@ def _worker(group: str) -> None:
     print(_MARK + json.dumps(results), flush=True)
 
 
-def _spawn(group: str, framework: str) -> list[Result]:
-    env = dict(os.environ, DEEPWISE_BENCH_ONLY=framework)
+def _spawn(group: str, framework: str, threads: int) -> list[Result]:
+    n = str(threads)
+    env = dict(os.environ, DEEPWISE_BENCH_ONLY=framework, DEEPWISE_BENCH_THREADS=n, OPENBLAS_NUM_THREADS=n,
+               OMP_NUM_THREADS=n, MKL_NUM_THREADS=n)
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", group], env=env,
                           capture_output=True, text=True)
     if proc.returncode != 0:
@@ -60,6 +62,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="*", help=f"groups to run (default: {' '.join(GROUPS)})")
     parser.add_argument("--rounds", type=int, default=2, help="alternating worker rounds per framework")
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="thread counts to run (default: all cores, then 1); the first is judged on targets")
     parser.add_argument("--worker", metavar="GROUP", help=argparse.SUPPRESS)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.worker:
@@ -69,14 +73,22 @@ def main(argv=None):
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
         parser.error(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
-    results = []
-    for g in groups:
-        sides = FRAMEWORKS if _has_torch_side(g) else ("deepwise",)
-        runs = [_spawn(g, fw) for _ in range(args.rounds) for fw in sides]
-        for r in merge(runs):
-            _show(r)
-            results.append(r)
-    text = render(results)
+    cores = threads()
+    counts = args.threads or ([cores, 1] if cores > 1 else [1])
+    by_threads = {}
+    for k, n in enumerate(counts):
+        rows = by_threads.setdefault(n, [])
+        for g in groups:
+            if k > 0 and g == "fit":  # deepwise against itself: one thread count is enough
+                continue
+            sides = FRAMEWORKS if _has_torch_side(g) else ("deepwise",)
+            runs = [_spawn(g, fw, n) for _ in range(args.rounds) for fw in sides]
+            for r in merge(runs):
+                print(f"[{n} thread{'s' if n != 1 else ''}] ", end="")
+                _show(r)
+                rows.append(r)
+    results = [r for rows in by_threads.values() for r in rows]
+    text = render(results, by_threads=by_threads)
     if set(groups) == set(GROUPS) or os.environ.get("DEEPWISE_BENCH_WRITE"):
         with open(os.path.join(HERE, "RESULTS.md"), "w") as fh:
             fh.write(text)

@@ -53,3 +53,10 @@ def test_render_marks_targets_and_writes_memory_and_rates():
     assert "| 3.00x ❌ | <= 1.5x | peak memory 2.0 MiB vs 1.0 MiB |" in text
     assert "0.50x ✅" in text and "deepwise 10,000 images/s, PyTorch 5,000 images/s" in text
     assert "Geometric mean of the ratios: **1.22x** over 2 workloads." in text
+
+
+def test_render_writes_one_table_per_thread_count_targets_on_the_first():
+    R = harness.Result
+    text = harness.render([], by_threads={2: [R("rnn", "lm", 0.02, 0.01, 1.5)], 1: [R("rnn", "lm", 0.03, 0.03, 1.5)]})
+    first, second = text.index("## 2 threads (targets are judged here)"), text.index("## 1 thread (")
+    assert first < text.index("2.00x ❌") < second < text.index("1.00x ✅")
