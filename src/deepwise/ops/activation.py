@@ -58,6 +58,22 @@ class ELU(Function):
         xp = xp_of(g)
         return g * xp.where(ctx.x > 0, 1, ctx.neg + ctx.alpha).astype(g.dtype), None
 
+    @staticmethod
+    def backward_graph(ctx, g):
+        from deepwise.ops.arithmetic import where  # noqa: PLC0415
+
+        x = ctx.inputs[0]
+        pos = _const(ctx.x > 0)
+        # on the negative side elu(x) + alpha = alpha * e^x: the same numbers as the array backward
+        return g * where(pos, 1.0, ELU.apply(x, ctx.alpha) + ctx.alpha), None
+
+
+def _const(arr):
+    """A constant Tensor (a mask or a saved array) for backward_graph."""
+    from deepwise.tensor import Tensor  # noqa: PLC0415
+
+    return Tensor._make(arr)
+
 
 def erf(x):
     """Error function to ~1e-7 (Abramowitz & Stegun 7.1.26 refined by one Newton-free series term).
@@ -102,6 +118,39 @@ class GELU(Function):
         pdf = _INV_SQRT_2PI * xp.exp(-0.5 * x * x)
         return g * (ctx.cdf + x * pdf), None
 
+    @staticmethod
+    def backward_graph(ctx, g):
+        from deepwise.ops.unary import exp, tanh  # noqa: PLC0415
+
+        x = ctx.inputs[0]
+        if ctx.approximate == "tanh":
+            th = tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
+            d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+            return g * (0.5 * (1 + th) + 0.5 * x * (1 - th * th) * d_inner), None
+        pdf = _INV_SQRT_2PI * exp(-0.5 * x * x)
+        return g * (_NormalCdf.apply(x) + x * pdf), None
+
+
+class _NormalCdf(Function):
+    """Phi(x) = (1 + erf(x / sqrt 2)) / 2 as an op of its own (GELU's double backward needs it)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.x = x
+        return 0.5 * (1 + erf(x * _INV_SQRT_2))
+
+    @staticmethod
+    def backward(ctx, g):
+        x = ctx.x
+        return g * (_INV_SQRT_2PI * xp_of(x).exp(-0.5 * x * x))
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        from deepwise.ops.unary import exp  # noqa: PLC0415
+
+        x = ctx.inputs[0]
+        return g * (_INV_SQRT_2PI * exp(-0.5 * x * x))
+
 
 class SiLU(Function):
     @staticmethod
@@ -114,6 +163,14 @@ class SiLU(Function):
     def backward(ctx, g):
         s = ctx.s
         return g * s * (1 + ctx.x * (1 - s))
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        from deepwise.ops.unary import sigmoid  # noqa: PLC0415
+
+        x = ctx.inputs[0]
+        s = sigmoid(x)
+        return g * s * (1 + x * (1 - s))
 
 
 class Softplus(Function):
@@ -132,6 +189,15 @@ class Softplus(Function):
         xp = xp_of(g)
         bx = ctx.beta * ctx.x
         return g * xp.where(bx > ctx.threshold, 1, stable_sigmoid(bx)).astype(g.dtype), None, None
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        from deepwise.ops.arithmetic import where  # noqa: PLC0415
+        from deepwise.ops.unary import sigmoid  # noqa: PLC0415
+
+        bx = ctx.beta * ctx.inputs[0]
+        linear = _const(ctx.beta * ctx.x > ctx.threshold)
+        return g * where(linear, 1.0, sigmoid(bx)), None, None
 
 
 class Softmax(Function):

@@ -180,6 +180,12 @@ class Maximum(Function):
         w = w.astype(g.dtype)
         return unbroadcast(g * w, a.shape), unbroadcast(g * (1 - w), b.shape)
 
+    @staticmethod
+    def backward_graph(ctx, g):
+        a, b = ctx.a, ctx.b
+        w = ((a > b) + 0.5 * (a == b)).astype(g.dtype)  # a constant mask: ties split as in backward
+        return _sum_to(g * _tensor_cls()._make(w), a.shape), _sum_to(g * _tensor_cls()._make(1 - w), b.shape)
+
 
 class Minimum(Function):
     """Ties send half the gradient to each side (like PyTorch)."""
@@ -195,6 +201,12 @@ class Minimum(Function):
         w = (a < b) + 0.5 * (a == b)
         w = w.astype(g.dtype)
         return unbroadcast(g * w, a.shape), unbroadcast(g * (1 - w), b.shape)
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        a, b = ctx.a, ctx.b
+        w = ((a < b) + 0.5 * (a == b)).astype(g.dtype)  # a constant mask: ties split as in backward
+        return _sum_to(g * _tensor_cls()._make(w), a.shape), _sum_to(g * _tensor_cls()._make(1 - w), b.shape)
 
 
 class Where(Function):
@@ -230,6 +242,10 @@ class Clamp(Function):
     @staticmethod
     def backward(ctx, g):
         return g * ctx.mask, None, None
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        return g * _tensor_cls()._make(xp_of(g.data).asarray(ctx.mask, dtype=g.dtype)), None, None
 
 
 def _inputs(ctx):

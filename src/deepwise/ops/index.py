@@ -74,6 +74,10 @@ class _IndexBackward(Function):
     def backward(ctx, gg):
         return gg[ctx.index], None, None, None
 
+    @staticmethod
+    def backward_graph(ctx, gg):
+        return GetItem.apply(gg, ctx.index), None, None, None
+
 
 def getitem(input, index):
     index = to_index(index)
@@ -102,6 +106,11 @@ class Gather(Function):
         out = xp.zeros(ctx.shape, g.dtype)
         _add_along_axis(out, ctx.index, g, ctx.axis, xp)
         return out, None, None
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        zeros = _T()._make(xp_of(g.data).zeros(ctx.shape, g.dtype))
+        return ScatterAdd.apply(zeros, ctx.axis, ctx.index, g), None, None
 
 
 def _leading_block(x, index, axis):
@@ -162,6 +171,18 @@ class ScatterAdd(Function):
                 _leading_block(g, ctx.index, ctx.axis), ctx.index, axis=ctx.axis)
         return g, None, None, gsrc
 
+    @staticmethod
+    def backward_graph(ctx, g):
+        gsrc = None
+        if ctx.needs_input_grad[3]:
+            gsrc = Gather.apply(g, ctx.axis, ctx.index)
+            if tuple(gsrc.shape) != tuple(ctx.src_shape):  # src larger than index: zeros elsewhere
+                from deepwise.ops.shape import Pad  # noqa: PLC0415
+
+                widths = tuple((0, s - n) for s, n in zip(ctx.src_shape, gsrc.shape))
+                gsrc = Pad.apply(gsrc, widths, "constant", 0.0)
+        return g, None, None, gsrc
+
 
 def scatter_add(input, dim, index, src):
     """A copy of ``input`` with ``src`` added at ``index`` along ``dim`` (repeats accumulate)."""
@@ -186,6 +207,10 @@ class MaskedFill(Function):
         xp = xp_of(g)
         g = xp.where(ctx.mask, xp.zeros((), g.dtype), g)
         return g, None, None
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        return MaskedFill.apply(g, ctx.mask, 0), None, None
 
 
 def masked_fill(input, mask, value):

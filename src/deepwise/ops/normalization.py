@@ -45,6 +45,31 @@ def _input_grad(g, w, xhat, invstd, axes, m):
     return (invstd / m) * (m * dxhat - s1 - xhat * s2)
 
 
+def _standardize_t(x, axes, eps):
+    """``_standardize`` with Tensor ops, for backward_graph: (xhat, invstd) recorded in the graph."""
+    from deepwise.ops.unary import sqrt  # noqa: PLC0415
+
+    xc = x - x.mean(dim=axes, keepdim=True)
+    invstd = 1 / sqrt((xc * xc).mean(dim=axes, keepdim=True) + eps)
+    return xc * invstd, invstd
+
+
+def _input_grad_t(dxhat, xhat, invstd, axes, m):
+    """``_input_grad`` with Tensor ops (``dxhat`` already multiplied by the weight)."""
+    s1 = dxhat.sum(dim=axes, keepdim=True)
+    s2 = (dxhat * xhat).sum(dim=axes, keepdim=True)
+    return (invstd / m) * (m * dxhat - s1 - xhat * s2)
+
+
+def _param_grads_t(ctx, g, xhat, axes, shape):
+    def total(t):  # an empty ``axes`` (layer norm of one sample) sums nothing, as NumPy's axis=()
+        return (t.sum(dim=axes) if axes else t).reshape(shape)
+
+    gw = total(g * xhat) if ctx.needs_input_grad[1] else None
+    gb = total(g) if ctx.needs_input_grad[2] else None
+    return gw, gb
+
+
 def _param_grads(ctx, g, xhat, axes, shape):
     gw = (g * xhat).sum(axis=axes).reshape(shape) if ctx.needs_input_grad[1] else None
     gb = g.sum(axis=axes).reshape(shape) if ctx.needs_input_grad[2] else None
@@ -77,6 +102,9 @@ class BatchNorm(Function):
             invstd = (1 / xp.sqrt(running_var + eps)).astype(x.dtype, copy=False).reshape(bshape)
             xhat = (x - running_mean.reshape(bshape).astype(x.dtype, copy=False)) * invstd
         ctx.xhat, ctx.invstd, ctx.w, ctx.m, ctx.axes = xhat, invstd, wb, m, axes
+        ctx.eps, ctx.bshape = eps, bshape
+        if not training:
+            ctx.mean = running_mean.reshape(bshape).astype(x.dtype)  # a copy: the buffer may change later
         return _affine(xhat, wb, bb)
 
     @staticmethod
@@ -96,6 +124,28 @@ class BatchNorm(Function):
         gb = sg.reshape(n_ch) if ctx.needs_input_grad[2] else None
         return gx, gw, gb
 
+    @staticmethod
+    def backward_graph(ctx, g):
+        x, w = ctx.inputs[0], ctx.inputs[1]
+        axes, n_ch = ctx.axes, ctx.xhat.shape[1]
+        if ctx.m is None:  # running statistics: constants, so xhat is affine in x
+            invstd = _T()._make(ctx.invstd)
+            xhat = (x - _T()._make(ctx.mean)) * invstd
+        else:
+            xhat, invstd = _standardize_t(x, axes, ctx.eps)
+        sg = g.sum(dim=axes, keepdim=True)
+        sgx = (g * xhat).sum(dim=axes, keepdim=True)
+        gx = None
+        if ctx.needs_input_grad[0]:
+            k = invstd if w is None else invstd * w.reshape(ctx.bshape)
+            if ctx.m is None:
+                gx = g * k
+            else:
+                gx = k * (g - sg / ctx.m - xhat * (sgx / ctx.m))
+        gw = sgx.reshape(n_ch) if ctx.needs_input_grad[1] else None
+        gb = sg.reshape(n_ch) if ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
 
 class LayerNorm(Function):
     """Normalisation over the last ``k`` axes; weight and bias have those axes' shape."""
@@ -107,6 +157,7 @@ class LayerNorm(Function):
         xhat, invstd, _, _ = _standardize(x, axes, eps, xp)
         ctx.xhat, ctx.invstd, ctx.w, ctx.axes = xhat, invstd, w, axes
         ctx.m = math.prod(x.shape[x.ndim - k:])
+        ctx.eps = eps
         return _affine(xhat, w, b)
 
     @staticmethod
@@ -118,6 +169,17 @@ class LayerNorm(Function):
         lead = tuple(range(xhat.ndim - len(ctx.axes)))
         gw, gb = _param_grads(ctx, g, xhat, lead, xhat.shape[len(lead):])
         return (gx, gw, gb)
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        x, w = ctx.inputs[0], ctx.inputs[1]
+        xhat, invstd = _standardize_t(x, ctx.axes, ctx.eps)
+        gx = None
+        if ctx.needs_input_grad[0]:
+            gx = _input_grad_t(g if w is None else g * w, xhat, invstd, ctx.axes, ctx.m)
+        lead = tuple(range(x.ndim - len(ctx.axes)))
+        gw, gb = _param_grads_t(ctx, g, xhat, lead, x.shape[len(lead):])
+        return gx, gw, gb
 
 
 class GroupNorm(Function):
@@ -133,6 +195,7 @@ class GroupNorm(Function):
         xhat = xhat_g.reshape(x.shape)
         wb = None if w is None else w.reshape(bshape)
         ctx.xhat, ctx.invstd, ctx.w, ctx.groups = xhat, invstd, wb, num_groups
+        ctx.eps, ctx.bshape = eps, bshape
         return _affine(xhat, wb, None if b is None else b.reshape(bshape))
 
     @staticmethod
@@ -148,6 +211,21 @@ class GroupNorm(Function):
             gx = gx.reshape(xhat.shape)
         axes = (0,) + tuple(range(2, xhat.ndim))
         gw, gb = _param_grads(ctx, g, xhat, axes, (n_ch,))
+        return gx, gw, gb
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        x, w = ctx.inputs[0], ctx.inputs[1]
+        n, n_ch = x.shape[:2]
+        grouped = (n, ctx.groups, -1)
+        xg, invstd = _standardize_t(x.reshape(grouped), (2,), ctx.eps)
+        xhat = xg.reshape(x.shape)
+        gx = None
+        if ctx.needs_input_grad[0]:
+            dxhat = g if w is None else g * w.reshape(ctx.bshape)
+            gx = _input_grad_t(dxhat.reshape(grouped), xg, invstd, (2,), xg.shape[2]).reshape(x.shape)
+        axes = (0,) + tuple(range(2, x.ndim))
+        gw, gb = _param_grads_t(ctx, g, xhat, axes, (n_ch,))
         return gx, gw, gb
 
 

@@ -84,6 +84,21 @@ class Var(Function):
         with _errstate(xp_of(g)):
             return g * (2 * ctx.diff / g.dtype.type(ctx.denom)), None, None, None
 
+    @staticmethod
+    def backward_graph(ctx, g):
+        x = ctx.inputs[0]
+        g = _expand_reduced_t(g, ctx.shape, ctx.axes, ctx.keepdim)
+        with _errstate(xp_of(g.data)):
+            diff = x - x.mean(dim=ctx.axes, keepdim=True)
+            return g * (2 * diff / float(ctx.denom)), None, None, None
+
+
+def _expand_reduced_t(g, shape, axes, keepdim):
+    """``expand_reduced`` for a Tensor gradient (backward_graph)."""
+    if not keepdim and axes:
+        g = g.reshape([1 if i in axes else n for i, n in enumerate(shape)])
+    return g
+
 
 class _errstate:
     def __init__(self, xp):
@@ -152,6 +167,13 @@ class AMax(Function):
         g = expand_reduced(g, ctx.shape, ctx.axes, ctx.keepdim)
         return g * ctx.mask / ctx.count.astype(g.dtype), None, None, None
 
+    @staticmethod
+    def backward_graph(ctx, g):
+        T = _T()
+        g = _expand_reduced_t(g, ctx.shape, ctx.axes, ctx.keepdim)
+        mask, count = T._make(ctx.mask.astype(g.dtype)), T._make(ctx.count.astype(g.dtype))
+        return g * mask / count, None, None, None  # the tie mask of forward is a constant
+
 
 class MaxDim(Function):
     """max/min along one dim -> (values, indices); gradient goes to the index returned."""
@@ -177,6 +199,16 @@ class MaxDim(Function):
         xp.put_along_axis(out, ctx.idx, g, axis=ctx.axis)
         return out, None, None, None
 
+    @staticmethod
+    def backward_graph(ctx, g, _g_idx):
+        from deepwise.ops.index import ScatterAdd  # noqa: PLC0415
+
+        if not ctx.keepdim:
+            g = g.reshape(ctx.idx.shape)
+        zeros = _T()._make(xp_of(g.data).zeros(ctx.shape, g.dtype))
+        # one index per slice, so adding into zeros puts g where forward found the max/min
+        return ScatterAdd.apply(zeros, ctx.axis, ctx.idx, g), None, None, None
+
 
 class LogSumExp(Function):
     @staticmethod
@@ -198,6 +230,15 @@ class LogSumExp(Function):
         with _errstate(xp):  # x - out may overflow to -inf for extreme logits: exp gives the right 0
             return g * xp.exp(ctx.x - ctx.out), None, None
 
+    @staticmethod
+    def backward_graph(ctx, g):
+        from deepwise.ops.unary import exp  # noqa: PLC0415
+
+        x = ctx.inputs[0]
+        g = _expand_reduced_t(g, ctx.x.shape, ctx.axes, ctx.keepdim)
+        with _errstate(xp_of(g.data)):
+            return g * exp(x - LogSumExp.apply(x, ctx.axes, True)), None, None
+
 
 class Cumsum(Function):
     @staticmethod
@@ -209,6 +250,13 @@ class Cumsum(Function):
     def backward(ctx, g):
         xp = xp_of(g)
         return xp.flip(xp.cumsum(xp.flip(g, ctx.axis), axis=ctx.axis), ctx.axis), None
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        from deepwise.ops.shape import Flip  # noqa: PLC0415
+
+        axes = (ctx.axis,)
+        return Flip.apply(Cumsum.apply(Flip.apply(g, axes), ctx.axis), axes), None
 
 
 # ----------------------------------------------------------------------------- functions

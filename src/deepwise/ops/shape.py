@@ -187,6 +187,16 @@ class Repeat(Function):
         g = g.reshape(split).sum(axis=tuple(range(0, len(split), 2)))
         return g.reshape(ctx.orig), None
 
+    @staticmethod
+    def backward_graph(ctx, g):
+        split = []
+        for r, n in zip(ctx.reps, ctx.in_shape):
+            split += [r, n]
+        g = g.reshape(split)
+        if split:  # sum over the repeat axes (a 0-d tensor repeated () times has none)
+            g = g.sum(dim=tuple(range(0, len(split), 2)))
+        return g.reshape(ctx.orig), None
+
 
 def repeat(input, *sizes):
     """Tile the tensor ``sizes[i]`` times along each dim (``torch.Tensor.repeat``)."""
@@ -327,6 +337,25 @@ class Pad(Function):
             out = xp.moveaxis(acc, 0, axis)
         return out, None, None, None
 
+    @staticmethod
+    def backward_graph(ctx, g):
+        from deepwise.ops.index import _IndexBackward  # noqa: PLC0415
+
+        if ctx.mode == "constant":
+            return g[tuple(slice(lo, g.shape[i] - hi) for i, (lo, hi) in enumerate(ctx.widths))], None, None, None
+        xp = xp_of(g.data)
+        out = g
+        for axis, (lo, hi) in enumerate(ctx.widths):
+            if lo == 0 and hi == 0:
+                continue
+            n = ctx.shape[axis]
+            src = _pad_source_index(n, lo, hi, ctx.mode, xp)
+            moved = movedim(out, axis, 0)
+            # scatter-add of each padded row onto its source row: GetItem's backward, itself differentiable
+            acc = _IndexBackward.apply(moved, (src,), (n,) + moved.shape[1:], False)
+            out = movedim(acc, 0, axis)
+        return out, None, None, None
+
 
 def _pad_source_index(n, lo, hi, mode, xp):
     i = xp.arange(-lo, n + hi)
@@ -366,6 +395,10 @@ class Flip(Function):
     @staticmethod
     def backward(ctx, g):
         return xp_of(g).flip(g, ctx.axes), None
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        return Flip.apply(g, ctx.axes), None
 
 
 def flip(input, dims):

@@ -69,6 +69,10 @@ class Log1p(Function):
     def backward(ctx, g):
         return g / (1 + ctx.x)
 
+    @staticmethod
+    def backward_graph(ctx, g):
+        return g / (1 + ctx.inputs[0])
+
 
 class Sqrt(Function):
     @staticmethod
@@ -94,6 +98,11 @@ class Rsqrt(Function):
     @staticmethod
     def backward(ctx, g):
         y = ctx.y
+        return g * (-0.5) * y * y * y
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        y = rsqrt(ctx.inputs[0])
         return g * (-0.5) * y * y * y
 
 
