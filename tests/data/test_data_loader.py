@@ -217,7 +217,7 @@ def test_exception_without_prefetch_is_the_same_error():
 
 
 def test_early_break_leaves_no_thread():
-    ds = TensorDataset(np.arange(1000))
+    ds = ItemDataset(1000)  # per-sample work: fetched by the prefetch thread (plain arrays never start one)
     loader = DataLoader(ds, batch_size=1, prefetch=4)
     for _ in range(3):
         for i, _b in enumerate(loader):
@@ -234,7 +234,7 @@ def test_early_break_leaves_no_thread():
 
 
 def test_full_iteration_leaves_no_thread():
-    list(DataLoader(TensorDataset(np.arange(10)), batch_size=3, prefetch=1))
+    list(DataLoader(ItemDataset(10), batch_size=3, prefetch=1))
     assert _prefetch_threads() == []
 
 

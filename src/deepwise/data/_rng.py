@@ -37,6 +37,6 @@ def using(gen: np.random.Generator | None):
         _local.generator = previous
 
 
-def child_generator() -> np.random.Generator:
-    """A fresh generator seeded by one draw from the shared generator (call in the main thread)."""
-    return np.random.default_rng(int(rng().integers(0, 2**63 - 1)))
+def child_seed() -> int:
+    """One draw from the shared generator, the seed of an epoch's generator (call in the main thread)."""
+    return int(rng().integers(0, 2**63 - 1))

@@ -59,7 +59,8 @@ class TensorDataset(Dataset):
     ``transform``: an optional callable applied to the *first* array of every fetched batch (the
     inputs), e.g. ``deepwise.data.transforms.Compose([...])``. It sees a batch (N, ...) — one sample
     is passed as a batch of one — so batch-level augmentation runs inside the loader (and in its
-    prefetch thread).
+    prefetch thread). Without a transform the ``DataLoader`` reads the arrays directly: one row take
+    per array and batch, the epoch's indices checked once (see ``deepwise.data.loader``).
     """
 
     def __init__(self, *tensors, transform=None):

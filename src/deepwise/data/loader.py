@@ -11,6 +11,17 @@ One epoch = one ``iter(loader)``. When the iterator is created, in the calling t
 
 Batches are then fetched — in the calling thread (``prefetch=0``) or by a daemon thread that keeps up
 to ``prefetch`` batches ready in a bounded queue. Both give identical batches.
+
+In-memory arrays take a shorter road. When the dataset is a ``TensorDataset`` / ``ArrayDataset``
+without a transform (or a ``Subset`` of one) and no ``collate_fn`` is given, a batch is nothing but
+one row take per array: the epoch's indices are checked against the dataset size once, in one
+vectorised comparison (and mapped through the subsets once), and each batch is then ``array[idx]``
+wrapped as a Tensor, in the calling thread. No prefetch thread is started for such a dataset: a take
+of a few rows costs less than handing a batch over between threads (which also compete for the
+GIL), so ``prefetch`` only applies to datasets with real per-sample work. The batches, their order
+under a seed, ``drop_last``, the dtype policy and the shared generator's stream are exactly those of
+the general path; an out-of-range index leaves the shortcut, so the general path raises its error at
+the batch that holds it.
 """
 
 from __future__ import annotations
@@ -20,9 +31,12 @@ import threading
 
 import numpy as np
 
+from deepwise import backend
 from deepwise.data import _rng
 from deepwise.data.collate import default_collate, default_convert
+from deepwise.data.dataset import ArrayDataset, Subset, TensorDataset
 from deepwise.data.sampler import BatchSampler, RandomSampler, SequentialSampler
+from deepwise.tensor import Tensor
 
 
 def _make_fetch(dataset, collate_fn):
@@ -60,7 +74,9 @@ class DataLoader:
             dataset's ``__getitems__`` when it has one.
         prefetch: number of batches a background (daemon) thread prepares ahead; 0 fetches in the
             calling thread. Errors raised while fetching are re-raised in the loop that consumes the
-            batches, with their original traceback. Leaving a loop early stops the thread.
+            batches, with their original traceback. Leaving a loop early stops the thread. Plain
+            in-memory array datasets (no transform, no collate_fn) are always fetched in the calling
+            thread: their batch is a row take, cheaper than a thread hand-off (module docstring).
     """
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, sampler=None, batch_sampler=None,
@@ -110,12 +126,32 @@ class DataLoader:
             return list(draw())
         return [np.asarray(b, dtype=np.int64).reshape(-1) for b in self.batch_sampler]
 
+    def _draw_plan(self):
+        """The epoch's batches as ``(indices, offsets)`` (see ``BatchSampler.epoch_plan``), drawn now."""
+        if getattr(type(self.batch_sampler), "epoch_batches", None) is BatchSampler.epoch_batches:
+            return self.batch_sampler.epoch_plan()  # deepwise's BatchSampler, not a subclass redefining it
+        batches = self._draw_batches()
+        offsets = [0]
+        for b in batches:
+            offsets.append(offsets[-1] + len(b))
+        indices = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
+        return indices, offsets
+
     def __iter__(self):
         epoch = self._epoch
         self._epoch += 1
         self._announce_epoch(epoch)
-        batches = self._draw_batches()
-        gen = _rng.child_generator()
+        indices, offsets = self._draw_plan()
+        # the seed of the epoch's generator for random transforms (see deepwise.data._rng), drawn on
+        # every path so that the shared generator moves on the same way whichever path runs
+        seed = _rng.child_seed()
+        source = _row_source(self.dataset, self.collate_fn)
+        if source is not None:
+            taker = _TakeIterator.for_epoch(indices, offsets, *source)
+            if taker is not None:
+                return taker
+        batches = [indices[a:b] for a, b in zip(offsets, offsets[1:])]
+        gen = np.random.default_rng(seed)
         fetch = _make_fetch(self.dataset, self.collate_fn)
         if self.prefetch == 0:
             return _SerialIterator(batches, fetch, gen)
@@ -127,6 +163,88 @@ class DataLoader:
     def __repr__(self):
         return (f"DataLoader({type(self.dataset).__name__} of {len(self.dataset)} samples, "
                 f"batch_size={self.batch_size}, batches={len(self)}, prefetch={self.prefetch})")
+
+
+def _row_source(dataset, collate_fn):
+    """``(arrays, pack, maps, n)`` when every batch of ``dataset`` is a plain row take from in-memory
+    arrays, else None. ``n``: the size indices are checked against; ``maps``: the index arrays of the
+    ``Subset`` layers, outermost first; ``pack``: "tuple", or "bare" (one array of an ``ArrayDataset``).
+    A subclass that redefines how batches are fetched or packed keeps the general path."""
+    if collate_fn is not None:
+        return None
+    n = len(dataset)
+    maps = []
+    base = dataset
+    while type(base) is Subset:
+        maps.append(base.indices)
+        base = base.dataset
+    if not isinstance(base, TensorDataset) or base.transform is not None:
+        return None
+    cls = type(base)
+    if cls.__getitems__ is not TensorDataset.__getitems__ or "__getitems__" in vars(base):
+        return None  # a subclass that fetches batches its own way
+    if cls._pack is TensorDataset._pack:
+        pack = "tuple"
+    elif cls._pack is ArrayDataset._pack:
+        pack = "bare" if len(base.arrays) == 1 else "tuple"
+    else:
+        return None
+    return base.arrays, pack, maps, n
+
+
+class _TakeIterator:
+    """One epoch of a plain array dataset: each batch is one row take per array (see the module
+    docstring). Built by ``for_epoch``, which returns None when an index is out of range."""
+
+    def __init__(self, columns, offsets, pack):
+        self._columns = columns  # (array, the epoch's indices on the array's device, to float32?)
+        self._offsets = offsets
+        self._pack = pack
+        self._n = len(offsets) - 1
+        self._next = 0
+
+    @classmethod
+    def for_epoch(cls, flat, offsets, arrays, pack, maps, n):
+        """``flat``: the epoch's indices; batch ``k`` is ``flat[offsets[k]:offsets[k + 1]]``."""
+        if flat.size and (int(np.minimum.reduce(flat)) < -n or int(np.maximum.reduce(flat)) >= n):
+            return None  # the general path raises, at the batch that holds the bad index
+        for indices in maps:  # Subset layers: one vectorised lookup per epoch
+            flat = indices[flat]
+        on_device = {}
+        columns = []
+        for a in arrays:
+            if isinstance(a, np.ndarray):
+                idx = flat
+            else:
+                device = backend.device_of(a)
+                key = (device.type, device.index)
+                if key not in on_device:
+                    on_device[key] = backend.to_device(flat, device)
+                idx = on_device[key]
+            columns.append((a, idx, a.dtype == np.float64))
+        return cls(columns, offsets, pack)
+
+    def __iter__(self):
+        return self
+
+    def __len__(self):
+        return self._n - self._next
+
+    def __next__(self):
+        k = self._next
+        if k >= self._n:
+            raise StopIteration
+        self._next = k + 1
+        start, stop = self._offsets[k], self._offsets[k + 1]
+        out = []
+        for a, idx, to_float32 in self._columns:  # the dtype policy of default_convert
+            part = a[idx[start:stop]]
+            out.append(Tensor._make(part.astype(np.float32) if to_float32 else part))
+        return out[0] if self._pack == "bare" else tuple(out)
+
+    def close(self) -> None:
+        """End the epoch early (nothing runs in the background)."""
+        self._next = self._n
 
 
 class _SerialIterator:

@@ -36,9 +36,13 @@ def draw_epoch(sampler) -> np.ndarray:
     draw = getattr(sampler, "epoch_indices", None)
     if draw is not None:
         try:
-            return np.asarray(draw(), dtype=np.int64).reshape(-1)
+            idx = draw()
         except NotImplementedError:
             pass  # a Sampler subclass that only overrides __iter__
+        else:
+            if type(idx) is np.ndarray and idx.dtype == np.int64 and idx.ndim == 1:
+                return idx
+            return np.asarray(idx, dtype=np.int64).reshape(-1)
     return np.fromiter((int(i) for i in sampler), dtype=np.int64)
 
 
@@ -85,6 +89,8 @@ class RandomSampler(Sampler):
             return np.zeros(0, dtype=np.int64)
         if self.replacement:
             return gen.integers(0, n, size=k, dtype=np.int64)
+        if k == n:
+            return gen.permutation(n).astype(np.int64, copy=False)  # the same draw as one round below
         rounds = -(-k // n)
         perm = np.concatenate([gen.permutation(n) for _ in range(rounds)])
         return perm[:k].astype(np.int64, copy=False)
@@ -110,11 +116,19 @@ class BatchSampler(Sampler):
         if inner is not None:
             inner(epoch)
 
-    def epoch_batches(self) -> list[np.ndarray]:
+    def epoch_plan(self) -> tuple[np.ndarray, list[int]]:
+        """The epoch drawn now as ``(indices, offsets)``: batch ``k`` is ``indices[offsets[k]:offsets[k + 1]]``
+        (``len(offsets)`` is the number of batches plus one)."""
         idx = draw_epoch(self.sampler)
         bs = self.batch_size
         stop = (idx.size // bs) * bs if self.drop_last else idx.size
-        return [idx[i:i + bs] for i in range(0, stop, bs)]
+        offsets = list(range(0, stop, bs))
+        offsets.append(stop)
+        return idx, offsets
+
+    def epoch_batches(self) -> list[np.ndarray]:
+        idx, offsets = self.epoch_plan()
+        return [idx[a:b] for a, b in zip(offsets, offsets[1:])]
 
     def __iter__(self):
         return iter([b.tolist() for b in self.epoch_batches()])
