@@ -135,6 +135,13 @@ class CallbackList:
             if key in states:
                 cb.load_state_dict(states[key])
 
+    def implements(self, hook: str) -> bool:
+        """Whether some callback does something in ``hook``: its class redefines the method, or the
+        instance carries its own (``LambdaCallback``). The Trainer asks once per epoch and skips the
+        per-batch hooks (and building their logs) when no callback listens."""
+        default = getattr(Callback, hook)
+        return any(getattr(getattr(cb, hook), "__func__", None) is not default for cb in self.callbacks)
+
     def _call(self, hook, *args):
         for cb in self.callbacks:
             getattr(cb, hook)(*args)
@@ -170,6 +177,7 @@ class CallbackList:
         self._call("on_test_batch_end", batch, logs)
 
     def on_before_optimizer_step(self, optimizer):
-        self._call("on_before_optimizer_step", optimizer)
+        for cb in self.callbacks:  # once per training step: no _call indirection
+            cb.on_before_optimizer_step(optimizer)
 
 

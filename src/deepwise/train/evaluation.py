@@ -37,17 +37,19 @@ class Tracker:
         if not isinstance(step_logs, dict):
             raise TypeError("Trainer: train_step / eval_step must return a dict of logs, got "
                             f"{type(step_logs).__name__}")
+        sums, counts = self.sums, self.counts
         for key, value in step_logs.items():
             if isinstance(value, Tensor):
-                if value.numel() != 1:
+                data = value.data
+                if data.size != 1:
                     continue  # not a loggable number
-                value = value.item()
+                value = data.item()  # the one host sync of a step
             elif hasattr(value, "item") and getattr(value, "size", 0) == 1:
                 value = value.item()
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if type(value) is not float and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 continue
-            self.sums[key] = self.sums.get(key, 0.0) + float(value) * n
-            self.counts[key] = self.counts.get(key, 0) + n
+            sums[key] = sums.get(key, 0.0) + float(value) * n
+            counts[key] = counts.get(key, 0) + n
         self.count += n
         self.steps += 1
 
@@ -83,14 +85,18 @@ class EvaluationMixin:
         tracker = Tracker(metrics)
         self.model.eval()
         callbacks.on_test_begin({})
+        batch_begin = callbacks.implements("on_test_batch_begin")  # per-batch hooks only when used
+        batch_end = callbacks.implements("on_test_batch_end")
         try:
             with no_grad():
                 for b, batch in enumerate(loader):
                     self._phase_batch = b
-                    callbacks.on_test_batch_begin(b, {"batch": b})
+                    if batch_begin:
+                        callbacks.on_test_batch_begin(b, {"batch": b})
                     step_logs = self.eval_step(batch)
                     tracker.add(step_logs, self.batch_size_of(batch))
-                    callbacks.on_test_batch_end(b, tracker.logs(scalar_only=scalar_only))
+                    if batch_end:
+                        callbacks.on_test_batch_end(b, tracker.logs(scalar_only=scalar_only))
         finally:
             self.model.train(was_training)
             self._active_metrics, self._phase, self._loop_data = previous

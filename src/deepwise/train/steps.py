@@ -82,6 +82,10 @@ class StepsMixin:
     @staticmethod
     def batch_size_of(batch) -> int:
         """Number of samples in a batch (the first dimension of its first tensor)."""
+        if type(batch) is tuple and batch and type(batch[0]) is Tensor:  # what the DataLoader yields
+            shape = batch[0].data.shape
+            if shape:
+                return int(shape[0])
         first = batch
         while isinstance(first, (tuple, list)) and first:
             first = first[0]
@@ -98,27 +102,33 @@ class StepsMixin:
         predict started)."""
         if t is None:
             return None
+        device = self._run_device if self._run_device is not None else self.device
         if not isinstance(t, Tensor):
             t = Tensor(t)
-        device = self._run_device if self._run_device is not None else self.device
+        if device.type == "cpu" and isinstance(t.data, np.ndarray):
+            return t  # the common case, without building a Device to compare
         return t if t.device == device else t.to(device)
 
     def unpack_batch(self, batch):
         """``(x, y, sample_weight)`` of a batch (y and weight None when absent), on the model's device,
         with the inputs checked for NaN / infinite values."""
-        if isinstance(batch, Tensor) or backend.is_array(batch):
+        if isinstance(batch, (tuple, list)) and 1 <= len(batch) <= 3:
+            parts = batch
+        elif isinstance(batch, Tensor) or backend.is_array(batch):
             parts = (batch,)
-        elif isinstance(batch, (tuple, list)) and 1 <= len(batch) <= 3:
-            parts = tuple(batch)
         else:
             raise TypeError(f"Trainer: a batch must be x, (x,), (x, y) or (x, y, sample_weight), got "
                             f"{type(batch).__name__}" + (f" of length {len(batch)}" if isinstance(batch, (tuple, list))
                                                          else "") + "; override train_step for other layouts")
-        x, y, w = (*parts, None, None)[:3]
-        x, y, w = self.to_device(x), self.to_device(y), self.to_device(w)
-        self._check_finite(x, "inputs (x)")
-        if y is not None and y.dtype.kind == "f":
-            self._check_finite(y, "targets (y)")
+        k = len(parts)
+        x = self.to_device(parts[0])
+        y = self.to_device(parts[1]) if k > 1 else None
+        w = self.to_device(parts[2]) if k > 2 else None
+        data = self._loop_data
+        if data is None or not data.inputs_finite:  # else checked once for the whole arrays
+            self._check_finite(x, "inputs (x)")
+            if y is not None and y.dtype.kind == "f":
+                self._check_finite(y, "targets (y)")
         return x, y, w
 
     def _check_finite(self, t: Tensor, what: str) -> None:
@@ -167,18 +177,19 @@ class StepsMixin:
 
     # ------------------------------------------------------------------------------ loss
     def _check_class_targets(self, pred, y) -> None:
-        if not self.loss.uses_class_indices:
-            return
-        if y.dtype.kind not in "iu":
-            if self.loss.name == "cross_entropy" and y.dtype.kind == "f" and y.shape == pred.shape:
+        """Targets of a loss that takes class indices (``cross_entropy``, ``nll``): integer labels in range
+        (or class probabilities for cross-entropy)."""
+        labels, pred_shape = y.data, pred.data.shape
+        if labels.dtype.kind not in "iu":
+            if self.loss.name == "cross_entropy" and labels.dtype.kind == "f" and labels.shape == pred_shape:
                 return  # class probabilities
             raise TypeError(f"Trainer: the loss {self.loss.name!r} needs integer class labels, got {y.dtype} "
                             f"targets of shape {y.shape} ({self._where()}); convert them, e.g. y.astype('int64')")
-        if pred.ndim < 2 or y.data.size == 0:
+        if len(pred_shape) < 2 or labels.size == 0:
             return
-        n_classes = int(pred.shape[1])
-        labels = y.data
-        known = None if self._loop_data is None else self._loop_data.label_range
+        n_classes = int(pred_shape[1])
+        data = self._loop_data
+        known = None if data is None else data.label_range
         if known is not None and labels.ndim == 1:
             lo, hi = known  # found once for the whole label array
             if 0 <= lo and hi < n_classes:
@@ -226,8 +237,10 @@ class StepsMixin:
         if y is None:
             raise ValueError("Trainer: the batch has no targets, but the loss needs them; batches must be (x, y) "
                              "(override train_step to train without targets)")
-        y = self.loss.prepare_target(pred, y)
-        self._check_class_targets(pred, y)
+        if self.loss.uses_class_indices:  # targets taken as they are: check the labels
+            self._check_class_targets(pred, y)
+        else:
+            y = self.loss.prepare_target(pred, y)
         weight = None if sample_weight is None else sample_weight.data.reshape(-1)
         if class_weight and self._class_weight is not None:
             cw = self._class_weights_for(pred, y)
@@ -251,7 +264,7 @@ class StepsMixin:
     def backward(self, loss) -> None:
         """``loss.backward()``, scaled for gradient accumulation; the loss is remembered for the
         ``on_before_optimizer_step`` checks (TerminateOnNaN)."""
-        self.step_losses.append(loss.detach())
+        self.step_losses.append(Tensor._make(loss.data))  # detached
         (loss * self._loss_scale if self._loss_scale != 1.0 else loss).backward()
 
     def optimizer_step(self, optimizer=None) -> bool:
@@ -265,7 +278,8 @@ class StepsMixin:
             raise ValueError("Trainer: no optimizer; pass one to Trainer(model, optimizer, ...)")
         if not self._is_boundary:
             return False
-        self.callbacks.on_before_optimizer_step(optimizer)
+        if self.callbacks.callbacks:  # (a CallbackList with no callbacks has nothing to call)
+            self.callbacks.on_before_optimizer_step(optimizer)
         if self.stop_training:
             self.step_losses = []
             return False

@@ -325,8 +325,8 @@ class Trainer(StepsMixin, CheckpointMixin, EvaluationMixin):
         tracker = self._tracker
         tracker.reset()
         self._active_metrics = self._train_metrics
-        self.model.train()
         if resume is not None:
+            self.model.train()
             self._epoch_rng_state = resume.position["epoch_rng_state"]
             dw_random.set_rng_state(self._epoch_rng_state)
             iterator = iter(loader)
@@ -341,18 +341,28 @@ class Trainer(StepsMixin, CheckpointMixin, EvaluationMixin):
             start = skip
         else:
             self.callbacks.on_epoch_begin(epoch, {})
-            self.model.train()
+            self.model.train()  # after the hook: the epoch trains in train mode whatever a callback did
             self._epoch_rng_state = dw_random.get_rng_state()
             iterator = iter(loader)
             start = 0
         self.epoch_samples, self.epoch_steps = tracker.count, tracker.steps
+        # the batch hooks (and the running logs they get) only when some callback does something in them
+        callbacks = self.callbacks
+        batch_begin = callbacks.implements("on_train_batch_begin")
+        batch_end = callbacks.implements("on_train_batch_end")
+        every = self._checkpoint_every if isinstance(self._checkpoint_every, int) else None
+        accumulate = self._accum > 1
+        boundary = True
+        self._is_boundary, self._loss_scale = True, 1.0
         pending = False
         for b, batch in enumerate(iterator, start=start):
             self.batch_index = self._phase_batch = b
             n = self.batch_size_of(batch)
-            size, boundary = self._accumulation(b, steps)
-            self._is_boundary, self._loss_scale = boundary, 1.0 / size
-            self.callbacks.on_train_batch_begin(b, {"batch": b, "size": n})
+            if accumulate:
+                size, boundary = self._accumulation(b, steps)
+                self._is_boundary, self._loss_scale = boundary, 1.0 / size
+            if batch_begin:
+                callbacks.on_train_batch_begin(b, {"batch": b, "size": n})
             if self.sample_shape is None:
                 first = batch[0] if isinstance(batch, (tuple, list)) else batch
                 self.sample_shape = tuple(first.shape[1:]) if hasattr(first, "shape") else None
@@ -361,10 +371,11 @@ class Trainer(StepsMixin, CheckpointMixin, EvaluationMixin):
             self.global_step += 1
             pending = not boundary
             self.epoch_samples, self.epoch_steps = tracker.count, tracker.steps
-            self.callbacks.on_train_batch_end(b, tracker.logs())
+            if batch_end:
+                callbacks.on_train_batch_end(b, tracker.logs())
             if self.stop_training:
                 break
-            if isinstance(self._checkpoint_every, int) and self.global_step % self._checkpoint_every == 0:
+            if every is not None and self.global_step % every == 0:
                 self._checkpoint_due = True
             if not pending:
                 if self._interrupt_requested:
