@@ -183,9 +183,11 @@ HOW_TO_READ = """
   one thread. On a shared 2-core machine a second busy process slows multi-threaded BLAS badly (its
   threads wait on each other), so the one-thread table is the steadier comparison of the work each
   framework does; the all-cores table also shows how well each spreads its work over the cores.
-- Both workers import deepwise (the PyTorch one to copy the same initial weights), so both run with
-  the malloc thresholds deepwise sets at import (`deepwise/_malloc.py`); PyTorch's steps gain from
-  them too (its VGG block step: about 40% less CPU time on this machine).
+- Each framework runs as it comes. deepwise sets glibc's malloc thresholds at import
+  (`deepwise/_malloc.py`: freed pages stay mapped); the PyTorch worker, which imports deepwise only
+  to copy the same initial weights, runs with `DEEPWISE_MALLOC_TUNING=0`, i.e. PyTorch's default
+  allocator behaviour. With the same settings PyTorch's steps also get faster on this VM (VGG block,
+  2 threads: about 70 -> 64 ms; 1 thread: 147 -> 89 ms of CPU time).
 - Peak memory is how far the worker's resident memory rose during one cold training step (gradients
   and optimizer state included), measured the same way for both frameworks (Linux VmHWM, reset
   before the step).

@@ -38,6 +38,8 @@ def _spawn(group: str, framework: str, threads: int) -> list[Result]:
     n = str(threads)
     env = dict(os.environ, DEEPWISE_BENCH_ONLY=framework, DEEPWISE_BENCH_THREADS=n, OPENBLAS_NUM_THREADS=n,
                OMP_NUM_THREADS=n, MKL_NUM_THREADS=n)
+    if framework == "torch":  # PyTorch as it comes: the worker imports deepwise only to copy weights
+        env["DEEPWISE_MALLOC_TUNING"] = "0"
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", group], env=env,
                           capture_output=True, text=True)
     if proc.returncode != 0:
