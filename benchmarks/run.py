@@ -63,7 +63,7 @@ def _show(r: Result) -> None:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="*", help=f"groups to run (default: {' '.join(GROUPS)})")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating worker rounds per framework")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating worker rounds per framework")
     parser.add_argument("--threads", type=int, nargs="+", default=None,
                         help="thread counts to run (default: all cores, then 1); the first is judged on targets")
     parser.add_argument("--worker", metavar="GROUP", help=argparse.SUPPRESS)
