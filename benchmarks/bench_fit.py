@@ -24,7 +24,7 @@ HAS_TORCH = False  # both sides are deepwise: run.py times it in the deepwise wo
 
 BATCH = 64
 EPOCHS = 5
-ROUNDS = 21
+ROUNDS = 61
 
 
 def _model(dw):

@@ -71,11 +71,24 @@ def _rss_bytes(field_name: str) -> int | None:
     return None
 
 
+def _malloc_trim() -> None:
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def peak_rss_growth(fn) -> int | None:
     """How far the process's resident memory rose above its level before ``fn`` while ``fn`` ran (bytes).
 
-    Linux only: the peak (VmHWM) is reset through /proc/self/clear_refs first. The same measure for both
-    frameworks, so it counts what each really touches -- NumPy's arrays and PyTorch's allocator alike."""
+    Linux only: free heap memory is first handed back to the OS (glibc ``malloc_trim``, so pages kept
+    mapped by earlier work -- deepwise's malloc settings keep them -- do not hide the step's growth), then
+    the peak (VmHWM) is reset through /proc/self/clear_refs. The same measure for both frameworks, so it
+    counts what each really touches -- NumPy's arrays and PyTorch's allocator alike."""
+    _malloc_trim()
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
