@@ -84,9 +84,9 @@ def _out_size(size, k, s, pads, d):
 #
 # Big batches go through in chunks of images whose columns fit in _CHUNK_BYTES (16 MiB): each GEMM is
 # then large enough for BLAS to spread over several threads (the VGG block step with 2 threads: 4 MiB
-# chunks ~105 ms, 16 MiB ~95 ms; with 1 thread no measurable difference). The forward pass keeps the columns of all chunks for the
-# backward pass when together they take at most _KEEP_BYTES; above that the backward pass rebuilds
-# them chunk by chunk (no huge buffer is held or page-faulted per call).
+# chunks ~105 ms, 16 MiB ~95 ms; with 1 thread no measurable difference). The forward pass keeps the
+# columns of all chunks for the backward pass when together they take at most _KEEP_BYTES; above that
+# the backward pass rebuilds them chunk by chunk (no huge buffer is held or page-faulted per call).
 _CHUNK_BYTES = 1 << 24
 _KEEP_BYTES = 1 << 25
 
