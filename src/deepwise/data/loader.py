@@ -33,7 +33,7 @@ import numpy as np
 
 from deepwise import backend
 from deepwise.data import _rng
-from deepwise.data.collate import default_collate, default_convert
+from deepwise.data.collate import _policy, default_collate, default_convert
 from deepwise.data.dataset import ArrayDataset, Subset, TensorDataset
 from deepwise.data.sampler import BatchSampler, RandomSampler, SequentialSampler
 from deepwise.tensor import Tensor
@@ -120,17 +120,16 @@ class DataLoader:
                 hook(epoch)
                 return
 
-    def _draw_batches(self) -> list[np.ndarray]:
-        draw = getattr(self.batch_sampler, "epoch_batches", None)
-        if draw is not None:
-            return list(draw())
-        return [np.asarray(b, dtype=np.int64).reshape(-1) for b in self.batch_sampler]
-
     def _draw_plan(self):
         """The epoch's batches as ``(indices, offsets)`` (see ``BatchSampler.epoch_plan``), drawn now."""
-        if getattr(type(self.batch_sampler), "epoch_batches", None) is BatchSampler.epoch_batches:
-            return self.batch_sampler.epoch_plan()  # deepwise's BatchSampler, not a subclass redefining it
-        batches = self._draw_batches()
+        sampler = self.batch_sampler
+        if getattr(type(sampler), "epoch_batches", None) is BatchSampler.epoch_batches:
+            return sampler.epoch_plan()  # deepwise's BatchSampler, not a subclass redefining it
+        draw = getattr(sampler, "epoch_batches", None)
+        if draw is not None:
+            batches = list(draw())
+        else:
+            batches = [np.asarray(b, dtype=np.int64).reshape(-1) for b in sampler]
         offsets = [0]
         for b in batches:
             offsets.append(offsets[-1] + len(b))
@@ -197,7 +196,7 @@ class _TakeIterator:
     docstring). Built by ``for_epoch``, which returns None when an index is out of range."""
 
     def __init__(self, columns, offsets, pack):
-        self._columns = columns  # (array, the epoch's indices on the array's device, to float32?)
+        self._columns = columns  # (array, the epoch's indices on the array's device)
         self._offsets = offsets
         self._pack = pack
         self._n = len(offsets) - 1
@@ -221,7 +220,7 @@ class _TakeIterator:
                 if key not in on_device:
                     on_device[key] = backend.to_device(flat, device)
                 idx = on_device[key]
-            columns.append((a, idx, a.dtype == np.float64))
+            columns.append((a, idx))
         return cls(columns, offsets, pack)
 
     def __iter__(self):
@@ -236,10 +235,7 @@ class _TakeIterator:
             raise StopIteration
         self._next = k + 1
         start, stop = self._offsets[k], self._offsets[k + 1]
-        out = []
-        for a, idx, to_float32 in self._columns:  # the dtype policy of default_convert
-            part = a[idx[start:stop]]
-            out.append(Tensor._make(part.astype(np.float32) if to_float32 else part))
+        out = [Tensor._make(_policy(a[idx[start:stop]])) for a, idx in self._columns]  # default_convert's dtypes
         return out[0] if self._pack == "bare" else tuple(out)
 
     def close(self) -> None:

@@ -177,7 +177,6 @@ class CallbackList:
         self._call("on_test_batch_end", batch, logs)
 
     def on_before_optimizer_step(self, optimizer):
-        for cb in self.callbacks:  # once per training step: no _call indirection
-            cb.on_before_optimizer_step(optimizer)
+        self._call("on_before_optimizer_step", optimizer)
 
 

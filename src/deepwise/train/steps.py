@@ -124,11 +124,9 @@ class StepsMixin:
         x = self.to_device(parts[0])
         y = self.to_device(parts[1]) if k > 1 else None
         w = self.to_device(parts[2]) if k > 2 else None
-        data = self._loop_data
-        if data is None or not data.inputs_finite:  # else checked once for the whole arrays
-            self._check_finite(x, "inputs (x)")
-            if y is not None and y.dtype.kind == "f":
-                self._check_finite(y, "targets (y)")
+        self._check_finite(x, "inputs (x)")
+        if y is not None and y.dtype.kind == "f":
+            self._check_finite(y, "targets (y)")
         return x, y, w
 
     def _check_finite(self, t: Tensor, what: str) -> None:
