@@ -173,3 +173,16 @@ def test_gradcheck_catches_a_wrong_backward():
     assert dw.autograd.gradcheck(lambda t: t * t, [x])
     with pytest.raises(ValueError, match="float64"):
         dw.autograd.gradcheck(lambda t: t * t, [dw.ones(2, requires_grad=True)])
+
+
+def test_gradcheck_perturbs_inputs_stored_with_any_strides():
+    """An input whose array is a transposed view is perturbed in place, not through a flattened copy
+    (which would give all-zero finite differences)."""
+    from deepwise.tensor import Tensor  # noqa: PLC0415
+
+    data = np.random.default_rng(0).standard_normal((3, 2)).T
+    x = Tensor._make(data).requires_grad_()
+    assert not x.data.flags.c_contiguous
+    w = dw.tensor(np.arange(6.0).reshape(2, 3))
+    assert dw.autograd.gradcheck(lambda t: (t * t * w).sum(), [x])
+    np.testing.assert_array_equal(x.data, data)  # every perturbation was undone

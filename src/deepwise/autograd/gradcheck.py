@@ -53,16 +53,15 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, raise_exceptio
     for k, (t, a) in enumerate(zip(wrt, analytic)):
         a = np.zeros(t.shape) if a is None else np.asarray(a.data)
         numeric = np.zeros(t.shape)
-        flat = t.data.reshape(-1)  # a view: perturbing it perturbs the input
-        num_flat = numeric.reshape(-1)
-        for i in range(flat.size):
-            orig = flat[i]
-            flat[i] = orig + eps
+        data = t.data  # perturbed in place, element by element (any strides: no flattened copy)
+        for i in np.ndindex(*t.shape):
+            orig = data[i]
+            data[i] = orig + eps
             plus = scalar()
-            flat[i] = orig - eps
+            data[i] = orig - eps
             minus = scalar()
-            flat[i] = orig
-            num_flat[i] = (plus - minus) / (2 * eps)
+            data[i] = orig
+            numeric[i] = (plus - minus) / (2 * eps)
         if not np.allclose(a, numeric, atol=atol, rtol=rtol):
             worst = np.unravel_index(np.argmax(np.abs(a - numeric)), t.shape) if t.ndim else ()
             msg = (f"gradcheck failed for input {k} (shape {t.shape}): backward gives {a[worst]:.6g} at "
