@@ -82,6 +82,43 @@ def test_batchnorm_train_three_steps_then_eval_matches_torch(torch, name, shape,
     assert_same_state(ours, theirs)
 
 
+@pytest.mark.parametrize("grad_layout", ["nchw", "channels_first"])
+def test_batchnorm2d_on_a_conv_output_layout_matches_torch(torch, grad_layout):
+    """Conv outputs are stored (C, N, H, W) behind their NCHW shape; batch norm then takes its fast
+    per-channel-row path. Same results as PyTorch, with a large mean (two-pass variance), and the
+    layout is kept for the next layer."""
+    from deepwise.tensor import Tensor  # noqa: PLC0415
+
+    ours, theirs = BatchNorm2d(6), torch.nn.BatchNorm2d(6)
+    load_from_torch(ours, theirs)
+    for s in range(2):
+        x = randn(6, 4, 5, 3, seed=s, scale=0.5, shift=100.0 * s).transpose(1, 0, 2, 3)
+        xo, xt = Tensor._make(x).requires_grad_(), torch.tensor(x, requires_grad=True)
+        yo, yt = ours(xo), theirs(xt)
+        assert yo.data.strides[1] > yo.data.strides[0]
+        np.testing.assert_allclose(yo.detach().numpy(), yt.detach().numpy(), rtol=1e-4, atol=1e-4)
+        up = randn(4, 6, 5, 3, seed=s + 7)
+        up = up.transpose(1, 0, 2, 3).copy().transpose(1, 0, 2, 3) if grad_layout == "channels_first" else up
+        yo.backward(Tensor._make(up))
+        yt.backward(torch.tensor(up))
+        np.testing.assert_allclose(xo.grad.numpy(), xt.grad.numpy(), rtol=1e-3, atol=1e-4)
+        for name, p in dict(theirs.named_parameters()).items():
+            np.testing.assert_allclose(getattr(ours, name).grad.numpy(), p.grad.numpy(), rtol=1e-4, atol=1e-3)
+        ours.zero_grad()
+        theirs.zero_grad()
+    assert_same_state(ours, theirs)
+
+
+def test_gradcheck_batch_norm_on_a_conv_output_layout():
+    from deepwise.tensor import Tensor  # noqa: PLC0415
+
+    data = np.random.default_rng(4).standard_normal((3, 4, 2, 3)).transpose(1, 0, 2, 3)
+    x = Tensor._make(data).requires_grad_()
+    gradcheck(lambda a, c, d: batch_norm(a, None, None, c, d, training=True),
+              [x, _f64(3, seed=1, shift=1.0), _f64(3, seed=2)])
+    assert x.data.strides[1] > x.data.strides[0]
+
+
 @pytest.mark.parametrize("affine,track,bias", [(False, True, True), (True, False, True), (False, False, True),
                                                (True, True, False)])
 def test_batchnorm_options_match_torch(torch, affine, track, bias):

@@ -22,8 +22,40 @@ def _T():
     return Tensor
 
 
+def _rows(a, axes):
+    """``a`` as a 2-D (statistics, m) view when the normalised ``axes`` and the storage allow it
+    without a copy: (rows, keepdims shape of a statistic, function mapping (statistics, m) rows back
+    to ``a``'s axes); else None. Two cases: the trailing axes of a C-contiguous array (layer and
+    group norm) and every axis but the channel axis 1 of an array stored channels first (a conv
+    output, see ``deepwise.ops.conv``)."""
+    nd = a.ndim
+    if axes == tuple(range(nd - len(axes), nd)) and a.flags.c_contiguous:
+        lead = a.shape[:nd - len(axes)]
+        return a.reshape(math.prod(lead), -1), lead + (1,) * len(axes), lambda r: r.reshape(a.shape)
+    if nd >= 2 and axes == (0,) + tuple(range(2, nd)):
+        t = a.swapaxes(0, 1)
+        if t.flags.c_contiguous:
+            stat = (1, a.shape[1]) + (1,) * (nd - 2)
+            return t.reshape(a.shape[1], -1), stat, lambda r: r.reshape(t.shape).swapaxes(0, 1)
+    return None
+
+
+def _row_dot(a, b):
+    """Per-row dot products of two (rows, m) arrays: one BLAS dot per row, no (rows, m) temporary."""
+    return xp_of(a).matmul(a[:, None, :], b[:, :, None]).reshape(-1, 1)
+
+
 def _standardize(x, axes, eps, xp):
     """(xhat, invstd, biased var, mean), statistics kept with ``keepdims``."""
+    found = _rows(x, axes)
+    if found is not None:  # contiguous rows: fewer passes over the data
+        rows, stat, full = found
+        mean = rows.mean(axis=1, keepdims=True)
+        xc = rows - mean
+        var = _row_dot(xc, xc) / rows.shape[1]
+        invstd = 1 / xp.sqrt(var + eps)
+        xc *= invstd
+        return full(xc), invstd.reshape(stat), var.reshape(stat), mean.reshape(stat)
     mean = x.mean(axis=axes, keepdims=True)
     xc = x - mean
     var = (xc * xc).mean(axis=axes, keepdims=True)
@@ -33,16 +65,38 @@ def _standardize(x, axes, eps, xp):
 
 
 def _affine(xhat, w, b):
-    y = xhat if w is None else xhat * w
-    return y if b is None else y + b
+    if w is None:
+        return xhat if b is None else xhat + b
+    y = xhat * w
+    if b is not None:
+        y += b
+    return y
+
+
+def _sums(g, xhat, axes):
+    """(sum(g), sum(g * xhat)) over ``axes``, keepdims."""
+    fg, fx = _rows(g, axes), _rows(xhat, axes)
+    if fg is not None and fx is not None:
+        (rg, stat, _), (rx, _, _) = fg, fx
+        return rg.sum(axis=1).reshape(stat), _row_dot(rg, rx).reshape(stat)
+    return g.sum(axis=axes, keepdims=True), (g * xhat).sum(axis=axes, keepdims=True)
+
+
+def _combine(d, xhat, scale, s1, s2, m):
+    """scale * (d - s1/m - xhat * s2/m): d and xhat full-size, the rest one value per statistic;
+    four passes over the data."""
+    gx = d * scale
+    t = xhat * (scale * (s2 / m))
+    t += scale * (s1 / m)
+    gx -= t
+    return gx
 
 
 def _input_grad(g, w, xhat, invstd, axes, m):
     """The fused normalisation backward over ``axes`` (see the module docstring)."""
     dxhat = g if w is None else g * w
-    s1 = dxhat.sum(axis=axes, keepdims=True)
-    s2 = (dxhat * xhat).sum(axis=axes, keepdims=True)
-    return (invstd / m) * (m * dxhat - s1 - xhat * s2)
+    s1, s2 = _sums(dxhat, xhat, axes)
+    return _combine(dxhat, xhat, invstd, s1, s2, m)
 
 
 def _standardize_t(x, axes, eps):
@@ -111,15 +165,14 @@ class BatchNorm(Function):
     def backward(ctx, g):
         xhat, invstd, w, axes = ctx.xhat, ctx.invstd, ctx.w, ctx.axes
         n_ch = xhat.shape[1]
-        sg = g.sum(axis=axes, keepdims=True)
-        sgx = (g * xhat).sum(axis=axes, keepdims=True)
+        sg, sgx = _sums(g, xhat, axes)
         gx = None
         if ctx.needs_input_grad[0]:
             k = invstd if w is None else invstd * w
             if ctx.m is None:  # running statistics are constants
                 gx = g * k
             else:
-                gx = k * (g - sg / ctx.m - xhat * (sgx / ctx.m))
+                gx = _combine(g, xhat, k, sg, sgx, ctx.m)
         gw = sgx.reshape(n_ch) if ctx.needs_input_grad[1] else None
         gb = sg.reshape(n_ch) if ctx.needs_input_grad[2] else None
         return gx, gw, gb
