@@ -112,8 +112,12 @@ def _padded_cn(x, pads, slack_rows=0):
     xp = xp_of(x)
     n, c, h, w = x.shape
     (pt, pb), (pl, pr) = pads
-    buf = xp.zeros((c, n, h + pt + pb + slack_rows, w + pl + pr), dtype=x.dtype)
+    buf = xp.empty((c, n, h + pt + pb + slack_rows, w + pl + pr), dtype=x.dtype)
     buf[:, :, pt:pt + h, pl:pl + w] = x.transpose(1, 0, 2, 3)
+    buf[:, :, :pt] = 0  # zero only the border: a full zero fill is one more pass over the image
+    buf[:, :, pt + h:] = 0
+    buf[:, :, pt:pt + h, :pl] = 0
+    buf[:, :, pt:pt + h, pl + w:] = 0
     return buf
 
 
@@ -163,8 +167,9 @@ def _grad_matrix(g, groups, wp=None):
     n, o, oh, ow = g.shape
     gt = g.transpose(1, 0, 2, 3)
     if wp is not None and wp != ow:
-        wide = xp_of(g).zeros((o, n, oh, wp), dtype=g.dtype)
+        wide = xp_of(g).empty((o, n, oh, wp), dtype=g.dtype)
         wide[..., :ow] = gt
+        wide[..., ow:] = 0
         gt = wide
     return gt.reshape(groups, o // groups, -1)  # no copy when g already is (O, n, ...) in memory
 
