@@ -233,3 +233,8 @@ def test_channels_first_layout_input():
     with dw.no_grad():  # no graph: the argmax is not kept, the values are the same
         np.testing.assert_array_equal(pool.max_pool2d(Tensor._make(x), 2).numpy(),
                                       F.max_pool2d(torch.tensor(x), 2).numpy())
+    ties = rng.integers(0, 3, (3, 2, 7, 8)).astype(np.float32).transpose(1, 0, 2, 3)  # the 2x2 fast path
+    y, idx = pool.max_pool2d(Tensor._make(ties), 2, return_indices=True)
+    ty, tidx = F.max_pool2d(torch.tensor(ties), 2, return_indices=True)
+    np.testing.assert_array_equal(idx.numpy(), tidx.numpy())
+    np.testing.assert_array_equal(y.numpy(), ty.numpy())
