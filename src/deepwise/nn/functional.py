@@ -7,6 +7,12 @@ own are compositions of ops, so autograd differentiates them.
 from __future__ import annotations
 
 from deepwise.ops.activation import elu, gelu, leaky_relu, log_softmax, relu, silu, softmax, softplus
+from deepwise.ops.adaptive_pool import (
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    adaptive_max_pool1d,
+    adaptive_max_pool2d,
+)
 from deepwise.ops.arithmetic import clamp, where
 from deepwise.ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from deepwise.ops.dropout import alpha_dropout, dropout, dropout1d, dropout2d
@@ -27,10 +33,6 @@ from deepwise.ops.loss import (
 )
 from deepwise.ops.normalization import batch_norm, group_norm, layer_norm
 from deepwise.ops.pool import (
-    adaptive_avg_pool1d,
-    adaptive_avg_pool2d,
-    adaptive_max_pool1d,
-    adaptive_max_pool2d,
     avg_pool1d,
     avg_pool2d,
     max_pool1d,

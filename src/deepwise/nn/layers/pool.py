@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from deepwise.nn.module import Module
+from deepwise.ops import adaptive_pool as _adaptive
 from deepwise.ops import interpolate as _interp
 from deepwise.ops import pool as _pool
 
@@ -91,7 +92,7 @@ class AdaptiveAvgPool2d(_AdaptivePool):
         super().__init__(output_size)
 
     def forward(self, input):
-        return _pool.adaptive_avg_pool2d(input, self.output_size)
+        return _adaptive.adaptive_avg_pool2d(input, self.output_size)
 
 
 class AdaptiveAvgPool1d(_AdaptivePool):
@@ -99,7 +100,7 @@ class AdaptiveAvgPool1d(_AdaptivePool):
         super().__init__(output_size)
 
     def forward(self, input):
-        return _pool.adaptive_avg_pool1d(input, self.output_size)
+        return _adaptive.adaptive_avg_pool1d(input, self.output_size)
 
 
 class AdaptiveMaxPool2d(_AdaptivePool):
@@ -109,7 +110,7 @@ class AdaptiveMaxPool2d(_AdaptivePool):
         super().__init__(output_size, return_indices)
 
     def forward(self, input):
-        return _pool.adaptive_max_pool2d(input, self.output_size, self.return_indices)
+        return _adaptive.adaptive_max_pool2d(input, self.output_size, self.return_indices)
 
 
 class AdaptiveMaxPool1d(_AdaptivePool):
@@ -117,7 +118,7 @@ class AdaptiveMaxPool1d(_AdaptivePool):
         super().__init__(output_size, return_indices)
 
     def forward(self, input):
-        return _pool.adaptive_max_pool1d(input, self.output_size, self.return_indices)
+        return _adaptive.adaptive_max_pool1d(input, self.output_size, self.return_indices)
 
 
 class Upsample(Module):
