@@ -93,11 +93,6 @@ def _offsets(k, s, d, out_hw):
 
 
 # ------------------------------------------------------------------------------------ max pool
-def _memory_order(a):
-    """Axes (0, 1) or (1, 0): the order in which an (N, C, ...) array stores its first two axes."""
-    return (1, 0) if _channels_first(a) else (0, 1)
-
-
 def _max_2x2(x, out_hw):
     """The common 2x2 / stride 2 pool. One copy gathers the four window corners into contiguous
     planes (strided stride-2 ufuncs are ~10x slower than contiguous ones); then a pairwise tree,
@@ -105,7 +100,7 @@ def _max_2x2(x, out_hw):
     order wins. The result keeps x's storage order of (N, C)."""
     xp = xp_of(x)
     oh, ow = out_hw
-    order = _memory_order(x) + (2, 3)
+    order = (1, 0, 2, 3) if _channels_first(x) else (0, 1, 2, 3)  # x's storage order of (N, C)
     a = x.transpose(order)
     s0, s1, sh, sw = a.strides
     corners = xp.empty((2, 2) + a.shape[:2] + (oh, ow), dtype=x.dtype)
