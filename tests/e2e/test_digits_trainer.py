@@ -8,7 +8,7 @@ import pytest
 
 import deepwise as dw
 import deepwise.nn as nn
-import deepwise.optim  # noqa: F401 - dw.optim
+import deepwise.optim  # dw.optim
 from deepwise.data import load_digits
 from deepwise.train import EarlyStopping, ReduceLROnPlateau, Trainer
 from deepwise.train.data import generator_from_state

@@ -43,7 +43,7 @@ def test_char_lstm_learns_below_the_unigram_entropy():
     text_len = 60_000  # a small model on a tenth of the corpus: ~3 s on two idle cores
     metrics, history, trainer = _run(CharsLSTM(), epochs=3, max_chars=text_len, hidden=64, seq_len=32, lr=1e-2,
                                      dropout=0.0)
-    from deepwise.text import load_stdlib_docstrings  # noqa: PLC0415
+    from deepwise.text import load_stdlib_docstrings
 
     text = load_stdlib_docstrings(text_len)
     counts = np.bincount(np.frombuffer(text.encode(), dtype=np.uint8))

@@ -21,7 +21,7 @@ def randn(*shape, seed=0, scale=1.0, shift=0.0):
 
 def load_from_torch(ours, theirs, seed=0):
     """Give the torch module random affine weights, then copy its whole state into ours."""
-    import torch  # noqa: PLC0415 - only reached from tests that have it
+    import torch  # only reached from tests that have it
 
     with torch.no_grad():
         for i, p in enumerate(theirs.parameters()):
@@ -87,7 +87,7 @@ def test_batchnorm2d_on_a_conv_output_layout_matches_torch(torch, grad_layout):
     """Conv outputs are stored (C, N, H, W) behind their NCHW shape; batch norm then takes its fast
     per-channel-row path. Same results as PyTorch, with a large mean (two-pass variance), and the
     layout is kept for the next layer."""
-    from deepwise.tensor import Tensor  # noqa: PLC0415
+    from deepwise.tensor import Tensor
 
     ours, theirs = BatchNorm2d(6), torch.nn.BatchNorm2d(6)
     load_from_torch(ours, theirs)
@@ -110,7 +110,7 @@ def test_batchnorm2d_on_a_conv_output_layout_matches_torch(torch, grad_layout):
 
 
 def test_gradcheck_batch_norm_on_a_conv_output_layout():
-    from deepwise.tensor import Tensor  # noqa: PLC0415
+    from deepwise.tensor import Tensor
 
     data = np.random.default_rng(4).standard_normal((3, 4, 2, 3)).transpose(1, 0, 2, 3)
     x = Tensor._make(data).requires_grad_()

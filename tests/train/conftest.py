@@ -14,7 +14,7 @@ if _HERE not in sys.path:  # the test modules import train_helpers
 from train_helpers import classification_data, make_mlp  # noqa: E402
 
 import deepwise as dw  # noqa: E402
-import deepwise.optim  # noqa: E402, F401 - dw.optim
+import deepwise.optim  # noqa: E402 - dw.optim
 from deepwise.train import Trainer  # noqa: E402
 
 

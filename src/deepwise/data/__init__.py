@@ -8,7 +8,6 @@
 """
 
 from deepwise.data import transforms
-from deepwise.data._rng import rng
 from deepwise.data.collate import default_collate, default_convert
 from deepwise.data.dataset import ArrayDataset, Dataset, Subset, TensorDataset, random_split
 from deepwise.data.datasets import (
@@ -30,6 +29,7 @@ from deepwise.data.datasets import (
     verify_checksum,
 )
 from deepwise.data.loader import DataLoader
+from deepwise.data.randomness import rng
 from deepwise.data.sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler
 from deepwise.data.transforms import (
     Compose,

@@ -16,7 +16,8 @@ from deepwise import backend
 from deepwise.tensor import Tensor
 
 
-def _policy(arr):
+def to_default_dtype(arr):
+    """``arr`` in deepwise's default dtypes: float64 becomes float32, every other dtype is kept."""
     return arr.astype(np.float32) if arr.dtype == np.float64 else arr
 
 
@@ -30,7 +31,7 @@ def default_convert(batch):
     if isinstance(batch, Tensor):
         return batch
     if backend.is_array(batch):
-        return Tensor._make(_policy(batch))
+        return Tensor._make(to_default_dtype(batch))
     if isinstance(batch, (bool, int, float, np.generic)):
         return Tensor._make(_scalars_to_array([batch]).reshape(()))
     if isinstance(batch, (str, bytes)) or batch is None:
@@ -53,7 +54,7 @@ def _scalars_to_array(values):
         return arr.astype(np.float32)  # Python floats
     if arr.dtype.kind in "iu" and not any(isinstance(v, np.generic) for v in values):
         return arr.astype(np.int64)  # Python ints
-    return _policy(arr)
+    return to_default_dtype(arr)
 
 
 def _stack(arrays, what: str):
@@ -80,7 +81,7 @@ def default_collate(samples):
     if isinstance(first, Tensor):
         return Tensor._make(_stack([s.data if isinstance(s, Tensor) else s for s in samples], "tensors"))
     if backend.is_array(first):
-        return Tensor._make(_policy(_stack(samples, "arrays")))
+        return Tensor._make(to_default_dtype(_stack(samples, "arrays")))
     if isinstance(first, (bool, int, float, np.generic)):
         return Tensor._make(_scalars_to_array(samples))
     if isinstance(first, (str, bytes)):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from deepwise import backend
-from deepwise.data._rng import rng
+from deepwise.data.randomness import rng
 from deepwise.tensor import Tensor
 
 
@@ -112,6 +112,22 @@ class TensorDataset(Dataset):
         if self.transform is not None:
             parts[0] = self.transform(parts[0])
         return self._pack(parts)
+
+    def row_take_layout(self):
+        """``"tuple"`` or ``"bare"`` (the one array of an ``ArrayDataset``) when a batch of this dataset
+        is nothing but one row take per array packed as here; None when a transform, or a subclass
+        that fetches or packs batches its own way, does more. The ``DataLoader`` reads the arrays
+        directly when this is not None (see ``deepwise.data.loader``)."""
+        cls = type(self)
+        if self.transform is not None:
+            return None
+        if cls.__getitems__ is not TensorDataset.__getitems__ or "__getitems__" in vars(self):
+            return None  # a subclass that fetches batches its own way
+        if cls._pack is TensorDataset._pack:
+            return "tuple"
+        if cls._pack is ArrayDataset._pack:
+            return "bare" if len(self.arrays) == 1 else "tuple"
+        return None
 
     def __repr__(self):
         shapes = ", ".join(str(tuple(a.shape)) for a in self.arrays)

@@ -6,8 +6,8 @@ One epoch = one ``iter(loader)``. When the iterator is created, in the calling t
    distributed sampler that yields this rank's indices and reshuffles per epoch;
 2. draws the epoch's batches of indices (so a ``RandomSampler`` permutation comes from
    ``deepwise.random.generator()`` at a well-defined moment);
-3. draws one seed for a per-epoch generator that random transforms running inside the fetch use
-   (see ``deepwise.data.rng``).
+3. draws one seed for a per-epoch generator that random transforms running inside the fetch get from
+   ``deepwise.data.rng()`` (why, and how: ``deepwise.data.randomness``).
 
 Batches are then fetched — in the calling thread (``prefetch=0``) or by a daemon thread that keeps up
 to ``prefetch`` batches ready in a bounded queue. Both give identical batches.
@@ -32,9 +32,9 @@ import threading
 import numpy as np
 
 from deepwise import backend
-from deepwise.data import _rng
-from deepwise.data.collate import _policy, default_collate, default_convert
-from deepwise.data.dataset import ArrayDataset, Subset, TensorDataset
+from deepwise.data import randomness
+from deepwise.data.collate import default_collate, default_convert, to_default_dtype
+from deepwise.data.dataset import Subset, TensorDataset
 from deepwise.data.sampler import BatchSampler, RandomSampler, SequentialSampler
 from deepwise.tensor import Tensor
 
@@ -141,9 +141,9 @@ class DataLoader:
         self._epoch += 1
         self._announce_epoch(epoch)
         indices, offsets = self._draw_plan()
-        # the seed of the epoch's generator for random transforms (see deepwise.data._rng), drawn on
+        # the seed of the epoch's generator for random transforms (see deepwise.data.randomness), drawn on
         # every path so that the shared generator moves on the same way whichever path runs
-        seed = _rng.child_seed()
+        seed = randomness.child_seed()
         source = _row_source(self.dataset, self.collate_fn)
         if source is not None:
             taker = _TakeIterator.for_epoch(indices, offsets, *source)
@@ -177,16 +177,10 @@ def _row_source(dataset, collate_fn):
     while type(base) is Subset:
         maps.append(base.indices)
         base = base.dataset
-    if not isinstance(base, TensorDataset) or base.transform is not None:
+    if not isinstance(base, TensorDataset):
         return None
-    cls = type(base)
-    if cls.__getitems__ is not TensorDataset.__getitems__ or "__getitems__" in vars(base):
-        return None  # a subclass that fetches batches its own way
-    if cls._pack is TensorDataset._pack:
-        pack = "tuple"
-    elif cls._pack is ArrayDataset._pack:
-        pack = "bare" if len(base.arrays) == 1 else "tuple"
-    else:
+    pack = base.row_take_layout()
+    if pack is None:
         return None
     return base.arrays, pack, maps, n
 
@@ -235,7 +229,8 @@ class _TakeIterator:
             raise StopIteration
         self._next = k + 1
         start, stop = self._offsets[k], self._offsets[k + 1]
-        out = [Tensor._make(_policy(a[idx[start:stop]])) for a, idx in self._columns]  # default_convert's dtypes
+        # the dtypes default_convert gives
+        out = [Tensor._make(to_default_dtype(a[idx[start:stop]])) for a, idx in self._columns]
         return out[0] if self._pack == "bare" else tuple(out)
 
     def close(self) -> None:
@@ -261,7 +256,7 @@ class _SerialIterator:
             raise StopIteration
         indices = self._batches[self._next]
         self._next += 1
-        with _rng.using(self._gen):
+        with randomness.using(self._gen):
             return self._fetch(indices)
 
 
@@ -289,7 +284,7 @@ def _produce(batches, fetch, gen, q: queue.Queue, stop: threading.Event) -> None
     (and its __del__ stops this thread) as soon as the consumer lets go of it."""
     k = 0
     try:
-        with _rng.using(gen):
+        with randomness.using(gen):
             for k, indices in enumerate(batches):  # noqa: B007 - k is reported on error
                 if stop.is_set():
                     return

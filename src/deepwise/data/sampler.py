@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepwise.data._rng import rng
+from deepwise.data.randomness import rng
 
 
 class Sampler:

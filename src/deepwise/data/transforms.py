@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from deepwise import backend
-from deepwise.data._rng import rng
+from deepwise.data.randomness import rng
 from deepwise.tensor import Tensor
 
 

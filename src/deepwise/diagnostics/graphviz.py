@@ -114,7 +114,7 @@ def graph(tensor, params=None, show_constants: bool = True, name: str = "deepwis
     return "\n".join(lines) + "\n"
 
 
-def render_graph(dot: str, path, format: str | None = None) -> str:  # noqa: A002 - Graphviz's own word
+def render_graph(dot: str, path, format: str | None = None) -> str:  # format: Graphviz's own word
     """Render DOT source to a file with Graphviz's ``dot`` program; the format comes from the file
     extension (``.svg``, ``.png``, ``.pdf``) unless given. Returns the path. The file is written
     atomically (a temporary file renamed into place)."""

@@ -349,20 +349,31 @@ def load_file(path) -> dict[str, np.ndarray]:
     return load_file_with_metadata(path)[0]
 
 
+def _read_file_header(f, source: str) -> _Header:
+    """The validated header of the open binary file ``f``: the one reader behind every entry point
+    that takes a path (``load_file``, ``read_metadata``, ``read_header``, ``dw.load``, checkpoints)."""
+    total = os.fstat(f.fileno()).st_size
+
+    def read(start, n):
+        f.seek(start)
+        data = f.read(n)
+        if len(data) != n:
+            raise SafetensorsError(f"{source}: the file ended early (it changed while being read?)")
+        return data
+
+    return _parse_header(read, total, source)
+
+
+def _header_of(path) -> _Header:
+    with open(path, "rb") as f:
+        return _read_file_header(f, _source_name(path))
+
+
 def load_file_with_metadata(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """:func:`load_file` and :func:`read_metadata` in one pass over the file."""
     source = _source_name(path)
     with open(path, "rb") as f:
-        total = os.fstat(f.fileno()).st_size
-
-        def read(start, n):
-            f.seek(start)
-            data = f.read(n)
-            if len(data) != n:
-                raise SafetensorsError(f"{source}: the file ended early (it changed while being read?)")
-            return data
-
-        header = _parse_header(read, total, source)
+        header = _read_file_header(f, source)
         arrays = {}
         for entry in sorted(header.entries, key=lambda e: e.begin):  # sequential reads
             dt = _numpy_dtype(entry, source)
@@ -398,29 +409,11 @@ def load_bytes(data) -> dict[str, np.ndarray]:
 def read_metadata(path) -> dict[str, str]:
     """The ``__metadata__`` strings of a safetensors file (empty if it has none). The whole header is
     validated, but no tensor data is read."""
-    source = _source_name(path)
-    with open(path, "rb") as f:
-        total = os.fstat(f.fileno()).st_size
-
-        def read(start, n):
-            f.seek(start)
-            return f.read(n)
-
-        return dict(_parse_header(read, total, source).metadata)
+    return dict(_header_of(path).metadata)
 
 
 def read_header(path) -> dict[str, dict]:
     """Name -> {"dtype", "shape", "data_offsets"} for every tensor of a file, in header order, without
     reading the data (for listing what a weight file holds)."""
-    source = _source_name(path)
-    with open(path, "rb") as f:
-        total = os.fstat(f.fileno()).st_size
-
-        def read(start, n):
-            f.seek(start)
-            return f.read(n)
-
-        header = _parse_header(read, total, source)
     return {e.name: {"dtype": e.code, "shape": list(e.shape), "data_offsets": [e.begin, e.end]}
-            for e in header.entries}
-
+            for e in _header_of(path).entries}

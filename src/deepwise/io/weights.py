@@ -21,16 +21,13 @@ _CHECKPOINT_HINT = ("checkpoints that also hold optimizer state or training prog
                     "deepwise.io.save_checkpoint / load_checkpoint (or the Trainer's checkpoint callback)")
 
 
-def _host_array(name: str, value) -> np.ndarray:
+def _check_value(name: str, value) -> None:
+    """Refuse anything but a tensor or an array (``save_file`` converts those to host arrays)."""
     from deepwise import backend  # noqa: PLC0415 - lazy: deepwise imports this package
     from deepwise.tensor import Tensor  # noqa: PLC0415
 
-    if isinstance(value, Tensor):
-        return backend.to_device(value.data, backend.Device("cpu"))
-    if isinstance(value, (np.ndarray, np.generic)):
-        return np.asarray(value)
-    if backend.is_array(value):
-        return backend.to_device(value, backend.Device("cpu"))
+    if isinstance(value, (Tensor, np.ndarray, np.generic)) or backend.is_array(value):
+        return
     if isinstance(value, Mapping):
         raise TypeError(f"dw.save: entry {name!r} is a nested dict; dw.save stores a flat dict of tensors "
                         f"(a model.state_dict()). {_CHECKPOINT_HINT[0].upper()}{_CHECKPOINT_HINT[1:]}.")
@@ -49,12 +46,11 @@ def save(obj, path, metadata: dict[str, str] | None = None) -> None:
                             "dw.save(model.state_dict(), path)")
         raise TypeError(f"dw.save: expected a dict of name -> tensor (a model.state_dict()), "
                         f"got {type(obj).__name__}")
-    arrays = {}
     for name, value in obj.items():
         if not isinstance(name, str):
             raise TypeError(f"dw.save: keys must be strings, got {name!r} ({type(name).__name__})")
-        arrays[name] = _host_array(name, value)
-    save_file(arrays, path, metadata)
+        _check_value(name, value)
+    save_file(obj, path, metadata)
 
 
 def load(path, device="cpu") -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 from collections import OrderedDict
 
-from deepwise.nn.module import Module, _indent
+from deepwise.nn.module import Module, hanging_indent
 
 
 def _position(index, length, what):
@@ -151,7 +151,7 @@ class ModuleList(Module):
             count = i - start
             label = f"({start})" if count == 1 else f"({start}-{i - 1}): {count} x"
             sep = ": " if count == 1 else " "
-            lines.append(label + sep + _indent(reprs[start], 2))
+            lines.append(label + sep + hanging_indent(reprs[start], 2))
             start = i
         return "ModuleList(\n  " + "\n  ".join(lines) + "\n)"
 

@@ -40,8 +40,8 @@ class RemovableHandle:
         self.remove()
 
 
-def _indent(text: str, spaces: int) -> str:
-    """Indent every line of ``text`` but the first."""
+def hanging_indent(text: str, spaces: int) -> str:
+    """Indent every line of ``text`` but the first (a child's repr inside its parent's)."""
     first, *rest = text.split("\n")
     pad = " " * spaces
     return "\n".join([first] + [pad + line for line in rest])
@@ -202,7 +202,11 @@ class Module:
         return sorted(set(super().__dir__()) | set(self._parameters) | set(self._buffers) | set(self._modules))
 
     # ------------------------------------------------------------------------------- traversal
+    # One walk of the tree: ``named_modules`` (pre-order, children in registration order). Parameters,
+    # buffers, ``state_dict``, ``load_state_dict`` and ``to()`` all read the modules it yields.
     def named_modules(self, memo=None, prefix: str = "", remove_duplicate: bool = True):
+        """(dotted path, module) for this module and every submodule, parents first; a module reached
+        twice appears once unless ``remove_duplicate=False``."""
         if memo is None:
             memo = set()
         if remove_duplicate:
@@ -231,13 +235,16 @@ class Module:
         for _, module in self.named_children():
             yield module
 
-    def _named_members(self, registry, prefix, recurse, remove_duplicate):
+    def _named_members(self, members, prefix="", recurse=True, remove_duplicate=True):
+        """(dotted name, tensor) for every ``(name, tensor)`` that ``members(module)`` yields, over
+        this module (and its submodules when ``recurse``); a tensor reached twice appears once unless
+        ``remove_duplicate=False``."""
         seen = set()
         walk = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else [
             (prefix, self)
         ]
         for mod_prefix, module in walk:
-            for name, value in module.__dict__[registry].items():
+            for name, value in members(module):
                 if value is None or (remove_duplicate and id(value) in seen):
                     continue
                 seen.add(id(value))
@@ -245,14 +252,14 @@ class Module:
 
     def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
         """(dotted name, parameter) pairs in registration order; a shared parameter appears once."""
-        yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
+        yield from self._named_members(lambda m: m._parameters.items(), prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse: bool = True):
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
     def named_buffers(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
-        yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
+        yield from self._named_members(lambda m: m._buffers.items(), prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True):
         for _, b in self.named_buffers(recurse=recurse):
@@ -309,15 +316,14 @@ class Module:
     def _convert(self, fn_param, fn_buffer):
         """Replace the arrays of every parameter (and its grad) and buffer, keeping the objects."""
         seen = set()
-        for module in self.modules():
-            for registry, fn in (("_parameters", fn_param), ("_buffers", fn_buffer)):
-                for t in module.__dict__[registry].values():
-                    if t is None or id(t) in seen:
-                        continue
-                    seen.add(id(t))
-                    t.data = fn(t.data)
-                    if t.grad is not None:
-                        t.grad = Tensor._make(fn(t.grad.data))
+        for tensors, fn in ((self.parameters(), fn_param), (self.buffers(), fn_buffer)):
+            for t in tensors:
+                if id(t) in seen:  # a tensor registered both as a parameter and as a buffer
+                    continue
+                seen.add(id(t))
+                t.data = fn(t.data)
+                if t.grad is not None:
+                    t.grad = Tensor._make(fn(t.grad.data))
         return self
 
     def to(self, *args, dtype=None, device=None):
@@ -361,36 +367,27 @@ class Module:
         return self.to(backend.float16)
 
     # ------------------------------------------------------------------------------ state dict
-    def _save_to_state_dict(self, destination, prefix, keep_vars):
-        for name, p in self._parameters.items():
-            if p is not None:
-                destination[prefix + name] = p if keep_vars else p.detach()
+    def _state_members(self):
+        """This module's own ``state_dict`` entries: parameters, then persistent buffers."""
+        yield from self._parameters.items()
         for name, b in self._buffers.items():
-            if b is not None and name not in self._non_persistent_buffers:
-                destination[prefix + name] = b if keep_vars else b.detach()
+            if name not in self._non_persistent_buffers:
+                yield name, b
+
+    def _state_entries(self, prefix=""):
+        """(key, tensor) for every entry ``state_dict`` holds, a shared tensor under each of its names
+        (as in PyTorch): the ``named_modules`` walk with duplicates kept."""
+        for key, tensor in self._named_members(lambda m: m._state_members(), remove_duplicate=False):
+            yield prefix + key, tensor
 
     def state_dict(self, destination=None, prefix: str = "", keep_vars: bool = False):
         """Ordered ``{dotted name: tensor}`` of parameters and persistent buffers, keyed as in PyTorch.
         The tensors are detached but share memory with the model (copy them to keep a snapshot)."""
         if destination is None:
             destination = OrderedDict()
-        self._save_to_state_dict(destination, prefix, keep_vars)
-        for name, module in self._modules.items():
-            if module is not None:
-                module.state_dict(destination, prefix + name + ".", keep_vars)
+        for key, tensor in self._state_entries(prefix):
+            destination[key] = tensor if keep_vars else tensor.detach()
         return destination
-
-    def _state_entries(self, prefix=""):
-        """(key, tensor, kind) for every entry ``state_dict`` would hold, shared ones included."""
-        for name, p in self._parameters.items():
-            if p is not None:
-                yield prefix + name, p, "parameter"
-        for name, b in self._buffers.items():
-            if b is not None and name not in self._non_persistent_buffers:
-                yield prefix + name, b, "buffer"
-        for name, module in self._modules.items():
-            if module is not None:
-                yield from module._state_entries(prefix + name + ".")
 
     def load_state_dict(self, state_dict, strict: bool = True):
         """Copy values into the existing parameter and buffer arrays.
@@ -403,11 +400,11 @@ class Module:
         import numpy as np  # noqa: PLC0415 - only for foreign array-likes
 
         entries = list(self._state_entries())
-        expected = {key for key, _, _ in entries}
-        missing = [key for key, _, _ in entries if key not in state_dict]
+        expected = {key for key, _ in entries}
+        missing = [key for key, _ in entries if key not in state_dict]
         unexpected = [key for key in state_dict if key not in expected]
         mismatched, planned = [], []
-        for key, target, kind in entries:
+        for key, target in entries:
             if key not in state_dict:
                 continue
             value = state_dict[key]
@@ -420,7 +417,8 @@ class Module:
             if tuple(arr.shape) != target.shape:
                 mismatched.append(
                     f"size mismatch for {key}: the state_dict has shape {tuple(arr.shape)}, "
-                    f"the model's {kind} has shape {target.shape}"
+                    f"the model's {'parameter' if isinstance(target, Parameter) else 'buffer'} "
+                    f"has shape {target.shape}"
                 )
                 continue
             planned.append((target, arr))
@@ -464,7 +462,7 @@ class Module:
     def __repr__(self):
         extra = self.extra_repr()
         extra_lines = extra.split("\n") if extra else []
-        child_lines = [f"({name}): " + _indent(repr(m), 2) for name, m in self._modules.items()]
+        child_lines = [f"({name}): " + hanging_indent(repr(m), 2) for name, m in self._modules.items()]
         lines = extra_lines + child_lines
         if not lines:
             return self._get_name() + "()"
@@ -473,4 +471,4 @@ class Module:
         return self._get_name() + "(\n  " + "\n  ".join(lines) + "\n)"
 
 
-__all__ = ["IncompatibleKeys", "Module", "RemovableHandle"]
+__all__ = ["IncompatibleKeys", "Module", "RemovableHandle", "hanging_indent"]

@@ -24,7 +24,7 @@ import numpy as np
 
 from deepwise.data.datasets._pickle_safe import load_restricted
 from deepwise.data.datasets.errors import DatasetFormatError
-from deepwise.data.datasets.idx import _scaled
+from deepwise.data.datasets.idx import scale_images
 from deepwise.data.datasets.remote import dataset_folder, download
 
 RECORD = 1 + 3 * 32 * 32
@@ -184,4 +184,4 @@ def load_cifar10(root=None, split: str = "train", dtype: str = "float32", downlo
     parts = [read(folder / f) for f in names]
     images = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
     labels = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
-    return _scaled(images, dtype, "load_cifar10"), labels
+    return scale_images(images, dtype, "load_cifar10"), labels

@@ -84,7 +84,9 @@ def _find(folders, stem: str):
     return None
 
 
-def _scaled(images: np.ndarray, dtype: str, owner: str) -> np.ndarray:
+def scale_images(images: np.ndarray, dtype: str, owner: str) -> np.ndarray:
+    """uint8 images as they are (``dtype="uint8"``) or as float32 in [0, 1] (``"float32"``); ``owner``
+    names the loader in the error for any other dtype."""
     if dtype == "uint8":
         return images
     if dtype == "float32":
@@ -142,5 +144,5 @@ def load_mnist(root=None, split: str = "train", kind: str = "mnist", dtype: str 
                                  f"{lbl_path.name} has {labels.shape[0]} labels")
     if labels.size and labels.max() > 9:
         raise DatasetFormatError(f"{lbl_path}: label {int(labels.max())} is out of range 0..9")
-    x = _scaled(images[:, None, :, :], dtype, "load_mnist")
+    x = scale_images(images[:, None, :, :], dtype, "load_mnist")
     return x, labels.astype(np.int64)

@@ -97,7 +97,7 @@ class _ConvNd(Module):
     def reset_parameters(self) -> None:
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            fan_in, _ = init.calculate_fan_in_and_fan_out(self.weight)
             if fan_in:
                 bound = 1.0 / math.sqrt(fan_in)
                 init.uniform_(self.bias, -bound, bound)

@@ -1,7 +1,8 @@
 """Where data-pipeline randomness comes from.
 
-Random transforms and samplers draw from ``rng()``. Outside a ``DataLoader`` fetch that is simply
-``deepwise.random.generator()`` (so ``deepwise.manual_seed`` governs it). While a ``DataLoader``
+Random transforms and samplers draw from ``rng()`` (re-exported as ``deepwise.data.rng``). Outside a
+``DataLoader`` fetch that is simply ``deepwise.random.generator()`` (so ``deepwise.manual_seed``
+governs it). While a ``DataLoader``
 fetches a batch, ``rng()`` is a per-epoch generator seeded by one draw taken from the shared generator
 in the main thread when the epoch's iterator was created: batches prepared in a background thread
 then get the same random numbers whatever the thread timing, and prefetching on or off gives
@@ -16,6 +17,8 @@ from contextlib import contextmanager
 import numpy as np
 
 from deepwise import random as _random
+
+__all__ = ["child_seed", "rng", "using"]
 
 _local = threading.local()
 
