@@ -9,7 +9,8 @@
     deepwise bench                         # benchmarks against PyTorch (needs a source checkout)
 
 Exit codes: 0 success, 1 failure (one line; --debug shows the traceback), 2 usage error,
-130 interrupted (a checkpoint was written; the message says how to resume).
+130 interrupted: ``deepwise train`` catches Ctrl-C, finishes the batch, writes RUN_DIR/last.ckpt and
+says how to resume (a second Ctrl-C aborts at once, keeping the last checkpoint written).
 """
 
 from __future__ import annotations
@@ -145,18 +146,25 @@ def cmd_train(args):
         cbs += watchers
     print(f"training {recipe.name} for {config['epochs']} epochs -> {run_dir}", flush=True)
     try:
+        # Ctrl-C: finish the batch, write run_dir/last.ckpt and return (the run folder is ours to write)
         history = trainer.fit(
             *splits.train, epochs=config["epochs"], batch_size=config["batch_size"],
             validation_data=splits.val, callbacks=cbs, verbose=0 if args.quiet else 1,
-            checkpoint_dir=run_dir, resume_from=run_dir if args.resume else None,
+            checkpoint_dir=run_dir, resume_from=run_dir if args.resume else None, checkpoint_on_interrupt=True,
         )
-    except KeyboardInterrupt:  # a second Ctrl-C: the trainer re-raises at once
+    except KeyboardInterrupt:  # a second Ctrl-C: the trainer re-raises at once, without a new checkpoint
         history = None
-    if history is None or getattr(history, "interrupted", False):
+    if history is None or history.interrupted:
+        has_checkpoint = os.path.exists(os.path.join(run_dir, "last.ckpt"))
         if history is not None:
             history.to_csv(os.path.join(run_dir, "history.csv"))
-        print(f"\ninterrupted: checkpoint written in {run_dir}\n"
-              f"resume with: deepwise train {recipe.name} --resume {run_dir}", file=sys.stderr)
+            print(f"\ninterrupted: checkpoint written in {run_dir}", file=sys.stderr)
+        elif has_checkpoint:
+            print(f"\naborted: the last checkpoint in {run_dir} is from before the interrupt", file=sys.stderr)
+        else:
+            print(f"\naborted before the first checkpoint: nothing to resume in {run_dir}", file=sys.stderr)
+        if has_checkpoint:
+            print(f"resume with: deepwise train {recipe.name} --resume {run_dir}", file=sys.stderr)
         return 130
     history.to_csv(os.path.join(run_dir, "history.csv"))
     dw.save(model.state_dict(), os.path.join(run_dir, "last.safetensors"))

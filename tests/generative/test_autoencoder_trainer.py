@@ -113,7 +113,7 @@ def test_denoising_run_resumes_bit_identically(digits, tmp_path):
     first = _ae(seed=4, input_transform=noise)
 
     def stop(batch, logs):
-        if first.global_step == 12:
+        if first.state.global_step == 12:
             raise Stop
 
     with pytest.raises(Stop):

@@ -159,7 +159,7 @@ def test_resume_mid_training_is_bit_identical(digits, tmp_path):
     first = _build(seed=2, gp=1.0, smoothing=0.1)
 
     def abort(batch, logs):
-        if first.global_step == 10:
+        if first.state.global_step == 10:
             raise _Abort
 
     with pytest.raises(_Abort):

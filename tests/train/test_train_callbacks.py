@@ -106,7 +106,7 @@ def test_early_stopping_restores_after_terminate_on_nan(trainer_factory, data):
     es = EarlyStopping(monitor="loss", patience=5, restore_best_weights=True)
 
     def poison(batch, logs):
-        if t.epoch == 2:
+        if t.state.epoch == 2:
             t.loss.fn = lambda pred, target: pred.sum() * float("nan")
             t.loss.builtin = False
 
@@ -239,7 +239,7 @@ def test_terminate_on_nan_stops_before_the_bad_update_and_names_the_parameter(tr
     before = {}
 
     def arm(batch, logs):
-        if t.global_step == 4:  # epoch 2, batch 1
+        if t.state.global_step == 4:  # epoch 2, batch 1
             poisoned["on"] = True
             before.update(weights_of(t.model))
 
@@ -300,4 +300,4 @@ def test_stop_training_from_a_callback_finishes_the_epoch(trainer_factory, data)
 
     h = fit(t, data, [LambdaCallback(on_train_batch_end=stop)], epochs=3)
     assert h.epoch == [0] and not math.isnan(h.history["val_loss"][0])
-    assert t.epoch_steps == 2
+    assert t.state.epoch_steps == 2

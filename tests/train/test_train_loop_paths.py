@@ -11,7 +11,7 @@ import deepwise as dw
 import deepwise.nn.functional as F
 from deepwise.train import Callback, CallbackList, LambdaCallback, Trainer
 from deepwise.train.callbacks import EarlyStopping, ProgressBar
-from deepwise.train.evaluation import Tracker
+from deepwise.train.loop import Tracker
 
 
 class EpochOnly(Callback):

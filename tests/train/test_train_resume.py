@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -35,7 +36,7 @@ def _abort_at(step):
     """A callback that kills fit (an exception) just before global step ``step`` runs."""
 
     def hook(batch, logs):
-        if hook.trainer.global_step == step:
+        if hook.trainer.state.global_step == step:
             raise _Abort(f"abort at step {step}")
 
     cb = LambdaCallback(on_train_batch_begin=hook)
@@ -187,21 +188,58 @@ def test_model_checkpoint_full_checkpoint_resumes(trainer_factory, cls_data, tmp
     assert_same_weights(weights_of(ref.model), weights_of(t2.model))
 
 
+def test_fit_leaves_sigint_alone_and_writes_nothing_by_default(trainer_factory, cls_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    x, y = cls_data
+    t = trainer_factory()
+    previous = signal.getsignal(signal.SIGINT)
+    seen = []
+    _fit(t, x, y, epochs=2, callbacks=[LambdaCallback(
+        on_train_batch_end=lambda b, logs: seen.append(signal.getsignal(signal.SIGINT)))])
+    assert len(seen) == 10 and all(h is previous for h in seen)  # no handler of fit's, ever
+    assert signal.getsignal(signal.SIGINT) is previous
+    assert os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_without_opt_in_raises_keyboard_interrupt_and_writes_nothing(trainer_factory, cls_data, tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    x, y = cls_data
+    t = trainer_factory()
+    ended = []
+
+    def press_ctrl_c(batch, logs):
+        if t.state.global_step == 7:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    cbs = [LambdaCallback(on_train_batch_end=press_ctrl_c, on_train_end=lambda logs: ended.append(1))]
+    with pytest.raises(KeyboardInterrupt):
+        _fit(t, x, y, epochs=3, checkpoint_dir=tmp_path / "ck", callbacks=cbs)
+    assert t.state.global_step == 7 and not t.state.interrupted
+    assert ended == []  # like any exception out of fit: no on_train_end
+    assert os.listdir(tmp_path) == ["ck"]  # only what was asked for: the end-of-epoch checkpoint
+    assert load_training_checkpoint(tmp_path / "ck").position["epoch"] == 1
+
+
 def test_ctrl_c_checkpoints_and_resumes(trainer_factory, cls_data, tmp_path, capsys):
     x, y = cls_data
     ref = trainer_factory(seed=4, dropout=0.2)
     _fit(ref, x, y, epochs=3)
 
     t = trainer_factory(seed=4, dropout=0.2)
+    handlers = []
 
     def press_ctrl_c(batch, logs):
-        if t.global_step == 7:
+        handlers.append(signal.getsignal(signal.SIGINT))
+        if t.state.global_step == 7:
             os.kill(os.getpid(), signal.SIGINT)
 
     previous = signal.getsignal(signal.SIGINT)
-    hist = _fit(t, x, y, epochs=3, checkpoint_dir=tmp_path, callbacks=[LambdaCallback(on_train_batch_end=press_ctrl_c)])
+    hist = _fit(t, x, y, epochs=3, checkpoint_dir=tmp_path, checkpoint_on_interrupt=True,
+                callbacks=[LambdaCallback(on_train_batch_end=press_ctrl_c)])
+    assert handlers[0] is not previous  # fit's own, while it runs
     assert signal.getsignal(signal.SIGINT) is previous  # handler restored
-    assert hist.interrupted and len(hist.epoch) == 1
+    assert hist.interrupted and t.state.interrupted and len(hist.epoch) == 1
     out = capsys.readouterr().out
     assert "Training interrupted at epoch 2, after batch 1" in out and "resume_from=" in out
     ck = load_training_checkpoint(tmp_path)
@@ -211,24 +249,60 @@ def test_ctrl_c_checkpoints_and_resumes(trainer_factory, cls_data, tmp_path, cap
     assert_same_weights(weights_of(ref.model), weights_of(t2.model))
 
 
-def test_ctrl_c_without_checkpoint_dir_writes_to_the_working_directory(trainer_factory, cls_data, tmp_path,
-                                                                       monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
+def test_ctrl_c_writes_the_checkpoint_where_asked(trainer_factory, cls_data, tmp_path, monkeypatch, capsys):
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
     x, y = cls_data
     ref = trainer_factory(seed=4)
     _fit(ref, x, y, epochs=2)
     t = trainer_factory(seed=4)
+    ended = []
 
     def press_ctrl_c_in_validation(logs):
-        if t.epoch == 0:
+        if t.state.epoch == 0:
             os.kill(os.getpid(), signal.SIGINT)  # during validation: the epoch still ends
 
-    hist = _fit(t, x, y, epochs=2, callbacks=[LambdaCallback(on_test_begin=press_ctrl_c_in_validation)])
-    assert hist.interrupted and hist.epoch == [0]
+    path = tmp_path / "stopped.ckpt"
+    cbs = [LambdaCallback(on_test_begin=press_ctrl_c_in_validation, on_train_end=lambda logs: ended.append(1))]
+    hist = _fit(t, x, y, epochs=2, checkpoint_on_interrupt=path, callbacks=cbs)
+    assert hist.interrupted and hist.epoch == [0] and ended == [1]
     assert "at the end of epoch 1" in capsys.readouterr().out
+    assert path.exists() and os.listdir(work) == []
     t2 = trainer_factory(seed=1)
-    _fit(t2, x, y, epochs=2, resume_from=tmp_path / "deepwise_interrupted.ckpt")
+    _fit(t2, x, y, epochs=2, resume_from=path)
     assert_same_weights(weights_of(ref.model), weights_of(t2.model))
+
+    # a directory: its last.ckpt
+    t3 = trainer_factory(seed=4)
+    hist = _fit(t3, x, y, epochs=2, checkpoint_on_interrupt=tmp_path,
+                callbacks=[LambdaCallback(on_train_batch_end=lambda b, logs: os.kill(os.getpid(), signal.SIGINT))])
+    assert hist.interrupted and hist.epoch == []
+    ck = load_training_checkpoint(tmp_path)  # tmp_path / "last.ckpt"
+    assert ck.position["epoch"] == 0 and ck.position["batch"] == 1
+
+
+def test_checkpoint_on_interrupt_arguments(trainer_factory, cls_data, tmp_path):
+    x, y = cls_data
+    t = trainer_factory()
+    with pytest.raises(ValueError, match="checkpoint_on_interrupt=True writes into checkpoint_dir"):
+        _fit(t, x, y, checkpoint_on_interrupt=True)
+    with pytest.raises(TypeError, match="checkpoint_on_interrupt must be True, False or a path"):
+        _fit(t, x, y, checkpoint_on_interrupt=3)
+    errors = []
+
+    def in_a_thread():
+        try:
+            _fit(t, x, y, epochs=1, checkpoint_on_interrupt=tmp_path)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join()
+    assert errors and "main thread" in errors[0]
+    assert os.listdir(tmp_path) == []
+    _fit(t, x, y, epochs=1, checkpoint_on_interrupt=False)  # False: as without it
 
 
 def test_second_ctrl_c_aborts_at_once(trainer_factory, cls_data, tmp_path):
@@ -241,7 +315,8 @@ def test_second_ctrl_c_aborts_at_once(trainer_factory, cls_data, tmp_path):
 
     previous = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
-        _fit(t, x, y, checkpoint_dir=tmp_path, callbacks=[LambdaCallback(on_train_batch_begin=press_twice)])
+        _fit(t, x, y, checkpoint_dir=tmp_path, checkpoint_on_interrupt=True,
+             callbacks=[LambdaCallback(on_train_batch_begin=press_twice)])
     assert signal.getsignal(signal.SIGINT) is previous
     assert not (tmp_path / "last.ckpt").exists()
 
@@ -258,7 +333,8 @@ _CHILD = textwrap.dedent("""
     trainer = Trainer(model, dw.optim.Adam(model.parameters(), lr=0.02), metrics=["accuracy"])
     x, y = classification_data(n=112)
     # "slow": from the first checkpoint on (step 3) each batch takes 0.5 s, so the parent kills it before the next
-    slow = LambdaCallback(on_train_batch_end=lambda b, logs: time.sleep(0.5) if trainer.global_step >= 3 else None)
+    slow = LambdaCallback(
+        on_train_batch_end=lambda b, logs: time.sleep(0.5) if trainer.state.global_step >= 3 else None)
     cbs = [slow] if mode == "slow" else []
     trainer.fit(x, y, epochs=3, batch_size=16, verbose=0, checkpoint_dir=ckdir, checkpoint_every=3,
                 resume_from=ckdir if mode == "resume" else None, callbacks=cbs)

@@ -28,6 +28,43 @@ def test_fit_learns_and_history_has_fixed_columns(trainer_factory, cls_data):
     assert h.params["steps"] == 5 and h.params["samples"] == 80
 
 
+def test_callbacks_read_the_loop_state_through_public_names(trainer_factory, cls_data):
+    x, y = cls_data
+    t = trainer_factory(metrics=["accuracy"])
+    seen = []
+
+    class Watch(dw.train.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            s = self.trainer.state
+            seen.append(("batch", s.phase, s.epoch, s.batch_index, s.global_step, s.logs["loss"] == logs["loss"]))
+
+        def on_test_begin(self, logs=None):
+            s = self.trainer.state
+            seen.append(("validation", s.phase, s.batch_index))
+            inside = self.trainer.evaluate(x[:20], y[:20])  # evaluate inside fit puts the state back
+            seen.append(("evaluate", s.phase, s.metrics is not self.trainer.metrics, inside["loss"] > 0))
+
+        def on_epoch_end(self, epoch, logs=None):
+            s = self.trainer.state
+            seen.append(("end", s.phase, s.logs is logs, s.next_epoch))
+
+    t.fit(x, y, epochs=2, batch_size=16, validation_split=0.2, grad_clip_norm=2, grad_accumulation_steps=2,
+          verbose=0, callbacks=[Watch()])
+    s = t.state
+    assert (s.epochs, s.steps_per_epoch, s.n_samples, s.batch_size) == (2, 5, 80, 16)
+    assert (s.grad_clip_norm, s.grad_accumulation_steps, s.checkpoint_on_interrupt) == (2.0, 2, None)
+    assert s.log_names == ["loss", "accuracy", "val_loss", "val_accuracy", "lr"]
+    assert seen[0] == ("batch", "train", 0, 0, 1, True)
+    assert seen[4] == ("batch", "train", 0, 4, 5, True)
+    assert seen[5] == ("validation", "validation", 4)
+    assert seen[6] == ("evaluate", "validation", True, True)
+    assert seen[7] == ("end", "train", True, 0)  # next_epoch moves on after on_epoch_end
+    assert s.phase is None and s.global_step == 10 and s.next_epoch == 2 and s.sample_shape == (8,)
+    assert t.sample_shape == (8,) and not t.stop_training
+    t.stop_training = True  # Keras' spelling of state.stop_training
+    assert s.stop_training
+
+
 def test_validation_split_uses_the_seeded_permutation(trainer_factory, cls_data):
     x, y = cls_data
     t = trainer_factory(metrics=["accuracy"])

@@ -241,7 +241,7 @@ class GradientMonitor(Callback):
         weight_norms = _norms([p.data for p in params])
         total = math.sqrt(sum(g * g for g in grad_norms)) if all(math.isfinite(g) for g in grad_norms) else math.inf
         record = {
-            "step": self._opt_steps, "epoch": getattr(trainer, "epoch", 0), "batch": getattr(trainer, "batch_index", 0),
+            "step": self._opt_steps, "epoch": trainer.state.epoch, "batch": trainer.state.batch_index,
             "grad_norm": dict(zip(labels, grad_norms)), "weight_norm": dict(zip(labels, weight_norms)),
             "update_ratio": {}, "total_grad_norm": total, "dead_relu": {}, "saturated": {},
             "numel": {label: int(p.data.size) for label, p in zip(labels, params)},
@@ -261,7 +261,7 @@ class GradientMonitor(Callback):
         if record is None:
             return
         self._record = None
-        if self._snapshot is not None and not self.trainer.stop_training:
+        if self._snapshot is not None and not self.trainer.state.stop_training:
             params, labels, before, weight_norms = self._snapshot
             deltas = _norms([p.data - old for p, old in zip(params, before)])
             for label, d, w in zip(labels, deltas, weight_norms):

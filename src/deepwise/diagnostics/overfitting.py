@@ -234,7 +234,7 @@ class OverfittingAdvisor(Callback):
         return [str(self.diagnosis)] if self.diagnosis is not None else []
 
     def on_train_begin(self, logs=None):
-        planned = getattr(self.trainer, "log_names", None)
+        planned = self.trainer.state.log_names if self.trainer is not None else None
         if planned and self.monitor not in planned:
             raise ValueError(f"OverfittingAdvisor monitors {self.monitor!r}, but this fit logs only {list(planned)}: "
                              "pass validation_data= or validation_split= to fit")

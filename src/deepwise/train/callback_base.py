@@ -23,7 +23,9 @@ def monitor_mode(who: str, monitor: str, mode: str) -> str:
 
 
 def check_monitor_planned(who: str, monitor: str, trainer) -> None:
-    planned = getattr(trainer, "log_names", None)
+    """Raise in ``on_train_begin`` when the fit will not log ``monitor`` (``trainer.state.log_names``;
+    a callback used without a Trainer is not checked)."""
+    planned = trainer.state.log_names if trainer is not None else None
     if planned and monitor not in planned:
         hint = ""
         if monitor.startswith("val_"):

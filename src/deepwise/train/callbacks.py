@@ -6,11 +6,14 @@
     on_test_begin(logs) / on_test_end(logs), on_test_batch_begin/end  (validation and evaluate)
     on_before_optimizer_step(optimizer)    gradients are ready, the update is not applied yet
 
-``self.trainer`` is the Trainer (``self.model`` its model). Setting ``trainer.stop_training = True``
-ends training after the current batch (the epoch still finishes: validation and on_epoch_end run);
-setting it in ``on_before_optimizer_step`` also cancels that step, so a bad update never reaches the
-weights. Epoch logs hold ``loss``, the metrics, their ``val_`` versions and ``lr``; batch logs hold
-the running (epoch so far) loss and metrics.
+``self.trainer`` is the Trainer (``self.model`` its model); ``self.trainer.state`` is where the loop
+is and what this fit was asked to do (``deepwise.train.loop.LoopState``: ``epoch``, ``batch_index``,
+``global_step``, ``logs``, ``epochs``, ``steps_per_epoch``, ``grad_clip_norm``, ...). Setting
+``trainer.state.stop_training = True`` (or ``trainer.stop_training``, Keras' spelling) ends training
+after the current batch (the epoch still finishes: validation and on_epoch_end run); setting it in
+``on_before_optimizer_step`` also cancels that step, so a bad update never reaches the weights.
+Epoch logs hold ``loss``, the metrics, their ``val_`` versions and ``lr``; batch logs hold the
+running (epoch so far) loss and metrics.
 
 A callback with state implements ``state_dict()`` / ``load_state_dict()``: a Trainer checkpoint keeps
 it, and ``fit(resume_from=...)`` restores it right after ``on_train_begin``. A checkpoint taken in
@@ -51,7 +54,9 @@ class EarlyStopping(Callback):
     the count when the value beats the best so far by more than ``min_delta`` (and beats ``baseline``
     when one is given). Training stops when the count reaches ``patience``. With
     ``restore_best_weights`` the model gets the weights of the best epoch back when training ends —
-    however it ends: stopped early, at the last epoch, by TerminateOnNaN or by Ctrl-C.
+    however it ends: stopped early, at the last epoch, by TerminateOnNaN or by a Ctrl-C that
+    ``fit(checkpoint_on_interrupt=...)`` caught (an exception out of fit, KeyboardInterrupt
+    included, skips ``on_train_end``).
 
     After training: ``stopped_epoch`` (0 if it never stopped), ``best``, ``best_epoch``.
     """
@@ -109,7 +114,7 @@ class EarlyStopping(Callback):
             return
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
-            self.trainer.stop_training = True
+            self.trainer.state.stop_training = True
 
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose:

@@ -81,13 +81,13 @@ class CSVLogger(Callback):
             if keep and keep[-1] and not keep[-1].endswith("\n"):
                 keep[-1] += "\n"
             atomic_write_text(self.filename, "".join(keep))
-            self._file = open(self.filename, "a", newline="", encoding="utf-8")  # noqa: SIM115
+            self._file = open(self.filename, "a", newline="", encoding="utf-8")
             self._needs_header = not keep
             return
         exists = os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
         directory = os.path.dirname(os.path.abspath(self.filename))
         os.makedirs(directory, exist_ok=True)
-        self._file = open(self.filename, "a" if self.append else "w", newline="", encoding="utf-8")  # noqa: SIM115
+        self._file = open(self.filename, "a" if self.append else "w", newline="", encoding="utf-8")
         self._needs_header = not (self.append and exists)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -134,18 +134,18 @@ class TerminateOnNaN(Callback):
     def _stop(self, message, parameter=None):
         self.message = message
         self.parameter = parameter
-        self.trainer.stop_training = True
+        self.trainer.state.stop_training = True
         if self.verbose:
             print(message)
 
     def _where(self) -> str:
-        t = self.trainer
-        return f"epoch {t.epoch + 1}, batch {t.batch_index}"
+        state = self.trainer.state
+        return f"epoch {state.epoch + 1}, batch {state.batch_index}"
 
     def on_before_optimizer_step(self, optimizer):
         if self.message is not None:
             return
-        for loss in self.trainer.step_losses:
+        for loss in self.trainer.state.step_losses:
             value = float(loss)
             if not math.isfinite(value):
                 self._stop(f"TerminateOnNaN: the loss is {value} at {self._where()}; training stopped before "
@@ -201,17 +201,18 @@ class ProgressBar(Callback):
     def _begin(self, epoch):
         self._start = time.perf_counter()
         if not self._line_mode:
-            self._bar = progress.EpochBar(epoch, self.trainer.epochs, self.trainer.steps_per_epoch,
-                                          stream=sys.stdout, use_tqdm=self.use_tqdm)
+            state = self.trainer.state
+            self._bar = progress.EpochBar(epoch, state.epochs, state.steps_per_epoch, stream=sys.stdout,
+                                          use_tqdm=self.use_tqdm)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._begin(epoch)
 
     def on_train_batch_end(self, batch, logs=None):
         if self._start is None:  # resumed in the middle of an epoch
-            self._begin(self.trainer.epoch)
+            self._begin(self.trainer.state.epoch)
         if self._bar is not None:
-            self._bar.update(batch + 1, self.trainer.epoch_samples, logs or {})
+            self._bar.update(batch + 1, self.trainer.state.epoch_samples, logs or {})
 
     def on_epoch_end(self, epoch, logs=None):
         if self._start is None:
@@ -221,8 +222,8 @@ class ProgressBar(Callback):
             self._bar = None
         else:
             seconds = time.perf_counter() - self._start
-            print(progress.epoch_line(epoch, self.trainer.epochs, seconds, self.trainer.epoch_steps, logs or {}),
-                  flush=True)
+            state = self.trainer.state
+            print(progress.epoch_line(epoch, state.epochs, seconds, state.epoch_steps, logs or {}), flush=True)
         self._start = None
 
 

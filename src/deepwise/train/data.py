@@ -18,7 +18,7 @@ from deepwise import random as dw_random
 from deepwise.data import DataLoader, Subset, TensorDataset
 from deepwise.tensor import Tensor
 
-__all__ = ["FitData", "generator_from_state", "make_data", "split_fit_data", "validation_data"]
+__all__ = ["FitData", "fit_data", "generator_from_state", "make_data", "split_fit_data", "validation_data"]
 
 
 class FitData:
@@ -234,3 +234,22 @@ def validation_data(value, *, what, batch_size, loss) -> FitData:
     raise TypeError(f"{what}: validation_data must be (x, y), (x, y, sample_weight), a Dataset or a DataLoader, "
                     f"got {type(value).__name__}" + (f" of length {len(value)}" if isinstance(value, (tuple, list))
                                                      else ""))
+
+
+def fit_data(x, y, sample_weight, *, what, batch_size, shuffle, validation_split, validation,
+             validation_batch_size, loss, split_state, advance_global) -> tuple:
+    """(training FitData, validation FitData or None) for ``fit``'s arguments (``validation`` is its
+    ``validation_data``): ``shuffle`` defaults to True except for a DataLoader; ``validation_split``
+    holds out a fraction (see ``split_fit_data``)."""
+    if validation_split and validation is not None:
+        raise ValueError(f"{what}: pass validation_data or validation_split, not both")
+    train = make_data(x, y, sample_weight, what=what, batch_size=batch_size,
+                      shuffle=shuffle if (shuffle is not None or _is_loader(x)) else True, loss=loss)
+    if validation_split:
+        return split_fit_data(train, validation_split, what=what, batch_size=batch_size or 32,
+                              shuffle=True if shuffle is None else shuffle, split_state=split_state,
+                              advance_global=advance_global)
+    if validation is not None:
+        return train, validation_data(validation, what=f"{what} (validation_data)",
+                                      batch_size=validation_batch_size or batch_size or 32, loss=loss)
+    return train, None

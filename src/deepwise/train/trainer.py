@@ -9,41 +9,61 @@
 
 One epoch: ``on_epoch_begin`` -> for each batch: ``on_train_batch_begin``, ``train_step(batch)``,
 ``on_train_batch_end`` -> validation (``on_test_begin/end``) -> ``lr`` logged -> the scheduler's epoch
-step -> ``on_epoch_end`` -> the History row -> checkpoints. ``train_step`` / ``eval_step`` /
-``predict_step`` are methods to override (see ``deepwise.train.steps``).
+step -> ``on_epoch_end`` -> the History row -> checkpoints. Where the loop is and the settings of the
+fit are in ``trainer.state`` (a ``deepwise.train.loop.LoopState``: ``epoch``, ``batch_index``,
+``global_step``, ``logs``, ``stop_training``, ``grad_clip_norm``, ...), which callbacks read.
 
-Checkpoints and resume (``deepwise.train.checkpoint``): ``fit(checkpoint_dir=d)`` keeps
-``d/last.ckpt`` up to date — after every epoch, and with ``checkpoint_every=N`` also every N training
-batches (at the first batch that ends a gradient-accumulation group). ``fit(resume_from=d_or_file,
-epochs=E)`` continues to epoch E exactly as if never stopped: weights, optimizer and scheduler
-state, callback states, History, the random generator, and in the middle of an epoch that epoch's
-data order (the generator state at its start is saved and the finished batches are drawn again and
-skipped) and its running loss and metric sums. Ctrl-C (SIGINT, main thread) during ``fit`` stops
-after the current batch (or accumulation group), writes a checkpoint (``last.ckpt`` in
-``checkpoint_dir``, else ``./deepwise_interrupted.ckpt``), prints how to resume, runs
-``on_train_end`` and returns the History with ``history.interrupted = True`` (as Keras returns
-rather than raises). A second Ctrl-C aborts at once with KeyboardInterrupt.
+``train_step`` / ``eval_step`` / ``predict_step`` are the methods to override. Their building
+blocks are public, so a subclass keeps every check, the gradient-accumulation bookkeeping, clipping
+and the ``on_before_optimizer_step`` hook::
+
+    def train_step(self, batch):
+        real, _, _ = self.unpack_batch(batch)
+        d_loss = ...;  self.backward(d_loss);  self.optimizer_step(self.d_optimizer)
+        g_loss = ...;  self.backward(g_loss);  self.optimizer_step(self.optimizer)
+        return {"d_loss": d_loss, "g_loss": g_loss}
+
+Checkpoints: ``fit(checkpoint_dir=d)`` keeps ``d/last.ckpt`` up to date (after every epoch, and
+every N batches with ``checkpoint_every=N``); ``fit(resume_from=d_or_file, epochs=E)`` continues
+to epoch E exactly as if never stopped, even from the middle of an epoch (``deepwise.train.resume``).
+
+Ctrl-C is the user's: ``fit`` installs no SIGINT handler unless asked, so by default Ctrl-C raises
+KeyboardInterrupt out of ``fit`` like out of any Python code (and, like any exception escaping fit,
+skips ``on_train_end``), and nothing is written. ``fit(checkpoint_on_interrupt=True)`` (into
+``checkpoint_dir``) or ``=PATH`` opts in: the first Ctrl-C finishes the batch, writes a checkpoint
+there, runs ``on_train_end`` and returns the History with ``history.interrupted = True``; a second
+one raises KeyboardInterrupt at once. ``deepwise train`` opts in, into its run folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import time
 
 from deepwise import random as dw_random
 from deepwise.backend import Device
-from deepwise.data import DataLoader
+from deepwise.optim import clip_grad_norm_
+from deepwise.tensor import Tensor
 from deepwise.train import checkpoint as ckpt_io
 from deepwise.train import metrics as metrics_mod
-from deepwise.train.callback_base import CallbackList, takes_metric
+from deepwise.train import resume, steps
+from deepwise.train.callback_base import CallbackList
 from deepwise.train.callbacks import ProgressBar
-from deepwise.train.data import make_data, split_fit_data
-from deepwise.train.data import validation_data as _validation_data
-from deepwise.train.evaluation import EvaluationMixin, Tracker
+from deepwise.train.data import fit_data, make_data
 from deepwise.train.history import History
+from deepwise.train.loop import (
+    LoopState,
+    Tracker,
+    evaluate_batches,
+    optimizers_in,
+    predict_batches,
+    run_epoch,
+    stack_outputs,
+)
 from deepwise.train.losses import Loss, class_weight_vector
-from deepwise.train.resume import CheckpointMixin
-from deepwise.train.steps import StepsMixin
+from deepwise.train.progress import format_duration, format_logs
 
 __all__ = ["Trainer"]
 
@@ -59,7 +79,13 @@ def _check_model(model):
         raise TypeError(f"Trainer: model {type(model).__name__} is not callable")
 
 
-class Trainer(StepsMixin, CheckpointMixin, EvaluationMixin):
+def _fresh(metric):
+    m = copy.copy(metric)
+    m.reset()
+    return m
+
+
+class Trainer:
     """Train, evaluate and run a model, Keras style.
 
     Args:
@@ -74,6 +100,10 @@ class Trainer(StepsMixin, CheckpointMixin, EvaluationMixin):
             ReduceLROnPlateau-style one gets ``val_loss``, or ``loss`` without validation) or, with
             ``scheduler_interval="step"``, after each optimizer step.
         device: move the model there (``"cuda"``); batches follow the model's device.
+
+    Attributes: ``model``, ``optimizer``, ``loss``, ``metrics``, ``scheduler``, ``history`` (the
+    History of the last fit), ``callbacks`` (its CallbackList), ``state`` (the ``LoopState``),
+    ``sample_shape`` (one input sample's shape, seen in the first training batch, for ``summary``).
     """
 
     def __init__(self, model, optimizer=None, loss="cross_entropy", metrics=None, scheduler=None,
@@ -81,8 +111,6 @@ class Trainer(StepsMixin, CheckpointMixin, EvaluationMixin):
         _check_model(model)
         self.model = model
         self._device = None
-        self._run_device = None
-        self._loop_data = None
         if device is not None:
             self._device = Device(device)
             model.to(self._device)
@@ -108,38 +136,24 @@ class Trainer(StepsMixin, CheckpointMixin, EvaluationMixin):
             raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         self.scheduler = scheduler
         self.scheduler_interval = scheduler_interval
-        # loop state, read by callbacks
-        self.stop_training = False
         self.history: History | None = None
         self.callbacks = CallbackList()
-        self.epoch = 0
-        self.epochs = 0
-        self.batch_index = 0
-        self.global_step = 0
-        self.steps_per_epoch = None
-        self.epoch_samples = 0
-        self.epoch_steps = 0
-        self.step_losses: list = []
-        self.log_names: list[str] | None = None
-        # internals
-        self._active_metrics = self.metrics
-        self._class_weight = None
-        self._grad_clip_norm = None
-        self._is_boundary = True
-        self._loss_scale = 1.0
-        self._accum = 1
-        self._phase = None
-        self._phase_batch = 0
-        self._param_names = None
-        self._pending_checkpoints: list[str] = []
-        self._interrupt_requested = False
-        self._next_epoch = 0
-        self._fit_settings: dict = {}
-        self._epoch_rng_state = None
-        self._tracker = None
+        self.state = LoopState(metrics=self.metrics)
+        self._param_names = None  # id(parameter) -> its name in the model, built when first asked
 
-    # ------------------------------------------------------------------------------ fit
-    sample_shape = None  # shape of one input sample, seen in the first training batch (for summary())
+    @property
+    def stop_training(self) -> bool:
+        """``state.stop_training`` (Keras' ``model.stop_training``): set it to end training."""
+        return self.state.stop_training
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        self.state.stop_training = bool(value)
+
+    @property
+    def sample_shape(self) -> tuple | None:
+        """``state.sample_shape``: one input sample's shape, seen in the first training batch of fit."""
+        return self.state.sample_shape
 
     def summary(self, input_shape=None, **kwargs):
         """``dw.summary`` of the model: its layers, output shapes, parameters and memory. ``input_shape``
@@ -152,13 +166,15 @@ class Trainer(StepsMixin, CheckpointMixin, EvaluationMixin):
                              "or call fit first so the trainer has seen the data")
         return summary(self.model, input_shape, **kwargs)
 
+    # ------------------------------------------------------------------------------ fit
     def fit(self, x, y=None, epochs: int = 1, batch_size: int | None = None, validation_data=None,
             validation_split: float = 0.0, shuffle: bool | None = None, callbacks=None, class_weight=None,
             sample_weight=None, grad_clip_norm: float | None = None, grad_accumulation_steps: int = 1,
             verbose: int = 1, initial_epoch: int = 0, resume_from=None, checkpoint_dir=None,
-            checkpoint_every="epoch", validation_batch_size: int | None = None) -> History:
+            checkpoint_every="epoch", validation_batch_size: int | None = None,
+            checkpoint_on_interrupt=False) -> History:
         """Train for epochs ``initial_epoch .. epochs - 1`` and return the History (see the module
-        docstring for the order of events, checkpoints and resume).
+        docstring for the order of events, checkpoints, resume and Ctrl-C).
 
         ``x``: arrays / Tensors (with ``y``), a Dataset of (x, y[, weight]) samples, or a DataLoader.
         ``batch_size`` (default 32) and ``shuffle`` (default True) apply to arrays and Datasets.
@@ -167,23 +183,18 @@ class Trainer(StepsMixin, CheckpointMixin, EvaluationMixin):
         clip the global gradient norm before each step. ``grad_accumulation_steps``: step once every
         k batches with the mean gradient (the epoch's last group may be shorter; its mean is over its
         own batches). ``verbose``: 0 silent, 1 progress bar, 2 one line per epoch.
+        ``checkpoint_on_interrupt``: False (Ctrl-C raises KeyboardInterrupt), True (on Ctrl-C, write
+        ``checkpoint_dir/last.ckpt`` and return) or a path (a file, or a directory to hold last.ckpt).
         """
         what = "Trainer.fit"
         if self.optimizer is None:
             raise ValueError(f"{what}: the Trainer has no optimizer; create it with Trainer(model, optimizer, ...)")
-        epochs = self._check_int(what, "epochs", epochs, 1)
-        initial_epoch = self._check_int(what, "initial_epoch", initial_epoch, 0)
-        accum = self._check_int(what, "grad_accumulation_steps", grad_accumulation_steps, 1)
         if verbose not in (0, 1, 2):
             raise ValueError(f"{what}: verbose must be 0, 1 or 2, got {verbose!r}")
-        if grad_clip_norm is not None and not (isinstance(grad_clip_norm, (int, float)) and grad_clip_norm > 0):
-            raise ValueError(f"{what}: grad_clip_norm must be a positive number or None, got {grad_clip_norm!r}")
-        if checkpoint_every != "epoch":
-            if checkpoint_dir is None:
-                raise ValueError(f"{what}: checkpoint_every={checkpoint_every!r} needs checkpoint_dir=")
-            self._check_int(what, "checkpoint_every", checkpoint_every, 1)
-        if validation_split and validation_data is not None:
-            raise ValueError(f"{what}: pass validation_data or validation_split, not both")
+        state = LoopState.for_fit(
+            what, epochs=epochs, initial_epoch=initial_epoch, batch_size=batch_size, grad_clip_norm=grad_clip_norm,
+            grad_accumulation_steps=grad_accumulation_steps, checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every, checkpoint_on_interrupt=checkpoint_on_interrupt)
         if any(not m.scalar for m in self.metrics):
             names = [m.name for m in self.metrics if not m.scalar]
             raise ValueError(f"{what}: metrics {names} give arrays, not numbers, so they cannot be logged per epoch; "
@@ -196,223 +207,261 @@ class Trainer(StepsMixin, CheckpointMixin, EvaluationMixin):
         split_state = ck.settings.get("split_rng_state") if ck is not None else None
         if split_state is None:
             split_state = dw_random.get_rng_state()
-        is_loader = isinstance(x, DataLoader)
-        train = make_data(x, y, sample_weight, what=what, batch_size=batch_size,
-                          shuffle=shuffle if (shuffle is not None or is_loader) else True, loss=self.loss)
-        val = None
-        if validation_split:
-            train, val = split_fit_data(train, validation_split, what=what, batch_size=batch_size or 32,
-                                        shuffle=True if shuffle is None else shuffle, split_state=split_state,
-                                        advance_global=ck is None)
-        elif validation_data is not None:
-            val = _validation_data(validation_data, what=f"{what} (validation_data)",
-                                   batch_size=validation_batch_size or batch_size or 32, loss=self.loss)
-        self._class_weight = None
+        train, val = fit_data(x, y, sample_weight, what=what, batch_size=batch_size, shuffle=shuffle,
+                              validation_split=validation_split, validation=validation_data,
+                              validation_batch_size=validation_batch_size, loss=self.loss, split_state=split_state,
+                              advance_global=ck is None)
         vec = class_weight_vector(class_weight, self.loss)
-        if vec is not None:
-            self._class_weight = (vec, isinstance(class_weight, dict))
 
-        # ---- settings, callbacks, history
-        self._fit_settings = {
-            "batch_size": batch_size, "n_train": train.n_samples, "steps_per_epoch": train.steps,
-            "grad_accumulation_steps": accum, "validation_split": validation_split, "split_rng_state": split_state,
-        }
+        # ---- the loop state: what depends on the data
+        state.steps_per_epoch, state.n_samples = train.steps, train.n_samples
+        if vec is not None:
+            state.class_weight = (vec, isinstance(class_weight, dict))
+        state.log_names = ["loss", *(m.name for m in self.metrics)]
+        if val is not None:
+            state.log_names += ["val_" + n for n in state.log_names]
+        state.log_names.append("lr")
+        state.device, state.metrics, state.progress = self.device, self.metrics, Tracker(self.metrics)
+        state.settings = {"batch_size": batch_size, "n_train": train.n_samples, "steps_per_epoch": train.steps,
+                          "grad_accumulation_steps": grad_accumulation_steps, "validation_split": validation_split,
+                          "split_rng_state": split_state}
         if ck is not None and ck.position.get("batch", 0):
-            self._check_resume_settings(ck, what)
+            resume.check_resume_settings(ck, state.settings, what)
+        self.state = state
+
+        # ---- callbacks, history
         cbs = list(callbacks or [])
         if verbose and not any(isinstance(cb, ProgressBar) for cb in cbs):
             cbs.insert(0, ProgressBar(verbose))
         self.callbacks = CallbackList(cbs, trainer=self)
-        self.log_names = ["loss", *(m.name for m in self.metrics)]
-        if val is not None:
-            self.log_names += ["val_" + n for n in self.log_names]
-        self.log_names.append("lr")
         history = History.from_dict(ck.history) if ck is not None else History()
-        history.set_columns(self.log_names)
+        history.set_columns(state.log_names)
         history.params = {"epochs": epochs, "batch_size": batch_size or (32 if train.kind != "loader" else None),
                           "steps": train.steps, "samples": train.n_samples}
         self.history = history
-        self._val_metrics = [self._fresh(m) for m in self.metrics]
-        self._train_metrics = self.metrics
-        self._tracker = Tracker(self._train_metrics)
+        val_metrics = [_fresh(m) for m in self.metrics]
 
-        # ---- state
-        self.epochs = epochs
-        self.stop_training = False
-        self._accum = accum
-        self._grad_clip_norm = None if grad_clip_norm is None else float(grad_clip_norm)
-        self._param_names = None
-        self._pending_checkpoints = []
-        self._interrupt_requested = False
+        # ---- where to start
         skip = 0
+        start_epoch = initial_epoch
         if ck is not None:
-            self._restore(ck, what)
+            resume.restore_objects(self.model, self.state_objects(), ck, what)
             start_epoch = int(ck.position["epoch"])
             skip = int(ck.position.get("batch", 0))
-            self.global_step = int(ck.position["global_step"])
-        else:
-            start_epoch = initial_epoch
-            self.global_step = 0
-        self._next_epoch = start_epoch
-        self._checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
-        self._checkpoint_every = checkpoint_every
-        self._checkpoint_due = False
+            state.global_step = int(ck.position["global_step"])
+        state.initial_epoch = state.next_epoch = state.epoch = start_epoch
         for opt in self._optimizers():
             opt.zero_grad()
 
-        previous_handler = self._install_sigint()
-        previous_device, self._run_device = self._run_device, self.device
         logs: dict = {}
-        try:
-            self.model.train()
-            self.callbacks.on_train_begin({})
-            if ck is not None:
-                self.callbacks.load_state_dicts(ck.callbacks)
-                dw_random.set_rng_state(ck.rng_state)
-            for epoch in range(start_epoch, epochs):
-                resume = ck if (ck is not None and epoch == start_epoch and skip) else None
-                epoch_logs = self._fit_epoch(epoch, train, val, resume, skip)
-                if epoch_logs is None:  # interrupted in the middle of the epoch
-                    break
-                logs = epoch_logs
-                if self.stop_training or self._interrupt_requested:
-                    break
-        finally:
-            self._restore_sigint(previous_handler)
-            self._phase, self._loop_data = None, None
-            self._run_device = previous_device
+        catch_ctrl_c = resume.SigintCheckpoint(state) if state.checkpoint_on_interrupt else contextlib.nullcontext()
+        with catch_ctrl_c:
+            try:
+                self.model.train()
+                self.callbacks.on_train_begin({})
+                if ck is not None:
+                    self.callbacks.load_state_dicts(ck.callbacks)
+                    dw_random.set_rng_state(ck.rng_state)
+                for epoch in range(start_epoch, epochs):
+                    resumed = ck if (ck is not None and epoch == start_epoch and skip) else None
+                    epoch_logs = run_epoch(self, epoch, train, val, val_metrics, resumed, skip)
+                    if epoch_logs is None:  # interrupted in the middle of the epoch
+                        break
+                    logs = epoch_logs
+                    if state.stop_training or state.interrupted:
+                        break
+            finally:
+                state.phase, state.data, state.device = None, None, None
         self.callbacks.on_train_end(logs)
         return history
 
-    @staticmethod
-    def _check_int(what, name, value, low):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{what}: {name} must be an int >= {low}, got {value!r}")
-        return value
+    # ------------------------------------------------------------------------------ checkpoints
+    def state_objects(self) -> dict:
+        """Objects with ``state_dict()`` / ``load_state_dict()`` saved in checkpoints, by name.
+        A subclass with more (a second optimizer) adds them: ``{**super().state_objects(), "d_opt": ...}``."""
+        return {"optimizer": self.optimizer, "scheduler": self.scheduler}
 
-    @staticmethod
-    def _fresh(metric):
-        m = copy.copy(metric)
-        m.reset()
-        return m
+    def request_checkpoint(self, path) -> None:
+        """Write a full training checkpoint to ``path`` at the end of the current epoch (after every
+        callback and the History row), e.g. from a callback's ``on_epoch_end``."""
+        self.state.pending_checkpoints.append(os.fspath(path))
 
-    def _check_resume_settings(self, ck, what):
-        saved = ck.settings
-        for key in ("batch_size", "n_train", "steps_per_epoch", "grad_accumulation_steps", "validation_split"):
-            if saved.get(key) != self._fit_settings.get(key):
-                raise ValueError(f"{what}: the checkpoint {ck.path} was taken in the middle of an epoch with "
-                                 f"{key}={saved.get(key)!r}, but this fit has {key}={self._fit_settings.get(key)!r}; "
-                                 "resume with the same data and settings (or from an end-of-epoch checkpoint)")
+    def save_checkpoint(self, path) -> None:
+        """Write a training checkpoint (weights, optimizer/scheduler state, callbacks, History,
+        random state) that ``fit(resume_from=path)`` continues from, at the start of
+        ``state.next_epoch``."""
+        resume.write_checkpoint(path, self.model, self.state_objects(), self.callbacks, self.history, self.state)
 
-    # ------------------------------------------------------------------------------ one epoch
-    def _accumulation(self, b: int, steps):
-        accum = self._accum
-        if accum == 1:
-            return 1, True
-        start = (b // accum) * accum
-        size = accum if steps is None else min(accum, steps - start)
-        return size, (b - start + 1) == size
-
-    def _fit_epoch(self, epoch, train, val, resume, skip):
-        self.epoch = epoch
-        self._phase, self._loop_data = "train", train
-        loader = train.loader
-        steps = train.steps
-        self.steps_per_epoch = steps
-        set_epoch = getattr(loader, "set_epoch", None)
-        if set_epoch is not None:
-            set_epoch(epoch)
-        tracker = self._tracker
-        tracker.reset()
-        self._active_metrics = self._train_metrics
-        if resume is not None:
-            self.model.train()
-            self._epoch_rng_state = resume.position["epoch_rng_state"]
-            dw_random.set_rng_state(self._epoch_rng_state)
-            iterator = iter(loader)
-            for k in range(skip):
-                try:
-                    next(iterator)
-                except StopIteration:
-                    raise ValueError(f"Trainer.fit: the checkpoint {resume.path} was taken after batch {skip} of "
-                                     f"epoch {epoch + 1}, but the data now has only {k} batches") from None
-            dw_random.set_rng_state(resume.rng_state)
-            tracker.load_state_dict(resume.position["progress"])
-            start = skip
-        else:
-            self.callbacks.on_epoch_begin(epoch, {})
-            self.model.train()  # after the hook: the epoch trains in train mode whatever a callback did
-            self._epoch_rng_state = dw_random.get_rng_state()
-            iterator = iter(loader)
-            start = 0
-        self.epoch_samples, self.epoch_steps = tracker.count, tracker.steps
-        # the batch hooks (and the running logs they get) only when some callback does something in them
-        callbacks = self.callbacks
-        batch_begin = callbacks.implements("on_train_batch_begin")
-        batch_end = callbacks.implements("on_train_batch_end")
-        every = self._checkpoint_every if isinstance(self._checkpoint_every, int) else None
-        accumulate = self._accum > 1
-        boundary = True
-        self._is_boundary, self._loss_scale = True, 1.0
-        pending = False
-        for b, batch in enumerate(iterator, start=start):
-            self.batch_index = self._phase_batch = b
-            n = self.batch_size_of(batch)
-            if accumulate:
-                size, boundary = self._accumulation(b, steps)
-                self._is_boundary, self._loss_scale = boundary, 1.0 / size
-            if batch_begin:
-                callbacks.on_train_batch_begin(b, {"batch": b, "size": n})
-            if self.sample_shape is None:
-                first = batch[0] if isinstance(batch, (tuple, list)) else batch
-                self.sample_shape = tuple(first.shape[1:]) if hasattr(first, "shape") else None
-            step_logs = self.train_step(batch)
-            tracker.add(step_logs, n)
-            self.global_step += 1
-            pending = not boundary
-            self.epoch_samples, self.epoch_steps = tracker.count, tracker.steps
-            if batch_end:
-                callbacks.on_train_batch_end(b, tracker.logs())
-            if self.stop_training:
-                break
-            if every is not None and self.global_step % every == 0:
-                self._checkpoint_due = True
-            if not pending:
-                if self._interrupt_requested:
-                    self._interrupt_checkpoint(mid_epoch=True)
-                    return None
-                if self._checkpoint_due:
-                    self.save_checkpoint(os.path.join(self._checkpoint_dir, ckpt_io.CHECKPOINT_NAME), _mid_epoch=True)
-                    self._checkpoint_due = False
-        if tracker.steps == 0:
-            raise ValueError("Trainer.fit: the training data yielded no batches this epoch")
-        if pending:
-            if self.stop_training:  # stopped inside an accumulation group: its partial gradients are dropped
-                for opt in self._optimizers():
-                    opt.zero_grad()
-            else:  # a loader of unknown length ended inside a group: apply it
-                self._is_boundary = True
-                self.optimizer_step()
-        self._is_boundary, self._loss_scale = True, 1.0
-
-        logs = tracker.logs()
-        if val is not None:
-            logs.update(self._evaluate_loader(val, self._val_metrics, self.callbacks, "validation", prefix="val_"))
-        logs["lr"] = float(self.optimizer.param_groups[0]["lr"])
-        if self.scheduler is not None and self.scheduler_interval == "epoch":
-            if takes_metric(self.scheduler):
-                self.scheduler.step(logs["val_loss"] if "val_loss" in logs else logs["loss"])
-            else:
-                self.scheduler.step()
-        self.callbacks.on_epoch_end(epoch, logs)
-        self.history.record(epoch, logs)
-        self._next_epoch = epoch + 1
-        if self._checkpoint_dir is not None:
-            self.save_checkpoint(os.path.join(self._checkpoint_dir, ckpt_io.CHECKPOINT_NAME))
-            self._checkpoint_due = False
-        for path in self._pending_checkpoints:
-            self.save_checkpoint(path)
-        self._pending_checkpoints = []
-        if self._interrupt_requested:
-            self._interrupt_checkpoint(mid_epoch=False)
+    # ------------------------------------------------------------------------------ evaluate / predict
+    def evaluate(self, x, y=None, batch_size: int | None = None, verbose: int = 0, sample_weight=None,
+                 callbacks=None) -> dict:
+        """Loss and metrics over ``x`` (arrays with ``y``, a Dataset or a DataLoader), in eval mode and
+        without building a graph; the model's previous mode is restored. Returns ``{"loss": ...,
+        <metric name>: ...}`` — exact means over all samples, whatever the batch sizes. A
+        ``ConfusionMatrix`` metric gives its matrix here."""
+        what = "Trainer.evaluate"
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"{what}: verbose must be 0, 1 or 2, got {verbose!r}")
+        data = make_data(x, y, sample_weight, what=what, batch_size=batch_size, loss=self.loss)
+        cbs = CallbackList(callbacks or [], trainer=self)
+        start = time.perf_counter()
+        logs = evaluate_batches(self.model, self.eval_step, data, [_fresh(m) for m in self.metrics], cbs,
+                                self.state, "evaluate", device=self.device, scalar_only=False)
+        if verbose:
+            print(f"evaluate - {format_duration(time.perf_counter() - start)} - {data.steps} steps - "
+                  f"{format_logs(logs)}", flush=True)
         return logs
+
+    def predict(self, x, batch_size: int | None = None):
+        """The model's outputs for ``x`` (arrays, a Dataset or a DataLoader; targets in the batches are
+        ignored) as a NumPy array — a tuple of arrays for a model with several outputs. Runs in eval
+        mode under ``no_grad`` and restores the model's previous mode."""
+        data = make_data(x, what="Trainer.predict", batch_size=batch_size, require_y=False)
+        return stack_outputs(predict_batches(self.model, self.predict_step, data, self.state, self.device))
+
+    # ------------------------------------------------------------------------------ the model and its batches
+    @property
+    def device(self) -> Device:
+        """The model's device (that of its first parameter; CPU for a model without parameters)."""
+        if self._device is not None:
+            return self._device
+        for p in self.model.parameters():
+            return p.device
+        return Device("cpu")
+
+    def parameter_name(self, param) -> str:
+        """The dotted name of ``param`` in the model (``"0.weight"``), or its place in the optimizer."""
+        if self._param_names is None:
+            self._param_names = {id(p): name for name, p in self.model.named_parameters()}
+        if id(param) in self._param_names:
+            return self._param_names[id(param)]
+        for opt in self._optimizers():
+            for g, group in enumerate(opt.param_groups):
+                for j, p in enumerate(group["params"]):
+                    if p is param:
+                        return f"{type(opt).__name__}.param_groups[{g}][{j}]"
+        return f"<parameter of shape {tuple(param.shape)}>"
+
+    def _optimizers(self):
+        return optimizers_in(self.state_objects())
+
+    batch_size_of = staticmethod(steps.batch_size_of)
+
+    def to_device(self, t):
+        """``t`` (a Tensor or array) on the model's device (the device found when fit / evaluate /
+        predict started)."""
+        device = self.state.device
+        return steps.move_to(t, device if device is not None else self.device)
+
+    def unpack_batch(self, batch):
+        """``(x, y, sample_weight)`` of a batch (y and weight None when absent), on the model's device,
+        with the inputs checked for NaN / infinite values."""
+        parts = steps.split_batch(batch)
+        k = len(parts)
+        x = self.to_device(parts[0])
+        y = self.to_device(parts[1]) if k > 1 else None
+        w = self.to_device(parts[2]) if k > 2 else None
+        steps.check_finite(x, "inputs (x)", self.state)
+        if y is not None and y.dtype.kind == "f":
+            steps.check_finite(y, "targets (y)", self.state)
+        return x, y, w
+
+    def forward(self, x):
+        """``model(x)``; an error gets the batch shape and, when the first layer's input size does not
+        match, that layer's name and expected vs given size."""
+        try:
+            return self.model(x)
+        except (ValueError, RuntimeError, TypeError, IndexError) as exc:
+            message = steps.forward_error_message(self.model, exc, x, self.state.where())
+            raise steps.rebuild(exc, message) from exc
+
+    def compute_loss(self, pred, y, sample_weight=None, class_weight: bool = False):
+        """The (weighted) mean loss of a batch. ``class_weight=True`` applies fit's class weights."""
+        if y is None:
+            raise ValueError("Trainer: the batch has no targets, but the loss needs them; batches must be (x, y) "
+                             "(override train_step to train without targets)")
+        state = self.state
+        if self.loss.uses_class_indices:  # targets taken as they are: check the labels
+            steps.check_class_targets(self.loss.name, pred, y, state)
+        else:
+            y = self.loss.prepare_target(pred, y)
+        weight = None if sample_weight is None else sample_weight.data.reshape(-1)
+        if class_weight and state.class_weight is not None:
+            cw = steps.class_weights_for(self.loss.name, state.class_weight, pred, y)
+            weight = cw if weight is None else weight * cw.astype(weight.dtype)
+        try:
+            return self.loss(pred, y, weight)
+        except (ValueError, TypeError, IndexError, RuntimeError) as exc:
+            raise steps.rebuild(
+                exc, f"Trainer: computing the loss {self.loss.name!r} for outputs of shape {pred.shape} and "
+                     f"targets of shape {y.shape} ({y.dtype}) failed ({state.where()}): {exc}") from exc
+
+    def update_metrics(self, pred, y, sample_weight=None) -> None:
+        """Feed a batch to the metrics being tracked (``state.metrics``: training or validation ones)."""
+        metrics = self.state.metrics
+        if not metrics or y is None:
+            return
+        y = self.loss.prepare_target(pred, y)
+        pred = pred.detach() if isinstance(pred, Tensor) else pred
+        for metric in metrics:
+            metric.update(pred, y, sample_weight)
+
+    # ------------------------------------------------------------------------------ optimisation
+    def backward(self, loss) -> None:
+        """``loss.backward()``, scaled by ``state.loss_scale`` for gradient accumulation; the loss is
+        kept in ``state.step_losses`` for the ``on_before_optimizer_step`` checks (TerminateOnNaN)."""
+        state = self.state
+        state.step_losses.append(Tensor._make(loss.data))  # detached
+        (loss * state.loss_scale if state.loss_scale != 1.0 else loss).backward()
+
+    def optimizer_step(self, optimizer=None) -> bool:
+        """Apply the accumulated gradients with ``optimizer`` (default: the trainer's) when this batch
+        ends an accumulation group: ``on_before_optimizer_step`` callbacks (they see the raw, unclipped
+        gradients, and may cancel the step by setting ``stop_training``), clipping to
+        ``state.grad_clip_norm``, ``step()``, ``zero_grad()`` and, with ``scheduler_interval="step"``,
+        the scheduler. Returns whether the step was applied."""
+        optimizer = self.optimizer if optimizer is None else optimizer
+        if optimizer is None:
+            raise ValueError("Trainer: no optimizer; pass one to Trainer(model, optimizer, ...)")
+        state = self.state
+        if not state.accumulation_boundary:
+            return False
+        if self.callbacks.callbacks:  # (a CallbackList with no callbacks has nothing to call)
+            self.callbacks.on_before_optimizer_step(optimizer)
+        if state.stop_training:
+            state.step_losses = []
+            return False
+        if state.grad_clip_norm is not None:
+            clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], state.grad_clip_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+        if optimizer is self.optimizer and self.scheduler is not None and self.scheduler_interval == "step":
+            self.scheduler.step()
+        state.step_losses = []
+        return True
+
+    # ------------------------------------------------------------------------------ the steps
+    def train_step(self, batch) -> dict:
+        """One training batch: forward, (weighted) loss, backward, optimizer step, metrics. Returns the
+        batch's logs, ``{"loss": loss}``; the Trainer averages every returned value over the epoch
+        (weighted by batch size) and adds the metrics. Override for other training schemes."""
+        x, y, w = self.unpack_batch(batch)
+        pred = self.forward(x)
+        loss = self.compute_loss(pred, y, w, class_weight=True)
+        self.backward(loss)
+        self.optimizer_step()
+        self.update_metrics(pred, y)
+        return {"loss": loss}
+
+    def eval_step(self, batch) -> dict:
+        """One validation / evaluation batch (eval mode, no graph): loss and metrics, no class weights."""
+        x, y, w = self.unpack_batch(batch)
+        pred = self.forward(x)
+        loss = self.compute_loss(pred, y, w)
+        self.update_metrics(pred, y)
+        return {"loss": loss}
+
+    def predict_step(self, batch):
+        """The model's output for one batch (its x; targets in the batches are ignored)."""
+        x, _, _ = self.unpack_batch(batch)
+        return self.forward(x)
