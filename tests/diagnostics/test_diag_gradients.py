@@ -77,6 +77,41 @@ def test_lr_10_is_flagged_exploding(digits, capsys):
     assert out.count("[exploding]") == 1  # printed once, when first seen
 
 
+def test_a_run_that_already_clips_is_not_told_to_clip(digits):
+    """The monitor reads the fit's clip setting (trainer.state.grad_clip_norm): with lr=10 the steps
+    explode even after clipping to norm 1, and the advice says so instead of 'clip the gradient norm'."""
+    model = _relu_mlp()
+    monitor = GradientMonitor(every=1, verbose=0)
+    x, y, _, _ = digits
+    trainer = Trainer(model, dw.optim.SGD(model.parameters(), lr=10.0), loss="cross_entropy")
+    trainer.fit(x, y, epochs=1, batch_size=64, callbacks=[monitor], verbose=0, grad_clip_norm=1.0)
+    assert trainer.state.grad_clip_norm == 1.0
+    d = monitor.diagnoses[0]
+    assert d.kind == "exploding"
+    assert not any("clip the gradient norm" in r or "grad_clip_norm=1.0" in r for r in d.remedies)
+    assert "already clips the gradient norm to 1" in d.message
+    assert any("lower the learning rate" in r for r in d.remedies)
+
+
+def test_clipping_advice_follows_what_was_seen():
+    model = _relu_mlp()
+    trainer = Trainer(model, dw.optim.SGD(model.parameters(), lr=0.1))
+    trainer.state.grad_clip_norm = 0.5  # as fit(grad_clip_norm=0.5) sets it
+    spike = GradientMonitor(every=1, verbose=0, window=5)
+    spike.set_trainer(trainer)
+    _feed_totals(spike, [1.0] * 5 + [40.0])  # norms before clipping: clipping bounds the step, not the cause
+    d = spike.diagnoses[0]
+    assert "measured before clipping" in d.message and "clip harder (grad_clip_norm is 0.5 now)" in d.remedies
+    assert not any("clip the gradient norm" in r for r in d.remedies)
+    nan = GradientMonitor(every=1, verbose=0)
+    nan.set_trainer(trainer)
+    nan._check_exploding({"total_grad_norm": math.inf, "grad_norm": {"0.weight": math.nan}, "update_ratio": {},
+                          "step": 0, "epoch": 0})
+    d = nan.diagnoses[0]
+    assert "cannot repair a NaN or infinite gradient" in d.message
+    assert not any("clip" in r for r in d.remedies)
+
+
 def test_badly_scaled_init_is_flagged_exploding(digits):
     layers = []
     for _ in range(8):

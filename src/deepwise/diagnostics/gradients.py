@@ -23,7 +23,9 @@ the first time it is seen (``verbose=1``) and kept in ``monitor.diagnoses``:
 - exploding gradients: a non-finite gradient, a total norm above ``spike_factor`` times the median of
   the last ``window`` measurements *and* above every norm of the first ``window`` measurements (near
   convergence gradients shrink, and a batch whose norm jumps 20x but stays below the norms of early
-  training is noise, not an explosion), or an update larger than ``max_update_ratio`` times the weights;
+  training is noise, not an explosion), or an update larger than ``max_update_ratio`` times the weights.
+  The advice follows the fit's clipping (``trainer.state.grad_clip_norm``): a run that does not clip
+  is told to; one that does is told what its clipping can and cannot do;
 - dead ReLUs: a ReLU layer where ``dead_threshold`` (half) or more of the units output 0 for every
   sample of the batch;
 - saturated sigmoid/tanh: ``saturation_threshold`` (half) or more of a hidden layer's outputs within
@@ -380,8 +382,9 @@ class GradientMonitor(Callback):
     def _check_exploding(self, rec):
         total = rec["total_grad_norm"]
         bad = [name for name, g in rec["grad_norm"].items() if not math.isfinite(g)]
-        message = None
+        message = kind = None
         if bad:
+            kind = "non-finite"
             message = (f"Exploding gradients: the gradient of {', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''} "
                        "is NaN or infinite, so the next update would destroy the weights.")
         else:
@@ -391,11 +394,13 @@ class GradientMonitor(Callback):
                 early = self._totals[:self.window]
                 floor = max(early) if len(early) == self.window else 0.0
                 if median > 0 and total > self.spike_factor * median and total > floor:
+                    kind = "spike"
                     message = (f"Exploding gradients: the total gradient norm jumped to {_fmt(total)}, "
                                f"{total / median:.0f} times its recent median ({_fmt(median)}).")
             big = {n: r for n, r in rec["update_ratio"].items() if r > self.max_update_ratio}
             if self._persist("exploding", "update", bool(big)) and message is None:
                 name, r = max(big.items(), key=lambda kv: kv[1])
+                kind = "update"
                 message = (f"Exploding updates: one optimizer step changes {name} by {r:.3g} times its own size "
                            f"(healthy steps change weights by about 0.1% to 1%); the weights are being thrown around "
                            "rather than refined.")
@@ -410,13 +415,22 @@ class GradientMonitor(Callback):
         message += (" Each step moves the weights by the learning rate times the gradient; when that step is too "
                     "large the loss overshoots, the gradients grow, and the next step is larger still"
                     + (f" (learning rate now {lr:g})" if isinstance(lr, (int, float)) else "") + ".")
-        clip = getattr(self.trainer, "grad_clip_norm", None)  # the fit setting, when the Trainer exposes it
+        # this fit's setting: None when it does not clip (and for a monitor fed by hand, without a Trainer)
+        clip = self.trainer.state.grad_clip_norm if self.trainer is not None else None
         remedies = []
         if clip is None:
             remedies.append("clip the gradient norm: fit(..., grad_clip_norm=1.0), or "
                             "nn.utils.clip_grad_norm_(model.parameters(), 1.0) in your own loop")
-        else:
+        elif kind == "non-finite":
+            message += (f" This run already clips the gradient norm to {clip:g}, but clipping cannot repair a NaN "
+                        "or infinite gradient.")
+        elif kind == "spike":
+            message += (f" This run already clips the gradient norm to {clip:g} (the norms here are measured before "
+                        "clipping), which bounds each step but not the instability behind the jump.")
             remedies.append(f"clip harder (grad_clip_norm is {clip:g} now)")
+        else:
+            message += (f" This run already clips the gradient norm to {clip:g}: these are the steps after "
+                        "clipping, so the step size itself is too large.")
         remedies += [
             "lower the learning rate (by 10x to start with), or warm it up (optim.lr_scheduler.LinearLR)",
             "normalise inputs and activations (data.transforms.Normalize, nn.BatchNorm1d/2d, nn.LayerNorm)",
