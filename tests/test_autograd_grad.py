@@ -106,10 +106,37 @@ def test_wgan_style_penalty_with_norm_matches_torch(torch):
         np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), rtol=1e-4, atol=1e-5)
 
 
+class _ArrayOnlyCube(dw.autograd.Function):
+    """An op whose backward works on arrays only and that offers no composite."""
+
+    array_backward = True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved
+        return 3 * g * x * x
+
+
 def test_create_graph_unsupported_op_says_so():
     x = dw.ones(3, requires_grad=True)
-    with pytest.raises(RuntimeError, match="create_graph"):
-        dw.autograd.grad(x.prod(), x, create_graph=True)
+    (g,) = dw.autograd.grad(_ArrayOnlyCube.apply(x).sum(), x)  # first order works
+    np.testing.assert_array_equal(g.numpy(), [3.0, 3.0, 3.0])
+    with pytest.raises(RuntimeError, match="_ArrayOnlyCube does not support create_graph"):
+        dw.autograd.grad(_ArrayOnlyCube.apply(x).sum(), x, create_graph=True)
+
+
+def test_prod_supports_create_graph():
+    # d2/dx2 of prod(x) . 1 for x = (2, 3, 0): the Hessian is prod of the others-but-one
+    x = dw.tensor([2.0, 3.0, 0.0], dtype=dw.float64, requires_grad=True)
+    (g,) = dw.autograd.grad(x.prod(), x, create_graph=True)
+    np.testing.assert_array_equal(g.detach().numpy(), [0.0, 0.0, 6.0])
+    (h,) = dw.autograd.grad(g.sum(), x)
+    np.testing.assert_array_equal(h.numpy(), [0.0 + 3.0, 0.0 + 2.0, 3.0 + 2.0])
 
 
 # ----------------------------------------------------------------------- retain_grad, hooks

@@ -2,30 +2,43 @@
 
 ``data`` holds the values; ``grad`` the accumulated gradient (a Tensor, or None); ``requires_grad``
 marks tensors whose gradient we want; ``_ctx`` links a tensor made by an op to the graph node that
-made it (None for leaves). Every operator below just calls the op function in ``deepwise.ops`` that
-implements it: the graph is built there, in ``Function.apply``.
+made it (None for leaves). Every operator and method below just calls the op function in
+``deepwise.ops`` that implements it: the graph is built there, in ``Function.apply``.
+
+The ops sit above the Tensor (they import it), so this module never imports them: ``ops`` below is
+bound by ``deepwise.ops`` itself when it loads (``bind_ops``), before any tensor exists.
 """
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
-from deepwise import backend
-from deepwise.autograd import engine
+from deepwise import backend, random
+from deepwise.autograd import mode
 from deepwise.backend import Device, get_array_module
+
+ops = None  # the deepwise.ops package: Tensor methods call its functions (see bind_ops)
+
+
+def bind_ops(module) -> None:
+    """Called once by ``deepwise.ops`` when it loads: the module whose functions the methods call."""
+    global ops
+    ops = module
 
 
 def as_array(data, dtype=None, device=None, copy=False):
-    """Array-like -> array under deepwise's dtype policy: floating data becomes float32 unless a
-    dtype is given, Python ints become int64, bools stay bool."""
+    """Array-like -> array under deepwise's dtype policy (``backend.default_dtype``) unless a dtype
+    is given: float64 and Python floats become float32, Python ints int64, bools stay bool."""
     dtype = backend.to_dtype(dtype)
     if isinstance(data, Tensor):
         data = data.data
     if backend.is_array(data):
         arr = data
-        if dtype is None and arr.dtype == np.float64:
-            dtype = backend.DEFAULT_FLOAT
-        if dtype is not None and arr.dtype != dtype:
+        if dtype is None:
+            dtype = backend.default_dtype(arr.dtype)
+        if arr.dtype != dtype:
             arr = arr.astype(dtype)
         elif copy:
             arr = arr.copy()
@@ -42,11 +55,8 @@ def as_array(data, dtype=None, device=None, copy=False):
         if arr.dtype == object:
             raise TypeError(f"cannot make a tensor from {type(data).__name__}: ragged or non-numeric data")
         if dtype is None:
-            if arr.dtype.kind == "f":
-                dtype = backend.DEFAULT_FLOAT
-            elif arr.dtype.kind in "iu" and arr.dtype != np.uint8:
-                dtype = backend.int64
-        if dtype is not None and arr.dtype != dtype:
+            dtype = backend.default_dtype(arr.dtype, from_python=not isinstance(data, np.generic))
+        if arr.dtype != dtype:
             arr = arr.astype(dtype)
         elif copy and arr is data:
             arr = arr.copy()
@@ -211,8 +221,6 @@ class Tensor:
         """Keep ``.grad`` of this non-leaf tensor after backward."""
         if self._ctx is None:
             return
-        import weakref  # noqa: PLC0415
-
         if self._ctx.retained is None:
             self._ctx.retained = []
         self._ctx.retained.append((self._out_index, weakref.ref(self)))
@@ -231,13 +239,11 @@ class Tensor:
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         """Backpropagate from this tensor, adding into ``.grad`` of every leaf that requires grad."""
-        from deepwise.autograd import backward  # noqa: PLC0415
-
-        backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
+        engine.backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
 
     # ------------------------------------------------------------------------ copies and types
     def clone(self):
-        return _ops.clone(self)
+        return ops.clone(self)
 
     def contiguous(self):
         return self
@@ -253,9 +259,9 @@ class Tensor:
                 dtype = a
         out = self
         if device is not None and Device(device) != self.device:
-            out = _ops.to_device(out, Device(device))
+            out = ops.to_device(out, Device(device))
         if dtype is not None and backend.to_dtype(dtype) != out.dtype:
-            out = _ops.cast(out, backend.to_dtype(dtype))
+            out = ops.cast(out, backend.to_dtype(dtype))
         if copy and out is self:
             out = self.clone()
         return out
@@ -289,7 +295,7 @@ class Tensor:
 
     # ------------------------------------------------------------------ in-place (no autograd)
     def _check_inplace(self, what):
-        if self.requires_grad and engine.is_grad_enabled():
+        if self.requires_grad and mode.is_grad_enabled():
             raise RuntimeError(
                 f"{what} on a tensor that requires grad would corrupt the graph; do it under dw.no_grad()"
             )
@@ -333,8 +339,8 @@ class Tensor:
         """``x += y`` and friends: in place on the data when no graph records ``x`` (PyTorch's
         ``w -= lr * w.grad`` under ``no_grad`` keeps ``w`` the same leaf); while ``x`` is recorded,
         ``x`` is rebound to the out-of-place result, so gradients stay right."""
-        if self.requires_grad and engine.is_grad_enabled():
-            return getattr(_ops, op)(self, other)
+        if self.requires_grad and mode.is_grad_enabled():
+            return getattr(ops, op)(self, other)
         other = other.data if isinstance(other, Tensor) else other
         getattr(get_array_module(self.data), ufunc)(self.data, other, out=self.data, casting="same_kind")
         return self
@@ -351,26 +357,40 @@ class Tensor:
     def __itruediv__(self, other):
         return self._augmented("div", "true_divide", other)
 
-    def clamp_(self, min=None, max=None):  # noqa: A002
+    def clamp_(self, min=None, max=None):
         self._check_inplace("clamp_()")
         get_array_module(self.data).clip(self.data, min, max, out=self.data)
         return self
 
-    def uniform_(self, a=0.0, b=1.0):
-        from deepwise.nn import init  # noqa: PLC0415
+    def uniform_(self, a=0.0, b=1.0, generator=None):
+        """Fill in place with U(a, b), drawn from deepwise's seeded generator (or ``generator``)."""
+        if b < a:
+            raise ValueError(f"uniform_: lower bound a={a} is above upper bound b={b}")
+        dt = self._draw_dtype()
+        u = (generator or random.generator()).random(self.shape, dtype=dt)
+        return self._fill_drawn(dt.type(a) + dt.type(b - a) * u)
 
-        return init.uniform_(self, a, b)
+    def normal_(self, mean=0.0, std=1.0, generator=None):
+        """Fill in place with N(mean, std^2), drawn from deepwise's seeded generator (or ``generator``)."""
+        if std < 0:
+            raise ValueError(f"normal_: std must be >= 0, got {std}")
+        dt = self._draw_dtype()
+        z = (generator or random.generator()).standard_normal(self.shape, dtype=dt)
+        return self._fill_drawn(z * dt.type(std) + dt.type(mean))
 
-    def normal_(self, mean=0.0, std=1.0):
-        from deepwise.nn import init  # noqa: PLC0415
+    def _draw_dtype(self):
+        return self.dtype if self.dtype in (backend.float32, backend.float64) else backend.float32
 
-        return init.normal_(self, mean, std)
+    def _fill_drawn(self, values):
+        """Write host-drawn ``values`` into the data (on its device, in its dtype), outside the graph."""
+        self.data[...] = backend.to_device(np.asarray(values), self.device).astype(self.dtype, copy=False)
+        return self
 
     def __setitem__(self, index, value):
         self._check_inplace("item assignment")
         if self._ctx is not None:
             raise RuntimeError("item assignment into a tensor produced by an op; clone() it first")
-        index = _ops.index.to_index(index)
+        index = ops.index.to_index(index)
         self.data[index] = value.data if isinstance(value, Tensor) else value
 
     # --------------------------------------------------------------------------------- display
@@ -392,117 +412,448 @@ class Tensor:
 
     # ------------------------------------------------------------------------------- operators
     def __add__(self, other):
-        return _ops.add(self, other)
+        return ops.add(self, other)
 
     def __radd__(self, other):
-        return _ops.add(other, self)
+        return ops.add(other, self)
 
     def __sub__(self, other):
-        return _ops.sub(self, other)
+        return ops.sub(self, other)
 
     def __rsub__(self, other):
-        return _ops.sub(other, self)
+        return ops.sub(other, self)
 
     def __mul__(self, other):
-        return _ops.mul(self, other)
+        return ops.mul(self, other)
 
     def __rmul__(self, other):
-        return _ops.mul(other, self)
+        return ops.mul(other, self)
 
     def __truediv__(self, other):
-        return _ops.div(self, other)
+        return ops.div(self, other)
 
     def __rtruediv__(self, other):
-        return _ops.div(other, self)
+        return ops.div(other, self)
 
     def __pow__(self, other):
-        return _ops.pow(self, other)
+        return ops.pow(self, other)
 
     def __rpow__(self, other):
-        return _ops.pow(other, self)
+        return ops.pow(other, self)
 
     def __matmul__(self, other):
-        return _ops.matmul(self, other)
+        return ops.matmul(self, other)
 
     def __rmatmul__(self, other):
-        return _ops.matmul(other, self)
+        return ops.matmul(other, self)
 
     def __neg__(self):
-        return _ops.neg(self)
+        return ops.neg(self)
 
     def __pos__(self):
         return self
 
     def __abs__(self):
-        return _ops.abs(self)
+        return ops.abs(self)
 
     def __getitem__(self, index):
-        return _ops.getitem(self, index)
+        return ops.getitem(self, index)
 
     def __eq__(self, other):
-        return _ops.eq(self, other)
+        return ops.eq(self, other)
 
     def __ne__(self, other):
-        return _ops.ne(self, other)
+        return ops.ne(self, other)
 
     def __lt__(self, other):
-        return _ops.lt(self, other)
+        return ops.lt(self, other)
 
     def __le__(self, other):
-        return _ops.le(self, other)
+        return ops.le(self, other)
 
     def __gt__(self, other):
-        return _ops.gt(self, other)
+        return ops.gt(self, other)
 
     def __ge__(self, other):
-        return _ops.ge(self, other)
+        return ops.ge(self, other)
 
     def __invert__(self):
-        return _ops.logical_not(self)
+        return ops.logical_not(self)
 
     def __and__(self, other):
-        return _ops.logical_and(self, other)
+        return ops.logical_and(self, other)
 
     def __or__(self, other):
-        return _ops.logical_or(self, other)
+        return ops.logical_or(self, other)
 
     def __xor__(self, other):
-        return _ops.logical_xor(self, other)
+        return ops.logical_xor(self, other)
 
     def __floordiv__(self, other):
-        return _ops.floor_divide(self, other)
+        return ops.floor_divide(self, other)
 
     def __mod__(self, other):
-        return _ops.remainder(self, other)
+        return ops.remainder(self, other)
+
+    # ---------------------------------------------------------------------------- arithmetic
+    def add(self, other, alpha=1):
+        """self + alpha * other, broadcasting."""
+        return ops.add(self, other, alpha=alpha)
+
+    def sub(self, other, alpha=1):
+        """self - alpha * other, broadcasting."""
+        return ops.sub(self, other, alpha=alpha)
+
+    def mul(self, other):
+        """self * other, elementwise with broadcasting."""
+        return ops.mul(self, other)
+
+    def div(self, other, rounding_mode=None):
+        """self / other (true division unless ``rounding_mode`` is 'floor' or 'trunc')."""
+        return ops.div(self, other, rounding_mode=rounding_mode)
+
+    def pow(self, exponent):
+        """self ** exponent, elementwise."""
+        return ops.pow(self, exponent)
+
+    def neg(self):
+        """-self."""
+        return ops.neg(self)
+
+    def matmul(self, other):
+        """Matrix product self @ other (batched, NumPy rules)."""
+        return ops.matmul(self, other)
+
+    def logaddexp(self, other):
+        """log(e ** self + e ** other), without overflow."""
+        return ops.logaddexp(self, other)
+
+    def maximum(self, other):
+        """Elementwise maximum (ties share the gradient)."""
+        return ops.maximum(self, other)
+
+    def minimum(self, other):
+        """Elementwise minimum (ties share the gradient)."""
+        return ops.minimum(self, other)
+
+    def clamp(self, min=None, max=None):
+        """Values limited to [min, max]; gradient flows where they were inside."""
+        return ops.clamp(self, min=min, max=max)
+
+    def clip(self, min=None, max=None):
+        """Alias of ``clamp``."""
+        return ops.clip(self, min=min, max=max)
+
+    def where(self, condition, other):
+        """``self`` where ``condition`` holds, else ``other`` (``torch.Tensor.where``)."""
+        return ops.where(condition, self, other)
+
+    # ------------------------------------- comparisons and logic (bool results, no gradient)
+    def eq(self, other):
+        """self == other (bool, no gradient)."""
+        return ops.eq(self, other)
+
+    def ne(self, other):
+        """self != other (bool, no gradient)."""
+        return ops.ne(self, other)
+
+    def lt(self, other):
+        """self < other (bool)."""
+        return ops.lt(self, other)
+
+    def le(self, other):
+        """self <= other (bool)."""
+        return ops.le(self, other)
+
+    def gt(self, other):
+        """self > other (bool)."""
+        return ops.gt(self, other)
+
+    def ge(self, other):
+        """self >= other (bool)."""
+        return ops.ge(self, other)
+
+    def logical_not(self):
+        """Elementwise not (bool)."""
+        return ops.logical_not(self)
+
+    def logical_and(self, other):
+        """Elementwise and (bool)."""
+        return ops.logical_and(self, other)
+
+    def logical_or(self, other):
+        """Elementwise or (bool)."""
+        return ops.logical_or(self, other)
+
+    def isnan(self):
+        """True where NaN."""
+        return ops.isnan(self)
+
+    def isfinite(self):
+        """True where neither NaN nor infinite."""
+        return ops.isfinite(self)
+
+    # ----------------------------------------------------------------- elementwise functions
+    def abs(self):
+        """|self|."""
+        return ops.abs(self)
+
+    def exp(self):
+        """e ** self."""
+        return ops.exp(self)
+
+    def log(self):
+        """Natural logarithm."""
+        return ops.log(self)
+
+    def log1p(self):
+        """log(1 + self), exact for small values."""
+        return ops.log1p(self)
+
+    def sqrt(self):
+        """Square root."""
+        return ops.sqrt(self)
+
+    def rsqrt(self):
+        """1 / sqrt(self)."""
+        return ops.rsqrt(self)
+
+    def sin(self):
+        """Sine."""
+        return ops.sin(self)
+
+    def cos(self):
+        """Cosine."""
+        return ops.cos(self)
+
+    def tanh(self):
+        """Hyperbolic tangent."""
+        return ops.tanh(self)
+
+    def sigmoid(self):
+        """1 / (1 + e ** -self), without overflow."""
+        return ops.sigmoid(self)
+
+    def square(self):
+        """self * self."""
+        return ops.square(self)
+
+    def sign(self):
+        """-1, 0 or 1 (no gradient)."""
+        return ops.sign(self)
+
+    def floor(self):
+        """Round down (no gradient)."""
+        return ops.floor(self)
+
+    def ceil(self):
+        """Round up (no gradient)."""
+        return ops.ceil(self)
+
+    def round(self):
+        """Round half to even (no gradient)."""
+        return ops.round(self)
+
+    # --------------------------------------------------------------------------- activations
+    def relu(self, inplace=False):
+        """max(self, 0)."""
+        return ops.relu(self, inplace=inplace)
+
+    def leaky_relu(self, negative_slope=0.01, inplace=False):
+        """self where positive, else negative_slope * self."""
+        return ops.leaky_relu(self, negative_slope=negative_slope, inplace=inplace)
+
+    def elu(self, alpha=1.0, inplace=False):
+        """self where positive, else alpha * (e ** self - 1)."""
+        return ops.elu(self, alpha=alpha, inplace=inplace)
+
+    def gelu(self, approximate="none"):
+        """self * Phi(self) (``approximate='tanh'``: the tanh form)."""
+        return ops.gelu(self, approximate=approximate)
+
+    def silu(self, inplace=False):
+        """self * sigmoid(self)."""
+        return ops.silu(self, inplace=inplace)
+
+    def softplus(self, beta=1.0, threshold=20.0):
+        """log(1 + e ** (beta * self)) / beta, linear above ``threshold``."""
+        return ops.softplus(self, beta=beta, threshold=threshold)
+
+    def softmax(self, dim=None, dtype=None):
+        """e ** self / sum(e ** self) along ``dim``."""
+        return ops.softmax(self, dim=dim, dtype=dtype)
+
+    def log_softmax(self, dim=None, dtype=None):
+        """self - logsumexp(self) along ``dim``."""
+        return ops.log_softmax(self, dim=dim, dtype=dtype)
+
+    # ---------------------------------------------------------------------------- reductions
+    def sum(self, dim=None, keepdim=False, dtype=None):
+        """Sum over ``dim`` (all elements by default)."""
+        return ops.sum(self, dim=dim, keepdim=keepdim, dtype=dtype)
+
+    def mean(self, dim=None, keepdim=False, dtype=None):
+        """Mean over ``dim`` (all elements by default)."""
+        return ops.mean(self, dim=dim, keepdim=keepdim, dtype=dtype)
+
+    def var(self, dim=None, unbiased=None, keepdim=False, correction=None):
+        """Variance over ``dim`` (``correction=1`` by default)."""
+        return ops.var(self, dim=dim, unbiased=unbiased, keepdim=keepdim, correction=correction)
+
+    def std(self, dim=None, unbiased=None, keepdim=False, correction=None):
+        """Standard deviation over ``dim``."""
+        return ops.std(self, dim=dim, unbiased=unbiased, keepdim=keepdim, correction=correction)
+
+    def prod(self, dim=None, keepdim=False):
+        """Product over ``dim``."""
+        return ops.prod(self, dim=dim, keepdim=keepdim)
+
+    def max(self, dim=None, keepdim=False):
+        """Largest value; with ``dim``, (values, indices); with a tensor, elementwise."""
+        return ops.max(self, dim=dim, keepdim=keepdim)
+
+    def min(self, dim=None, keepdim=False):
+        """Smallest value; with ``dim``, (values, indices); with a tensor, elementwise."""
+        return ops.min(self, dim=dim, keepdim=keepdim)
+
+    def amax(self, dim=None, keepdim=False):
+        """Largest value over ``dim`` (ties share the gradient)."""
+        return ops.amax(self, dim=dim, keepdim=keepdim)
+
+    def amin(self, dim=None, keepdim=False):
+        """Smallest value over ``dim`` (ties share the gradient)."""
+        return ops.amin(self, dim=dim, keepdim=keepdim)
+
+    def logsumexp(self, dim=None, keepdim=False):
+        """log(sum(e ** self)) over ``dim``, without overflow."""
+        return ops.logsumexp(self, dim=dim, keepdim=keepdim)
+
+    def norm(self, p="fro", dim=None, keepdim=False):
+        """Vector p-norm over ``dim``."""
+        return ops.norm(self, p=p, dim=dim, keepdim=keepdim)
+
+    def cumsum(self, dim, dtype=None):
+        """Running sum along ``dim``."""
+        return ops.cumsum(self, dim, dtype=dtype)
+
+    def argmax(self, dim=None, keepdim=False):
+        """Index of the largest value."""
+        return ops.argmax(self, dim=dim, keepdim=keepdim)
+
+    def argmin(self, dim=None, keepdim=False):
+        """Index of the smallest value."""
+        return ops.argmin(self, dim=dim, keepdim=keepdim)
+
+    def any(self, dim=None, keepdim=False):
+        """True if any element is (over ``dim``)."""
+        return ops.any(self, dim=dim, keepdim=keepdim)
+
+    def all(self, dim=None, keepdim=False):
+        """True if every element is (over ``dim``)."""
+        return ops.all(self, dim=dim, keepdim=keepdim)
+
+    # -------------------------------------------------------------------------------- shapes
+    def reshape(self, *shape):
+        """The same elements in ``shape`` (one dim may be -1)."""
+        return ops.reshape(self, *shape)
+
+    def view(self, *shape):
+        """The same elements in ``shape`` (as ``reshape``)."""
+        return ops.view(self, *shape)
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        """Dims ``start_dim``..``end_dim`` merged into one."""
+        return ops.flatten(self, start_dim=start_dim, end_dim=end_dim)
+
+    def squeeze(self, dim=None):
+        """Size-1 dims removed (only ``dim`` if given)."""
+        return ops.squeeze(self, dim=dim)
+
+    def unsqueeze(self, dim):
+        """A size-1 dim inserted at ``dim``."""
+        return ops.unsqueeze(self, dim)
+
+    def transpose(self, dim0, dim1):
+        """Dims ``dim0`` and ``dim1`` swapped."""
+        return ops.transpose(self, dim0, dim1)
+
+    def permute(self, *dims):
+        """Dims reordered as ``dims``."""
+        return ops.permute(self, *dims)
+
+    def expand(self, *sizes):
+        """Broadcast to ``sizes`` without copying (-1 keeps a dim)."""
+        return ops.expand(self, *sizes)
+
+    def expand_as(self, other):
+        """Broadcast to ``other``'s shape."""
+        return ops.expand_as(self, other)
+
+    def repeat(self, *sizes):
+        """Tiled ``sizes[i]`` times along each dim."""
+        return ops.repeat(self, *sizes)
+
+    def split(self, split_size_or_sections, dim=0):
+        """Pieces of ``split_size_or_sections`` along ``dim``."""
+        return ops.split(self, split_size_or_sections, dim=dim)
+
+    def chunk(self, chunks, dim=0):
+        """``chunks`` nearly equal pieces along ``dim``."""
+        return ops.chunk(self, chunks, dim=dim)
+
+    def tril(self, diagonal=0):
+        """Lower triangle (below ``diagonal``) kept, the rest zero."""
+        return ops.tril(self, diagonal=diagonal)
+
+    def triu(self, diagonal=0):
+        """Upper triangle kept, the rest zero."""
+        return ops.triu(self, diagonal=diagonal)
+
+    def view_as(self, other):
+        """Reshaped to ``other``'s shape."""
+        return ops.view_as(self, other)
+
+    def reshape_as(self, other):
+        """Reshaped to ``other``'s shape."""
+        return ops.reshape_as(self, other)
+
+    def flip(self, dims):
+        """Order reversed along ``dims``."""
+        return ops.flip(self, dims)
+
+    # ------------------------------------------------------------------------------ indexing
+    def gather(self, dim, index):
+        """Values picked along ``dim`` at ``index``."""
+        return ops.gather(self, dim, index)
+
+    def scatter_add(self, dim, index, src):
+        """A copy with ``src`` added at ``index`` along ``dim``."""
+        return ops.scatter_add(self, dim, index, src)
+
+    def masked_fill(self, mask, value):
+        """``value`` where ``mask`` is True."""
+        return ops.masked_fill(self, mask, value)
+
+    def index_select(self, dim, index):
+        """Slices ``index`` along ``dim``."""
+        return ops.index_select(self, dim, index)
+
+    def sort(self, dim=-1, descending=False, stable=False):
+        """(values, indices) sorted along ``dim``."""
+        return ops.sort(self, dim=dim, descending=descending, stable=stable)
+
+    def argsort(self, dim=-1, descending=False, stable=False):
+        """Indices that sort along ``dim``."""
+        return ops.argsort(self, dim=dim, descending=descending, stable=stable)
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        """(values, indices) of the ``k`` largest (or smallest) along ``dim``."""
+        return ops.topk(self, k, dim=dim, largest=largest, sorted=sorted)
+
+    swapaxes = transpose
+    divide = div
+    multiply = mul
+    subtract = sub
 
 
-def _bind_methods():
-    """Tensor methods that are the op of the same name with the tensor first: x.exp() == ops.exp(x)."""
-    names = """
-        add sub mul div pow neg matmul maximum minimum clamp clip where eq ne lt le gt ge
-        abs exp log log1p sqrt rsqrt sin cos tanh sigmoid square sign floor ceil round isnan isfinite
-        relu leaky_relu elu gelu silu softplus softmax log_softmax
-        sum mean var std prod max min amax amin logsumexp norm cumsum argmax argmin any all
-        reshape view flatten squeeze unsqueeze transpose permute expand expand_as repeat split chunk
-        tril triu view_as reshape_as flip
-        gather scatter_add masked_fill index_select sort argsort topk
-        logical_not logical_and logical_or
-    """.split()
-    for name in names:
-        fn = getattr(_ops, name)
-
-        def method(self, *args, _fn=fn, **kwargs):
-            return _fn(self, *args, **kwargs)
-
-        method.__name__ = name
-        method.__doc__ = fn.__doc__
-        setattr(Tensor, name, method)
-    Tensor.swapaxes = Tensor.transpose
-    Tensor.divide = Tensor.div
-    Tensor.multiply = Tensor.mul
-    Tensor.subtract = Tensor.sub
-
-
-from deepwise import ops as _ops  # noqa: E402  (ops import Tensor; bind after the class exists)
-
-_bind_methods()
+from deepwise.autograd import engine  # noqa: E402 - the walk imports Tensor, so it is bound after the class

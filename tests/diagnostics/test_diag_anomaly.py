@@ -8,7 +8,7 @@ import pytest
 
 import deepwise as dw
 from deepwise import nn
-from deepwise.autograd import engine
+from deepwise.autograd import anomaly
 from deepwise.diagnostics.anomaly import explain_nan, find_nan, hint
 
 
@@ -70,7 +70,7 @@ def test_anomaly_mode_costs_nothing_when_off_and_is_restored():
     with np.errstate(invalid="ignore"):
         y = x.log()  # no error outside the block
     assert y._ctx.stack is None  # nothing recorded
-    assert not engine.anomaly_enabled()
+    assert not anomaly.anomaly_enabled()
     with dw.autograd.detect_anomaly():
         z = x * 2
         assert z._ctx.stack is not None and z._ctx.stack[0].filename == __file__
@@ -78,7 +78,7 @@ def test_anomaly_mode_costs_nothing_when_off_and_is_restored():
             (x - 5).log()  # recorded, not checked
         with pytest.raises(FloatingPointError), np.errstate(invalid="ignore"):
             (x - 5).log()  # the outer block checks again
-    assert not engine.anomaly_enabled()
+    assert not anomaly.anomaly_enabled()
 
 
 def test_decorator_form():

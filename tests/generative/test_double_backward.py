@@ -47,27 +47,28 @@ def _check(fn, inputs, n_wrt=1):
 
 
 def test_first_derivative_helper_catches_a_wrong_second_derivative():
-    """The check must be able to fail: an op whose backward_graph is wrong is caught."""
+    """The check must be able to fail. BadSquare saves an intermediate (2x) that depends on its
+    input: under create_graph it comes back as a constant, so the first derivative is right and the
+    second is lost -- the mistake the rule in autograd/function.py warns about."""
     from deepwise.autograd.function import Function
 
     class BadSquare(Function):
         @staticmethod
         def forward(ctx, x):
-            ctx.x = x
+            ctx.save_for_backward(2 * x)
             return x * x
 
         @staticmethod
         def backward(ctx, g):
-            return 2 * g * ctx.x
-
-        @staticmethod
-        def backward_graph(ctx, g):
-            x = ctx.inputs[0]
-            return 2 * g * x * x / dw.tensor(ctx.x)  # right value 2 g x, wrong graph (d/dx = 4 g)
+            (two_x,) = ctx.saved
+            return g * two_x
 
     x = _t(np.random.default_rng(0).standard_normal(5))
-    with pytest.raises(AssertionError):
+    assert gradcheck(lambda x: BadSquare.apply(x), (x,))  # first order is right
+    with pytest.raises(RuntimeError, match="does not require grad"):  # the gradient is cut from x
         gradcheck(first_derivative(lambda x: BadSquare.apply(x), 1), (x,))
+    with pytest.raises(AssertionError):  # gradgradcheck also perturbs v: the x-path is missing
+        dw.autograd.gradgradcheck(lambda x: BadSquare.apply(x), (x,))
 
 
 def test_linear():

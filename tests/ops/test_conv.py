@@ -257,3 +257,21 @@ def test_chained_convs_match_torch():
     run(torch, F.conv2d, F.conv_transpose2d, ref).backward()
     for a, r in zip(ours, ref):
         np.testing.assert_allclose(a.grad.numpy(), r.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("keep", [0, 1 << 30], ids=["rebuild-columns", "keep-columns"])
+def test_second_derivatives_of_every_input_in_chunks(monkeypatch, keep):
+    """Both gradients at once (the fused pairs behind conv2d's and conv_transpose2d's backward), one
+    image per chunk: second derivatives by finite differences and against PyTorch."""
+    import deepwise.ops.conv as conv_module
+    from parity.helpers import check_double_backward
+
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(conv_module, "_KEEP_BYTES", keep)
+    rng = np.random.default_rng(11)
+    arrays = [a.astype(np.float64) for a in _arrays(rng, (3, 4, 5, 4), (4, 2, 3, 3), (4,))]
+    check_double_backward(arrays, lambda x, w, b: conv2d(x, w, b, 1, 1, 1, 2),
+                          lambda x, w, b: F.conv2d(x, w, b, 1, 1, 1, 2))
+    arrays = [a.astype(np.float64) for a in _arrays(rng, (3, 4, 3, 3), (4, 2, 3, 3), (4,))]
+    check_double_backward(arrays, lambda x, w, b: conv_transpose2d(x, w, b, 2, 1, 1, 2),
+                          lambda x, w, b: F.conv_transpose2d(x, w, b, 2, 1, 1, 2))

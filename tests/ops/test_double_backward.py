@@ -1,8 +1,9 @@
 """Double backward (``create_graph=True``) of activations, normalisation, reductions, shape and index ops.
 
 For each case ``f`` (deepwise fn, torch fn, input arrays, differentiable-input flags) the loss is
-``sum(sin(f(x)) * v)``: the sin makes every op's ``backward_graph`` receive a gradient that depends on
-the inputs, so even linear ops (flip, pad, gather, ...) are exercised in the second derivative. Checks:
+``sum(sin(f(x)) * v)``: the sin makes every op's ``backward`` (run on Tensors) receive a gradient that
+depends on the inputs, so even linear ops (flip, pad, gather, ...) are exercised in the second
+derivative. Checks:
 
 1. the gradients built with create_graph equal the plain first-order ones bit for bit;
 2. float64 finite differences of ``<grad_x, w>`` (``gradcheck`` on the first-order gradient);
@@ -34,6 +35,7 @@ _GATHER_IDX = np.array([[0, 2, 2, 1], [3, 0, 1, 1], [2, 2, 0, 3]])
 _SCATTER_IDX = np.array([[1, 0], [0, 0]])
 _MASK = np.array([[True, False, False, True], [False, True, False, False], [False, False, True, False]])
 _ADV_IDX = np.array([2, 0, 2, 1])
+_ZERO_AT_1 = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])  # one zero factor: prod's gradient without division
 
 
 def _t(a):
@@ -87,6 +89,11 @@ CASES = {
     "min_dim_keepdim": (lambda x: x.min(0, keepdim=True).values, lambda x: x.min(0, keepdim=True).values,
                         [_n((3, 4))]),
     "cumsum": (lambda x: x.cumsum(1), lambda x: x.cumsum(1), [_n((3, 4))]),
+    "prod_dim": (lambda x: x.prod(1), lambda x: x.prod(1), [_u((3, 5), 0.5, 1.5)]),
+    "prod_all_with_zero": (lambda x: dw.prod(x * dw.tensor(_ZERO_AT_1, dtype=dw.float64)),
+                           lambda x: torch.prod(x * _t(_ZERO_AT_1)), [_u((2, 3), 0.5, 1.5)]),
+    "norm_dim": (lambda x: x.norm(dim=1), lambda x: x.norm(dim=1), [_n((3, 4))]),
+    "std_dim": (lambda x: x.std(0), lambda x: x.std(0), [_n((3, 4))]),
     # shape
     "pad_constant": (lambda x: dF.pad(x, (1, 2, 0, 1), value=0.5), lambda x: F.pad(x, (1, 2, 0, 1), value=0.5),
                      [_n((2, 3, 4))]),
@@ -98,6 +105,10 @@ CASES = {
                      lambda x: F.pad(x, (1, 2, 2, 0), mode="circular"), [_n((1, 3, 4))]),
     "flip": (lambda x: x.flip((0, 2)), lambda x: x.flip((0, 2)), [_n((2, 3, 2))]),
     "repeat": (lambda x: x.repeat(2, 1, 3), lambda x: x.repeat(2, 1, 3), [_n((3, 2))]),
+    "tril": (lambda x: x.tril(-1), lambda x: x.tril(-1), [_n((2, 3, 4))]),
+    "triu": (lambda x: x.triu(1), lambda x: x.triu(1), [_n((4, 3))]),
+    "cat_split": (lambda x, y: dw.cat([x, y], 1).split([2, 3], 1)[1],
+                  lambda x, y: torch.cat([x, y], 1).split([2, 3], 1)[1], [_n((3, 2)), _n((3, 3))]),
     # index
     "gather": (lambda x: x.gather(1, dw.tensor(_GATHER_IDX)), lambda x: x.gather(1, _t(_GATHER_IDX)),
                [_n((3, 4))]),
@@ -109,6 +120,131 @@ CASES = {
                                lambda x, s: x.scatter_add(0, _t(_SCATTER_IDX), s), [_n((2, 3)), _n((3, 3))]),
     "advanced_getitem": (lambda x: x[dw.tensor(_ADV_IDX)], lambda x: x[_t(_ADV_IDX)], [_n((3, 2))]),
 }
+
+# activations, dropout, embedding and the losses (all of them have a double backward now)
+_EMB_IDX = np.array([[0, 2, 2], [4, 0, 1]])
+_CLASS_T = np.array([[0, 2], [1, -100], [2, 2], [1, 0]])  # (4, 2) targets of (4, 3, 2) logits, one ignored
+_CLASS_W = np.array([0.5, 2.0, 1.5])
+_LOSS_W = RNG.random((3, 4))
+_POS_W = np.array([0.5, 1.0, 2.0, 3.0])
+_PROBS = RNG.dirichlet(np.ones(3), (4, 2)).transpose(0, 2, 1)
+
+
+def _dropped(x, fn):
+    dw.manual_seed(0)  # the same mask on every call, so finite differences see one function
+    return fn(x)
+
+
+with dw.autograd.no_grad():
+    _DROP = _dropped(dw.ones((3, 4), dtype=dw.float64), lambda x: dF.dropout(x, 0.4)).numpy()
+    _ALPHA = _dropped(dw.zeros((3, 4), dtype=dw.float64), lambda x: dF.alpha_dropout(x, 0.3, training=True)).numpy()
+    _ALPHA_SCALE = _dropped(dw.ones((3, 4), dtype=dw.float64),
+                            lambda x: dF.alpha_dropout(x, 0.3, training=True)).numpy() - _ALPHA
+
+
+def _dwt(a):
+    return dw.tensor(a)
+
+
+CASES.update({
+    "relu": (lambda x: dF.relu(x) * x, lambda x: F.relu(x) * x, [_u((3, 4)) + 0.05]),
+    "leaky_relu": (lambda x: dF.leaky_relu(x, 0.2) * x, lambda x: F.leaky_relu(x, 0.2) * x, [_u((3, 4)) + 0.05]),
+    "softmax": (lambda x: dF.softmax(x, 1), lambda x: F.softmax(x, 1), [_n((3, 4))]),
+    "log_softmax": (lambda x: dF.log_softmax(x, 0), lambda x: F.log_softmax(x, 0), [_n((3, 4))]),
+    "dropout": (lambda x: _dropped(x, lambda x: dF.dropout(x, 0.4)), lambda x: x * _t(_DROP), [_n((3, 4))]),
+    "alpha_dropout": (lambda x: _dropped(x, lambda x: dF.alpha_dropout(x, 0.3, training=True)),
+                      lambda x: x * _t(_ALPHA_SCALE) + _t(_ALPHA), [_n((3, 4))]),
+    "embedding": (lambda w: dF.embedding(_dwt(_EMB_IDX), w), lambda w: F.embedding(_t(_EMB_IDX), w), [_n((5, 3))]),
+    "embedding_padding": (lambda w: dF.embedding(_dwt(_EMB_IDX), w, padding_idx=1),
+                          lambda w: F.embedding(_t(_EMB_IDX), w, padding_idx=1), [_n((5, 3))]),
+    "embedding_freq": (lambda w: dF.embedding(_dwt(_EMB_IDX), w, padding_idx=1, scale_grad_by_freq=True),
+                       lambda w: F.embedding(_t(_EMB_IDX), w, padding_idx=1, scale_grad_by_freq=True),
+                       [_n((5, 3))]),
+    "mse_loss": (lambda x, y: dF.mse_loss(x, y), lambda x, y: F.mse_loss(x, y), [_n((3, 4)), _n((3, 4))]),
+    "mse_loss_weighted_sum": (lambda x, y: dF.mse_loss(x, y, reduction="sum", weight=_dwt(_LOSS_W)),
+                              lambda x, y: (F.mse_loss(x, y, reduction="none") * _t(_LOSS_W)).sum(),
+                              [_n((3, 4)), _n((3, 4))]),
+    "l1_loss": (lambda x, y: dF.l1_loss(x, y, reduction="none"), lambda x, y: F.l1_loss(x, y, reduction="none"),
+                [_n((3, 4)), _n((3, 4))]),
+    "smooth_l1_loss": (lambda x, y: dF.smooth_l1_loss(x, y, beta=0.8),
+                       lambda x, y: F.smooth_l1_loss(x, y, beta=0.8), [_n((3, 4)), _n((3, 4))]),
+    "huber_loss": (lambda x, y: dF.huber_loss(x, y, delta=0.6, reduction="sum"),
+                   lambda x, y: F.huber_loss(x, y, delta=0.6, reduction="sum"), [_n((3, 4)), _n((3, 4))]),
+    "nll_loss": (lambda x: dF.nll_loss(x, _dwt(_CLASS_T), weight=_dwt(_CLASS_W)),
+                 lambda x: F.nll_loss(x, _t(_CLASS_T), weight=_t(_CLASS_W)), [_n((4, 3, 2))]),
+    "cross_entropy": (lambda x: dF.cross_entropy(x, _dwt(_CLASS_T[:, 0].clip(0))),
+                      lambda x: F.cross_entropy(x, _t(_CLASS_T[:, 0].clip(0))), [_n((4, 3))]),
+    "cross_entropy_weight_smooth": (
+        lambda x: dF.cross_entropy(x, _dwt(_CLASS_T), weight=_dwt(_CLASS_W), label_smoothing=0.1),
+        lambda x: F.cross_entropy(x, _t(_CLASS_T), weight=_t(_CLASS_W), label_smoothing=0.1), [_n((4, 3, 2))]),
+    "cross_entropy_none_smooth": (
+        lambda x: dF.cross_entropy(x, _dwt(_CLASS_T), reduction="none", label_smoothing=0.2),
+        lambda x: F.cross_entropy(x, _t(_CLASS_T), reduction="none", label_smoothing=0.2), [_n((4, 3, 2))]),
+    "cross_entropy_probs": (
+        lambda x, t: dF.cross_entropy(x, t, weight=_dwt(_CLASS_W), label_smoothing=0.2),
+        lambda x, t: F.cross_entropy(x, t, weight=_t(_CLASS_W), label_smoothing=0.2), [_n((4, 3, 2)), _PROBS]),
+    "binary_cross_entropy": (lambda p, y: dF.binary_cross_entropy(p, y, weight=_dwt(_LOSS_W)),
+                             lambda p, y: F.binary_cross_entropy(p, y, weight=_t(_LOSS_W)),
+                             [_u((3, 4), 0.05, 0.95), _u((3, 4), 0, 1)]),
+    "bce_with_logits": (lambda x, y: dF.binary_cross_entropy_with_logits(x, y),
+                        lambda x, y: F.binary_cross_entropy_with_logits(x, y), [_n((3, 4)), _u((3, 4), 0, 1)]),
+    "bce_with_logits_pos_weight": (
+        lambda x, y: dF.binary_cross_entropy_with_logits(x, y, weight=_dwt(_LOSS_W), pos_weight=_dwt(_POS_W),
+                                                         reduction="sum"),
+        lambda x, y: F.binary_cross_entropy_with_logits(x, y, weight=_t(_LOSS_W), pos_weight=_t(_POS_W),
+                                                        reduction="sum"), [_n((3, 4)), _u((3, 4), 0, 1)]),
+    "kl_div": (lambda x, t: dF.kl_div(x, t, reduction="batchmean"),
+               lambda x, t: F.kl_div(x, t, reduction="batchmean"), [_n((3, 4)), _u((3, 4), 0.1, 1)]),
+    "kl_div_log_target": (lambda x, t: dF.kl_div(x, t, reduction="sum", log_target=True),
+                          lambda x, t: F.kl_div(x, t, reduction="sum", log_target=True), [_n((3, 4)), _n((3, 4))]),
+})
+
+# matmul / linear, convolutions (both first-order gradients at once, and each alone next to a
+# constant operand: the three backward paths) and pools (random inputs: no ties)
+_CONV_W = RNG.standard_normal((3, 2, 3, 3))  # conv2d: 2 -> 3 channels; conv_transpose2d: 3 -> 2
+_CONV_X = RNG.standard_normal((2, 3, 5, 4))
+
+
+def _f64(a):
+    return dw.tensor(a, dtype=dw.float64)
+
+
+CASES.update({
+    "matmul_2d": (lambda a, b: a @ b, lambda a, b: a @ b, [_n((3, 4)), _n((4, 2))]),
+    "matmul_batched_broadcast": (lambda a, b: a @ b, lambda a, b: a @ b, [_n((2, 3, 4)), _n((4, 2))]),
+    "matmul_1d_3d": (lambda a, b: a @ b, lambda a, b: a @ b, [_n((4,)), _n((2, 4, 3))]),
+    "matmul_3d_1d": (lambda a, b: a @ b, lambda a, b: a @ b, [_n((2, 3, 4)), _n((4,))]),
+    "dot": (lambda a, b: dw.dot(a, b), lambda a, b: torch.dot(a, b), [_n((4,)), _n((4,))]),
+    "linear": (lambda x, w, b: dF.linear(x, w, b), lambda x, w, b: F.linear(x, w, b),
+               [_n((2, 3, 4)), _n((5, 4)), _n((5,))]),
+    "linear_2d_no_bias": (lambda x, w: dF.linear(x, w), lambda x, w: F.linear(x, w), [_n((3, 4)), _n((2, 4))]),
+    "conv2d": (lambda x, w, b: dF.conv2d(x, w, b, (2, 1), 1, (1, 2), 2),
+               lambda x, w, b: F.conv2d(x, w, b, (2, 1), 1, (1, 2), 2),
+               [_n((2, 4, 5, 6)), _n((4, 2, 3, 2)), _n((4,))]),
+    "conv2d_stride1": (lambda x, w: dF.conv2d(x, w, None, 1, 1), lambda x, w: F.conv2d(x, w, None, 1, 1),
+                       [_n((2, 2, 4, 4)), _n((3, 2, 3, 3))]),
+    "conv2d_input_only": (lambda x: dF.conv2d(x, _f64(_CONV_W), None, 1, 1),
+                          lambda x: F.conv2d(x, _t(_CONV_W), None, 1, 1), [_n((2, 2, 4, 4))]),
+    "conv2d_weight_only": (lambda w: dF.conv2d(_f64(_CONV_X), w, None, 2, 1),
+                           lambda w: F.conv2d(_t(_CONV_X), w, None, 2, 1), [_n((2, 3, 3, 3))]),
+    "conv_transpose2d": (lambda x, w, b: dF.conv_transpose2d(x, w, b, 2, 1, 1, 2),
+                         lambda x, w, b: F.conv_transpose2d(x, w, b, 2, 1, 1, 2),
+                         [_n((2, 4, 3, 3)), _n((4, 2, 3, 3)), _n((4,))]),
+    "conv_transpose2d_input_only": (lambda x: dF.conv_transpose2d(x, _f64(_CONV_W), None, 2),
+                                    lambda x: F.conv_transpose2d(x, _t(_CONV_W), None, 2), [_n((1, 3, 3, 3))]),
+    "conv_transpose2d_weight_only": (lambda w: dF.conv_transpose2d(_f64(_CONV_X), w, None, 1, 1),
+                                     lambda w: F.conv_transpose2d(_t(_CONV_X), w, None, 1, 1), [_n((3, 2, 3, 3))]),
+    "conv1d": (lambda x, w, b: dF.conv1d(x, w, b, 2, 1), lambda x, w, b: F.conv1d(x, w, b, 2, 1),
+               [_n((2, 3, 7)), _n((4, 3, 3)), _n((4,))]),
+    "max_pool2d": (lambda x: dF.max_pool2d(x, 3, 2, 1), lambda x: F.max_pool2d(x, 3, 2, 1), [_n((2, 2, 5, 6))]),
+    "max_pool2d_2x2": (lambda x: dF.max_pool2d(x, 2), lambda x: F.max_pool2d(x, 2), [_n((2, 3, 4, 4))]),
+    "max_pool1d_dilated": (lambda x: dF.max_pool1d(x, 2, 1, 0, 2), lambda x: F.max_pool1d(x, 2, 1, 0, 2),
+                           [_n((2, 2, 7))]),
+    "avg_pool2d": (lambda x: dF.avg_pool2d(x, 3, 2, 1, True, False),
+                   lambda x: F.avg_pool2d(x, 3, 2, 1, True, False), [_n((2, 2, 6, 5))]),
+    "adaptive_max_pool2d": (lambda x: dF.adaptive_max_pool2d(x, (3, 2)),
+                            lambda x: F.adaptive_max_pool2d(x, (3, 2)), [_n((2, 2, 5, 5))]),
+})
 
 # torch 2.x refuses its own double backward of scatter_add when src is larger than index
 NO_TORCH = {"scatter_add_src_larger"}

@@ -47,6 +47,11 @@ def test_pow_tensor_exponent(shapes):
     helper_test_op(shapes, lambda x, y: x ** y, low=[0.5, -2], high=[2, 2])
 
 
+@pytest.mark.parametrize("shapes", BROADCAST_PAIRS)
+def test_logaddexp(shapes):
+    helper_test_op(shapes, lambda x, y: dw.logaddexp(x, y), lambda x, y: torch.logaddexp(x, y), low=-30, high=30)
+
+
 def test_functional_names():
     helper_test_op([(3, 4), (4,)], lambda x, y: dw.add(x, y, alpha=2.5), lambda x, y: torch.add(x, y, alpha=2.5))
     helper_test_op([(3, 4), (4,)], lambda x, y: dw.sub(x, y, alpha=-1.5), lambda x, y: torch.sub(x, y, alpha=-1.5))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import deepwise as dw
+from deepwise.tensor import Tensor
 
 torch = pytest.importorskip("torch")
 
@@ -178,8 +179,6 @@ def test_gradcheck_catches_a_wrong_backward():
 def test_gradcheck_perturbs_inputs_stored_with_any_strides():
     """An input whose array is a transposed view is perturbed in place, not through a flattened copy
     (which would give all-zero finite differences)."""
-    from deepwise.tensor import Tensor  # noqa: PLC0415
-
     data = np.random.default_rng(0).standard_normal((3, 2)).T
     x = Tensor._make(data).requires_grad_()
     assert not x.data.flags.c_contiguous

@@ -115,6 +115,34 @@ def test_norm_of_zero_vector_has_zero_gradient():
     np.testing.assert_array_equal(x.grad.numpy(), np.zeros(3, np.float32))
 
 
+@pytest.mark.parametrize("dim", [None, 1], ids=str)
+def test_norm_of_zero_vector_has_zero_gradient_with_create_graph(dim):
+    # PyTorch gives 0, not NaN, both in a plain backward and in one that builds a graph. Its second
+    # derivative at a zero row is NaN; ours is 0 there (the sqrt's gradient is masked at 0 at every
+    # order), and matches PyTorch's on the nonzero row
+    data = np.array([[0.0, 0.0, 0.0], [1.0, -2.0, 2.0]])
+    for dtype in (dw.float32, dw.float64):
+        x = dw.tensor(data, dtype=dtype, requires_grad=True)
+        (plain,) = dw.autograd.grad(x.norm(dim=dim).sum(), x)
+        (graph,) = dw.autograd.grad(x.norm(dim=dim).sum(), x, create_graph=True)
+        assert graph.requires_grad
+        np.testing.assert_array_equal(graph.detach().numpy(), plain.numpy())
+        (second,) = dw.autograd.grad((graph * graph).sum(), x)
+        tx = torch.tensor(data, dtype=torch.float32 if dtype == dw.float32 else torch.float64,
+                          requires_grad=True)
+        (tg,) = torch.autograd.grad(tx.norm(dim=dim).sum(), tx, create_graph=True)
+        (tsecond,) = torch.autograd.grad((tg * tg).sum(), tx)
+        np.testing.assert_allclose(plain.numpy(), tg.detach().numpy(), rtol=1e-6, atol=1e-7)
+        rows = slice(None) if dim is None else 1  # the norm over everything is not at 0
+        np.testing.assert_allclose(second.numpy()[rows], tsecond.numpy()[rows], rtol=1e-6, atol=1e-7)
+        if dim is not None:
+            np.testing.assert_array_equal(second.numpy()[0], np.zeros(3))
+        assert np.isfinite(second.numpy()).all()
+    z = dw.zeros(3, requires_grad=True)
+    (g,) = dw.autograd.grad(z.norm(), z, create_graph=True)
+    np.testing.assert_array_equal(g.detach().numpy(), np.zeros(3, np.float32))
+
+
 @pytest.mark.parametrize("dim", [0, 1, -1])
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])
 def test_softmax_family(op, dim):

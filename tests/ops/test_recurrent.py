@@ -139,6 +139,18 @@ def test_lstm_backward_twice_with_retain_graph(rng):
         np.testing.assert_allclose(p.grad.numpy(), 2 * g, rtol=1e-6)
 
 
+@pytest.mark.parametrize("cls,layer", [("LSTM", "LSTMLayer"), ("GRU", "GRULayer"), ("RNN", "RNNLayer")])
+def test_create_graph_through_a_recurrent_layer_names_the_op(cls, layer, rng):
+    """The layers' backward through time is on arrays only: a double backward is refused, by name."""
+    model = getattr(dw.nn, cls)(3, 4)
+    x = dw.tensor(rng.standard_normal((5, 2, 3)).astype(np.float32), requires_grad=True)
+    out = model(x)[0]
+    with pytest.raises(RuntimeError, match=f"{layer} does not support create_graph=True"):
+        dw.autograd.grad((out * out).sum(), x, create_graph=True)
+    (gx,) = dw.autograd.grad((model(x)[0] ** 2).sum(), x)  # first order is unaffected
+    assert gx.shape == x.shape and np.isfinite(gx.numpy()).all()
+
+
 def test_unused_outputs_and_no_grad(rng):
     x = _f64(rng.standard_normal((5, 2, 3)))
     params = _params("gru", 3, 4, rng)

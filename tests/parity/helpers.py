@@ -4,6 +4,11 @@ finite differences (``dw.autograd.gradcheck``, float64).
     helper_test_op([(3, 4), (4,)], lambda x, y: x * y)                    # same code runs on both
     helper_test_op([(3, 4)], lambda x: dw.gelu(x), lambda x: F.gelu(x))   # or one lambda per framework
 
+Then the double backward: ``create_graph=True`` gradients checked by float64 finite differences
+(``dw.autograd.gradgradcheck``) and second derivatives compared with PyTorch's in float64
+(``double=False`` for an op that raises a clear error under create_graph instead; it follows
+``gradcheck`` by default, which is off at non-differentiable points such as ties).
+
 Each shape becomes an input drawn uniformly from ``[low, high)`` (one range for all, or one per
 input), or ``data=`` gives the inputs' values. Outputs may be a tensor or a tuple of tensors
 (``max(x, dim)`` gives values and indices); integer and bool outputs are compared exactly and
@@ -19,7 +24,7 @@ import deepwise as dw
 
 
 def _torch():
-    import torch  # noqa: PLC0415 - the oracle is optional; callers importorskip it
+    import torch
 
     return torch
 
@@ -63,7 +68,7 @@ def compare(dw_out, torch_out, atol, rtol, what="output"):
 
 def helper_test_op(shapes, dw_fn, torch_fn=None, *, low=-2.0, high=2.0, data=None, dtype="float",
                    atol=1e-5, rtol=1e-4, grad_atol=None, grad_rtol=None, forward_only=False,
-                   gradcheck=True, gc_atol=1e-5, gc_rtol=1e-3, seed=0):
+                   gradcheck=True, gc_atol=1e-5, gc_rtol=1e-3, double=None, seed=0):
     """Compare ``dw_fn`` with ``torch_fn`` (default: the same callable) on the same inputs, then
     gradcheck ``dw_fn`` in float64. Returns the deepwise outputs (a list) for extra checks."""
     torch = _torch()
@@ -109,7 +114,48 @@ def helper_test_op(shapes, dw_fn, torch_fn=None, *, low=-2.0, high=2.0, data=Non
     if gradcheck:
         inputs64 = [dw.tensor(a, dtype=dw.float64, requires_grad=True) for a in arrays]
         dw.autograd.gradcheck(dw_fn, inputs64, atol=gc_atol, rtol=gc_rtol)
+    if gradcheck if double is None else double:  # by default wherever finite differences apply
+        check_double_backward(arrays, dw_fn, torch_fn, seed=seed, atol=gc_atol, rtol=gc_rtol)
     return dw_outs
+
+
+def _projected(outs, vs, lib):
+    total = None
+    for o, v in zip(outs, vs):
+        if o.dtype in (lib.float32, lib.float64) and o.requires_grad:
+            term = (o * v).sum()
+            total = term if total is None else total + term
+    return total
+
+
+def check_double_backward(arrays, dw_fn, torch_fn=None, *, seed=0, atol=1e-5, rtol=1e-3):
+    """Second derivatives of ``dw_fn`` on float64 ``arrays``: finite differences (gradgradcheck)
+    and PyTorch's ``autograd.grad(..., create_graph=True)`` twice, through the same projections."""
+    torch = _torch()
+    torch_fn = dw_fn if torch_fn is None else torch_fn
+    xs = [dw.tensor(a, dtype=dw.float64, requires_grad=True) for a in arrays]
+    dw.autograd.gradgradcheck(dw_fn, xs, atol=atol, rtol=rtol, seed=seed)
+
+    rng = np.random.default_rng(seed + 2)
+    outs = [o for o in _as_list(dw_fn(*xs)) if o.dtype == dw.float64]
+    vs = [rng.standard_normal(o.shape) for o in outs]
+    ws = [rng.standard_normal(np.shape(a)) for a in arrays]
+    gs = dw.autograd.grad(_projected(outs, [dw.tensor(v, dtype=dw.float64) for v in vs], dw), xs,
+                          create_graph=True, allow_unused=True)
+    pen = [(g * dw.tensor(w, dtype=dw.float64)).sum() for g, w in zip(gs, ws) if g is not None and g.requires_grad]
+    second = dw.autograd.grad(sum(pen[1:], pen[0]), xs, allow_unused=True) if pen else [None] * len(xs)
+
+    txs = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in arrays]
+    touts = [o for o in _as_list(torch_fn(*txs)) if o.dtype == torch.float64]
+    tgs = torch.autograd.grad(_projected(touts, [torch.tensor(v) for v in vs], torch), txs,
+                              create_graph=True, allow_unused=True)
+    tpen = [(g * torch.tensor(w)).sum() for g, w in zip(tgs, ws) if g is not None and g.requires_grad]
+    tsecond = torch.autograd.grad(sum(tpen[1:], tpen[0]), txs, allow_unused=True) if tpen else [None] * len(txs)
+    for i, (s, ts, a) in enumerate(zip(second, tsecond, arrays)):
+        mine = np.zeros(np.shape(a)) if s is None else s.numpy()
+        theirs = np.zeros(np.shape(a)) if ts is None else ts.detach().numpy(force=True)
+        np.testing.assert_allclose(mine, theirs, rtol=1e-6, atol=1e-8,
+                                   err_msg=f"second derivative of input {i} differs from PyTorch's")
 
 
 def to_torch(t):

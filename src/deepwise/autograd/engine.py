@@ -5,6 +5,13 @@ Python's recursion limit), then visits each node once, after every consumer of i
 added its gradient, calls the op's ``backward`` and hands the results to the op's inputs. Leaves
 (tensors made by the user with ``requires_grad=True``) accumulate into ``.grad`` across calls.
 
+One derivative per op serves every order. A first-order walk runs with grad mode off, so each
+``backward`` computes on plain arrays at NumPy speed. With ``create_graph=True`` grad mode stays on
+and the gradients are Tensors: the same ``backward`` then runs on Tensors, its ops are recorded, and
+the gradients it returns can be differentiated again (see ``Function``). A fused op whose backward is
+written on arrays only (``array_backward = True``) is differentiated through its ``composite`` (the
+same function in other ops) instead, or says that it does not support higher orders.
+
 Gradient arrays may be shared between intermediate tensors (``x + y`` hands the same array to
 both), so the engine and every optimizer replace gradient arrays and never write into them; the
 array that first becomes a leaf's ``.grad`` is made private to it, so ``w.grad.zero_()`` is safe.
@@ -12,216 +19,103 @@ array that first becomes a leaf's ``.grad`` is made private to it, so ``w.grad.z
 
 from __future__ import annotations
 
-import functools
-import traceback
-
+from deepwise.autograd import anomaly, mode
 from deepwise.backend import get_array_module
-
-_grad_enabled = True
-_anomaly = False
+from deepwise.tensor import Tensor
 
 
-def is_grad_enabled() -> bool:
-    return _grad_enabled
+# ------------------------------------------------------------------------------ the public calls
+def _root_grads(outputs, grad_outputs, create_graph, what):
+    grads = []
+    for i, out in enumerate(outputs):
+        g = grad_outputs[i] if grad_outputs is not None else None
+        if g is None:
+            if out.data.size != 1:
+                raise RuntimeError(
+                    f"{what}: grad can be implicitly created only for scalar outputs, but output {i} has "
+                    f"shape {out.shape}; pass gradient= (a tensor of that shape) or reduce it first (.sum())"
+                )
+            g = get_array_module(out.data).ones_like(out.data)
+        else:
+            if tuple(g.shape) != out.shape:
+                raise RuntimeError(f"{what}: gradient of shape {tuple(g.shape)} for an output of shape {out.shape}")
+            if create_graph and isinstance(g, Tensor):  # part of a graph itself: keep it as it is
+                grads.append(g)
+                continue
+            g = (g.data if isinstance(g, Tensor) else g).astype(out.dtype, copy=True)
+        grads.append(Tensor._make(g) if create_graph else g)
+    return grads
 
 
-class set_grad_enabled:
-    """Set grad mode now: ``dw.set_grad_enabled(False)``; as a context manager
-    (``with dw.set_grad_enabled(training):``) it restores the previous mode on exit."""
-
-    def __init__(self, mode: bool):
-        global _grad_enabled
-        self._prev = _grad_enabled
-        _grad_enabled = bool(mode)
-
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self._prev
-        return False
-
-
-class _GradMode:
-    """Context manager and decorator (``@dw.no_grad()`` or ``@dw.no_grad``) that sets grad mode
-    and restores it on exit."""
-
-    mode = True
-
-    def __new__(cls, fn=None):
-        self = super().__new__(cls)
-        if fn is None:
-            return self
-        if not callable(fn):
-            raise TypeError(f"{cls.__name__}() takes no arguments; use it as `with {cls.__name__}():` or a decorator")
-        return self(fn)  # used bare: @dw.no_grad
-
-    def __enter__(self):
-        global _grad_enabled
-        self._prev = _grad_enabled
-        _grad_enabled = self.mode
-
-    def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self._prev
-        return False
-
-    def __call__(self, fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with self.__class__():
-                return fn(*args, **kwargs)
-
-        return wrapper
-
-
-class no_grad(_GradMode):
-    """Operations inside build no graph: ``with dw.no_grad(): ...`` or ``@dw.no_grad()``."""
-
-    mode = False
-
-
-class enable_grad(_GradMode):
-    """Turn graph building back on inside a ``no_grad`` block."""
-
-    mode = True
-
-
-# ----------------------------------------------------------------------------------- anomaly mode
-class detect_anomaly:
-    """Find the first op whose forward or backward produced NaN or Inf.
-
-        with dw.autograd.detect_anomaly():
-            loss = model(x).log().mean()    # FloatingPointError names Log, its inputs and this line
-            loss.backward()                 # ... or the op whose backward went non-finite
-
-    Inside the block every op records the line of user code that created it (the first frame
-    outside the deepwise package, plus the deepwise calls in between) and, with ``check_nan``,
-    checks its outputs after forward and the gradients it returns in backward. The error is a
-    ``FloatingPointError`` whose message names the op, its inputs' shapes and dtypes, that line and
-    a hint about the usual cause; its attributes ``op``, ``phase`` ("forward" or "backward"),
-    ``input_shapes``, ``filename``, ``lineno`` and ``line`` carry the same facts for tools.
-    ``check_nan=False`` records creation sites only. Outside the block nothing is recorded or
-    checked. Also usable as a decorator: ``@detect_anomaly()``.
-    """
-
-    _active = None  # the innermost active block, or None
-
-    def __init__(self, check_nan: bool = True):
-        self.check_nan = bool(check_nan)
-
-    def __enter__(self):
-        global _anomaly
-        self._prev = (_anomaly, detect_anomaly._active)
-        _anomaly = True
-        detect_anomaly._active = self
-        return self
-
-    def __exit__(self, *exc):
-        global _anomaly
-        _anomaly, detect_anomaly._active = self._prev
-        return False
-
-    def __call__(self, fn):
-        check_nan = self.check_nan
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with detect_anomaly(check_nan):
-                return fn(*args, **kwargs)
-
-        return wrapper
-
-
-def anomaly_enabled() -> bool:
-    return _anomaly
-
-
-def _user_frame(frame):
-    """The creation site of an op, from the frame that called ``Function.apply`` outwards.
-
-    Returns a list of ``traceback.FrameSummary`` (source lines not read yet), outermost first: the
-    first frame outside the deepwise package (the user's line), then the deepwise frames between it
-    and the op. Frames of deepwise/autograd itself are left out. Only the frames up to the user's
-    are visited, so recording costs a few microseconds per op.
-    """
-    import os  # noqa: PLC0415 - local: only anomaly mode needs it
-
-    here = os.path.dirname(os.path.abspath(__file__))  # .../deepwise/autograd
-    package = os.path.dirname(here) + os.sep
-    here += os.sep
-    inner = []
-    while frame is not None:
-        code = frame.f_code
-        filename = code.co_filename
-        if not filename.startswith(package):
-            user = traceback.FrameSummary(filename, frame.f_lineno, code.co_name, lookup_line=False)
-            return [user, *reversed(inner)]
-        if not filename.startswith(here):
-            name = getattr(code, "co_qualname", code.co_name)
-            inner.append(traceback.FrameSummary(filename, frame.f_lineno, name, lookup_line=False))
-        frame = frame.f_back
-    return list(reversed(inner))  # called from inside deepwise only (a recipe run by the CLI)
-
-
-def _describe_site(ctx) -> str:
-    """``created at file:line: source`` plus the deepwise calls that led to the op."""
-    stack = ctx.stack
-    if not stack:
-        return ("\n  created outside anomaly mode: build the graph inside `with detect_anomaly():` "
-                "to see the line that created it")
-    import linecache  # noqa: PLC0415
-
-    user = stack[0]
-    line = linecache.getline(user.filename, user.lineno).strip()
-    text = f"\n  created at {user.filename}:{user.lineno}: {line}"
-    via = [f.name for f in stack[1:] if "<locals>" not in f.name and f.name != "Module.__call__"]
-    if via:
-        if len(via) > 5:
-            via = via[:1] + ["..."] + via[-3:]
-        text += "\n  via " + " > ".join(via)
-    return text
-
-
-def _shapes(values) -> str:
-    return ", ".join(str(tuple(v.shape)) if hasattr(v, "shape") else type(v).__name__ for v in values)
-
-
-def _non_finite(arrays) -> bool:
-    for a in arrays:
-        if a is not None and hasattr(a, "dtype") and a.dtype.kind in "fc":
-            xp = get_array_module(a)
-            if not bool(xp.isfinite(a).all()):
-                return True
-    return False
-
-
-def check_forward(ctx, out, args):
-    """Called by ``Function.apply`` in anomaly mode: record the creation site, check the outputs."""
-    import sys  # noqa: PLC0415
-
-    ctx.stack = _user_frame(sys._getframe(1))
-    mode = detect_anomaly._active
-    if mode is not None and not mode.check_nan:
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate into ``.grad`` of the leaves the gradient of ``tensors`` (scalars, or with
+    ``grad_tensors`` of their shapes)."""
+    if isinstance(tensors, Tensor):
+        tensors, grad_tensors = [tensors], None if grad_tensors is None else [grad_tensors]
+    tensors = list(tensors)
+    for t in tensors:
+        if not t.requires_grad:
+            raise RuntimeError(
+                "backward() on a tensor that does not require grad: no input of the computation has "
+                "requires_grad=True (or it was computed under no_grad)"
+            )
+    if retain_graph is None:
+        retain_graph = create_graph
+    grads = _root_grads(tensors, grad_tensors, create_graph, "backward")
+    if inputs is not None:
+        inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+        captured = _grads_from_roots(tensors, inputs, grads, retain_graph, create_graph, allow_unused=True)
+        for t, g in zip(inputs, captured):
+            if g is not None:
+                t.grad = g if t.grad is None else t.grad + g
         return
-    outs = out if isinstance(out, tuple) else (out,)
-    if _non_finite(outs):
-        from deepwise.diagnostics.anomaly import anomaly_error  # noqa: PLC0415 - error path only
-
-        inputs = [a.data if hasattr(a, "_ctx") else a for a in args]
-        raise anomaly_error(ctx, "forward", inputs, outs, _describe_site(ctx))
+    run_backward(tensors, grads, retain_graph=retain_graph, create_graph=create_graph)
 
 
-def _check_backward(ctx, grads_in):
-    mode = detect_anomaly._active
-    if mode is not None and not mode.check_nan:
-        return
-    if _non_finite(grads_in):
-        from deepwise.diagnostics.anomaly import anomaly_error  # noqa: PLC0415 - error path only
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """Gradients of ``outputs`` with respect to ``inputs``, returned as a tuple (not added into ``.grad``).
 
-        inputs = [t.data if t is not None else None for t in (ctx.inputs or ())]
-        raise anomaly_error(ctx, "backward", inputs, list(grads_in), _describe_site(ctx))
+    With ``create_graph=True`` the returned gradients are themselves part of a graph, so a penalty
+    on them (a WGAN-GP gradient penalty) can be backpropagated.
+    """
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is not None and isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs]
+    for t in inputs:
+        if not t.requires_grad:
+            raise RuntimeError("grad(): one of the inputs does not require grad")
+    for t in outputs:
+        if not t.requires_grad:
+            raise RuntimeError("grad(): one of the outputs does not require grad (no path to the inputs)")
+    if retain_graph is None:
+        retain_graph = create_graph
+    roots = _root_grads(outputs, grad_outputs, create_graph, "grad")
+    return _grads_from_roots(outputs, inputs, roots, retain_graph, create_graph, allow_unused)
+
+
+def _grads_from_roots(outputs, inputs, roots, retain_graph, create_graph, allow_unused):
+    """Run the walk from ``outputs`` seeded with ``roots`` and collect the gradients of ``inputs``.
+
+    A leaf is captured by its identity (``("leaf", id(tensor))``); a non-leaf by the output slot of
+    the node that made it (``(id(node), output index)``), since its gradient lives in that slot."""
+    capture = {}
+    for i, t in enumerate(inputs):
+        capture[("leaf", id(t)) if t._ctx is None else (id(t._ctx), t._out_index)] = i
+    captured = run_backward(outputs, roots, retain_graph=retain_graph, create_graph=create_graph,
+                            capture=capture, accumulate=False)
+    result = []
+    for i, t in enumerate(inputs):
+        g = captured.get(i)
+        if g is None and not allow_unused:
+            raise RuntimeError(
+                f"grad(): input {i} (shape {t.shape}) was not used to compute the outputs; "
+                "pass allow_unused=True to get None for it"
+            )
+        if g is not None and not create_graph:
+            g = Tensor._make(g)
+        result.append(g)
+    return tuple(result)  # always a tuple, as torch.autograd.grad: `(gx,) = grad(y, x)`
 
 
 # ------------------------------------------------------------------------------------ the walk
@@ -270,12 +164,10 @@ def _conform(g, t, ctx, create_graph):
 def run_backward(roots, grads, retain_graph=False, create_graph=False, capture=None, accumulate=True):
     """Propagate ``grads`` (arrays, or Tensors when ``create_graph``) from ``roots`` to the leaves.
 
-    ``capture`` maps id(tensor) -> slot for ``autograd.grad``: those tensors' gradients are
-    returned instead of (``accumulate=False``) being added into ``.grad``.
+    ``capture`` (from ``autograd.grad``) maps ``("leaf", id(leaf))`` or ``(id(node), output index)``
+    to a position in the result: those gradients are returned, in a dict by position, and with
+    ``accumulate=False`` nothing is added into ``.grad``.
     """
-    from deepwise.tensor import Tensor  # noqa: PLC0415
-
-    global _grad_enabled
     node_grads = {}
     leaf_grads = {}
     captured = {}
@@ -287,9 +179,7 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, capture=N
             slots[t._out_index] = _add(slots[t._out_index], g)
     order = _topological([t._ctx for t in roots if t._ctx is not None])
 
-    prev_mode = _grad_enabled
-    _grad_enabled = create_graph
-    try:
+    with mode.set_grad_enabled(create_graph):  # off: the backward formulas run on arrays
         for node in order:
             slots = node_grads.pop(id(node), None)
             if slots is None or all(s is None for s in slots):
@@ -318,19 +208,14 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, capture=N
                 for i, s in enumerate(slots):
                     if s is None:
                         slots[i] = _zeros_for_output(node, i, create_graph)
-            if create_graph:
-                fn = getattr(node.fn, "backward_graph", None)
-                if fn is None:
-                    raise RuntimeError(
-                        f"{node.name} does not support create_graph=True (double backward) yet"
-                    )
-                result = fn(node, *slots)
+            if create_graph and node.fn.array_backward:
+                result = node.fn.differentiable_backward(node, slots)
             else:
                 result = node.fn.backward(node, *slots)
             if not isinstance(result, tuple):
                 result = (result,)
-            if _anomaly:
-                _check_backward(node, [r.data if isinstance(r, Tensor) else r for r in result])
+            if anomaly.anomaly_enabled():
+                anomaly.check_backward(node, [r.data if isinstance(r, Tensor) else r for r in result])
             inputs, needs = node.inputs, node.needs_input_grad
             for t, need, g in zip(inputs, needs, result):
                 if not need or g is None:
@@ -344,8 +229,6 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, capture=N
                     leaf_grads[id(t)] = (t, g if prev is None else prev[1] + g)
             if not retain_graph:
                 node.release()
-    finally:
-        _grad_enabled = prev_mode
 
     owned = set()
     for key, (t, g) in leaf_grads.items():
@@ -380,7 +263,5 @@ def _zeros_for_output(node, i, create_graph):
     shape, dtype, xp = node.out_meta[i]
     z = xp.zeros(shape, dtype)
     if create_graph:
-        from deepwise.tensor import Tensor  # noqa: PLC0415
-
         return Tensor._make(z)
     return z

@@ -1,38 +1,55 @@
-"""``Function``: one differentiable op.
+"""``Function``: one differentiable op, with ONE derivative that serves every order.
 
-A subclass writes two static methods on arrays (``xp`` = numpy or cupy)::
+A subclass writes ``forward`` on arrays (``xp`` = numpy or cupy) and ``backward`` once::
 
     class Exp(Function):
         @staticmethod
         def forward(ctx, x):             # arrays in, array (or tuple of arrays) out
             y = xp_of(x).exp(x)
-            ctx.y = y                    # keep what backward needs on ctx
+            ctx.save_for_backward(y)     # the arrays backward needs
             return y
 
         @staticmethod
-        def backward(ctx, grad):         # one grad per output; one result per positional input
-            return grad * ctx.y
+        def backward(ctx, g):            # one grad per output; one result per positional input
+            (y,) = ctx.saved
+            return g * y
 
-``Exp.apply(tensor)`` unwraps tensors, runs forward, and -- when some input requires grad and grad mode
-is on -- links the output to a ``Context`` node holding its inputs: that link is the graph that
-``loss.backward()`` walks. Non-tensor positional arguments are passed through (their gradient slot
-is ``None``); keyword arguments are settings.
+``Exp.apply(tensor)`` unwraps tensors, runs forward, and -- when some input requires grad and grad
+mode is on -- links the output to a ``Context`` node holding its inputs: that link is the graph
+that ``loss.backward()`` walks. Non-tensor positional arguments are passed through (their gradient
+slot is ``None``); keyword arguments are settings.
 
-An op that must support higher-order gradients (``create_graph=True``) also writes
-``backward_graph(ctx, *grad_tensors)`` with Tensor ops, so the backward pass is itself recorded.
+How one ``backward`` serves first and higher orders: it is written with Python operators and the
+functions of ``deepwise.ops.dual``, which take arrays or Tensors and answer in kind. In a plain
+``loss.backward()`` grad mode is off, ``g`` is an array and ``ctx.saved`` gives the saved arrays, so
+the formula runs at NumPy speed. With ``create_graph=True`` grad mode is on, ``g`` is a Tensor and
+``ctx.saved`` gives Tensors: a saved input comes back as that input tensor, a saved output as that
+output (linked to this node), anything else as a constant -- so save masks, indices and the like
+freely, but an intermediate that depends on the inputs must be recomputed from saved inputs or
+outputs, or its second derivative is lost. Settings (shapes, dims, flags) are plain ``ctx``
+attributes.
+
+A fused kernel whose backward needs raw arrays for speed (conv, norms, losses, recurrent layers)
+sets ``array_backward = True``. Its higher orders then come from ``composite``: the same function
+written with other deepwise ops, which ``create_graph`` differentiates instead (the forward is
+recomputed; first-order training never pays for it). Without a composite, ``create_graph=True``
+through the op raises an error naming it.
 """
 
 from __future__ import annotations
 
-from deepwise.autograd import engine
-from deepwise.backend import get_array_module
+import numpy as np
+
+from deepwise.autograd import anomaly, engine, mode
+from deepwise.backend import get_array_module, is_array
+from deepwise.tensor import Tensor
 
 
 class Context:
     """A node of the graph: the op, its inputs, and whatever forward saved for backward."""
 
     __slots__ = ("fn", "inputs", "needs_input_grad", "n_outputs", "freed", "retained", "hooks",
-                 "stack", "__dict__")
+                 "stack", "_saved", "out_ids", "call", "__dict__")
 
     def __init__(self, fn, inputs, needs_input_grad):
         self.fn = fn
@@ -43,17 +60,42 @@ class Context:
         self.retained = None  # [(output index, weakref to tensor)] for retain_grad()
         self.hooks = None  # {output index: [hook, ...]} for register_hook() on non-leaves
         self.stack = None  # creation traceback, recorded in anomaly mode
+        self._saved = ()
+        self.out_ids = ()  # ids of the output arrays, to recognise a saved output (see ``saved``)
+        self.call = None  # (args, kwargs) of apply, kept for ops that have a ``composite``
 
     @property
     def name(self) -> str:
         return self.fn.__name__
 
     def save_for_backward(self, *arrays):
-        self.saved = arrays
+        """Keep ``arrays`` (inputs, outputs, masks, ...) for ``backward``; read them as ``ctx.saved``."""
+        self._saved = arrays
+
+    @property
+    def saved(self) -> tuple:
+        """What forward saved: the arrays in a first-order backward (grad mode off); under
+        ``create_graph`` (grad mode on) Tensors -- the input or output tensor a saved array is, so
+        the backward formula is differentiated through it, or a constant."""
+        if not mode.is_grad_enabled():
+            return self._saved
+        return tuple(self._as_tensor(a) for a in self._saved)
+
+    def _as_tensor(self, a):
+        if not is_array(a) and not isinstance(a, np.generic):  # 0-d results are NumPy scalars
+            return a  # None, or a setting saved alongside
+        for t in self.inputs or ():
+            if t is not None and t.data is a:
+                return t
+        if id(a) in self.out_ids:
+            return Tensor._make(a, True, self, self.out_ids.index(id(a)))
+        return Tensor._make(a)
 
     def release(self):
         """Drop saved buffers and input references (after a backward without retain_graph)."""
         self.__dict__.clear()
+        self._saved = ()
+        self.call = None
         self.inputs = None
         self.freed = True
 
@@ -63,6 +105,9 @@ class Context:
 
 class Function:
     """Base class of every differentiable op; see the module docstring."""
+
+    array_backward = False  # True: backward works on arrays only; higher orders use ``composite``
+    composite = None  # staticmethod(*apply args, **settings) -> the same outputs, in other ops
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
@@ -74,8 +119,6 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from deepwise.tensor import Tensor  # noqa: PLC0415 - tensor imports ops, ops import us
-
         arrays = []
         needs = []
         record = False
@@ -87,20 +130,51 @@ class Function:
             else:
                 arrays.append(a)
                 needs.append(False)
-        record = record and engine.is_grad_enabled()
+        record = record and mode.is_grad_enabled()
         ctx = Context(cls, None, tuple(needs))
         out = cls.forward(ctx, *arrays, **kwargs)
-        if engine.anomaly_enabled():
-            engine.check_forward(ctx, out, args)
+        if anomaly.anomaly_enabled():
+            anomaly.check_forward(ctx, out, args)
         if not record:
             if isinstance(out, tuple):
                 return tuple(Tensor._make(o) for o in out)
             return Tensor._make(out)
         ctx.inputs = tuple(a if isinstance(a, Tensor) else None for a in args)
+        if cls.composite is not None:
+            ctx.call = (args, kwargs)
         if isinstance(out, tuple):
             ctx.n_outputs = len(out)
             ctx.out_meta = [(o.shape, o.dtype, get_array_module(o)) for o in out]
+            if ctx._saved:
+                ctx.out_ids = tuple(id(o) for o in out)
             return tuple(
                 Tensor._make(o, o.dtype.kind in "fc", ctx, i) for i, o in enumerate(out)
             )
+        if ctx._saved:
+            ctx.out_ids = (id(out),)
         return Tensor._make(out, out.dtype.kind in "fc", ctx, 0)
+
+    @classmethod
+    def differentiable_backward(cls, ctx, grads):
+        """The gradients of an ``array_backward`` op as Tensors in a graph (for ``create_graph``):
+        its ``composite`` is run again on the same inputs and differentiated."""
+        if cls.composite is None:
+            raise RuntimeError(
+                f"{cls.__name__} does not support create_graph=True (double backward): its backward "
+                "is written on arrays only. Compute the first derivative without create_graph, or "
+                "build this step from ops that support it"
+            )
+        args, kwargs = ctx.call
+        with mode.enable_grad():
+            outs = cls.composite(*args, **kwargs)
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        pairs = [(o, g) for o, g in zip(outs, grads) if o.requires_grad and g is not None]
+        wrt = [i for i, need in enumerate(ctx.needs_input_grad) if need]
+        if not pairs or not wrt:
+            return (None,) * len(ctx.needs_input_grad)
+        got = engine.grad([o for o, _ in pairs], [ctx.inputs[i] for i in wrt], [g for _, g in pairs],
+                          create_graph=True, allow_unused=True)
+        result = [None] * len(ctx.needs_input_grad)
+        for i, g in zip(wrt, got):
+            result[i] = g
+        return tuple(result)

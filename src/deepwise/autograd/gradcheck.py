@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepwise.autograd.engine import grad
+from deepwise.autograd.mode import enable_grad, no_grad
+from deepwise.tensor import Tensor
+
 
 class GradcheckError(AssertionError):
     """Analytical and numerical gradients disagree."""
 
 
 def _outputs(fn, inputs):
-    from deepwise.tensor import Tensor  # noqa: PLC0415
-
     out = fn(*inputs)
     outs = out if isinstance(out, (tuple, list)) else (out,)
     return [o for o in outs if isinstance(o, Tensor) and o.dtype.kind == "f"]
@@ -25,9 +27,6 @@ def _outputs(fn, inputs):
 
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, raise_exception=True) -> bool:
     """Check ``fn``'s backward against finite differences; return True or raise ``GradcheckError``."""
-    from deepwise.autograd import engine, grad  # noqa: PLC0415
-    from deepwise.tensor import Tensor  # noqa: PLC0415
-
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     wrt = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
     if not wrt:
@@ -41,7 +40,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, raise_exceptio
     projections = [rng.standard_normal(o.shape) for o in outs]
 
     def scalar():
-        with engine.no_grad():
+        with no_grad():
             return sum(float((np.asarray(o.data) * v).sum()) for o, v in zip(_outputs(fn, inputs), projections))
 
     total = None
@@ -70,3 +69,33 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, raise_exceptio
                 raise GradcheckError(msg)
             return False
     return True
+
+
+def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, raise_exception=True) -> bool:
+    """Check ``fn``'s double backward against finite differences.
+
+    The first derivative ``(x, v) -> d/dx sum(fn(x) * v)`` is built with ``create_graph=True``,
+    with the projection ``v`` an input too, and handed to ``gradcheck``. Perturbing ``x`` checks the
+    second derivative; perturbing ``v`` checks the backward of the backward, which is what makes
+    even a linear op's (flip, pad, gather) ``create_graph`` path count."""
+    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    wrt = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
+    if not wrt:
+        raise ValueError("gradgradcheck: no input requires grad")
+    rng = np.random.default_rng(seed + 1)
+    vs = [Tensor(rng.standard_normal(o.shape), dtype=np.float64, requires_grad=True)
+          for o in _outputs(fn, inputs)]
+    n = len(inputs)
+
+    def first_derivative(*args):
+        xs, projections = args[:n], args[n:]
+        with enable_grad():  # gradcheck evaluates under no_grad; this function is a backward itself
+            total = None
+            for o, v in zip(_outputs(fn, xs), projections):
+                term = (o * v).sum()
+                total = term if total is None else total + term
+            grads = grad(total, [xs[i] for i in wrt], create_graph=True, allow_unused=True)
+        return tuple(g for g in grads if g is not None)
+
+    return gradcheck(first_derivative, (*inputs, *vs), eps=eps, atol=atol, rtol=rtol, seed=seed,
+                     raise_exception=raise_exception)

@@ -84,20 +84,12 @@ def _gen(generator):
 
 def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None):
     """Fill with U(a, b)."""
-    if b < a:
-        raise ValueError(f"uniform_: lower bound a={a} is above upper bound b={b}")
-    dt = _draw_dtype(tensor)
-    u = _gen(generator).random(tensor.shape, dtype=dt)
-    return _write(tensor, dt.type(a) + dt.type(b - a) * u)
+    return tensor.uniform_(a, b, generator=generator)
 
 
 def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None):
     """Fill with N(mean, std^2)."""
-    if std < 0:
-        raise ValueError(f"normal_: std must be >= 0, got {std}")
-    dt = _draw_dtype(tensor)
-    z = _gen(generator).standard_normal(tensor.shape, dtype=dt)
-    return _write(tensor, z * dt.type(std) + dt.type(mean))
+    return tensor.normal_(mean, std, generator=generator)
 
 
 def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0, generator=None):

@@ -1,6 +1,12 @@
-"""Every differentiable op, one family per file; ``deepwise.ops.<name>`` is the functional form."""
+"""Every differentiable op, one family per file; ``deepwise.ops.<name>`` is the functional form.
 
-from deepwise.ops import activation, arithmetic, index, linalg, reduce, shape, unary
+Loading this package binds it to the Tensor (``deepwise.tensor.bind_ops``): ``x.exp()`` calls
+``deepwise.ops.exp(x)``. ``dual`` holds the functions that backward formulas are written with.
+"""
+
+import sys
+
+from deepwise import tensor as _tensor
 from deepwise.ops.activation import elu, gelu, leaky_relu, log_softmax, relu, silu, softmax, softplus
 from deepwise.ops.arithmetic import (
     add,
@@ -16,6 +22,7 @@ from deepwise.ops.arithmetic import (
     gt,
     le,
     less,
+    logaddexp,
     logical_and,
     logical_not,
     logical_or,
@@ -119,4 +126,9 @@ from deepwise.ops.unary import (
     to_device,
 )
 
-__all__ = [n for n in dir() if not n.startswith("_")]
+__all__ = sorted(  # the functions only: dw.exp, dw.cat, ... (the family modules stay deepwise.ops.<family>)
+    name for name, value in vars().items()
+    if not name.startswith("_") and callable(value) and not isinstance(value, type(sys))
+)
+
+_tensor.bind_ops(sys.modules[__name__])

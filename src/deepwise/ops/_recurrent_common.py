@@ -1,4 +1,4 @@
-"""Pieces the fused recurrent layers share: the sequence bookkeeping (``_Seq``), the one-GEMM
+"""Pieces the fused recurrent layers share: the sequence bookkeeping (``Seq``), the one-GEMM
 input projection, freezing padded steps, the weight and bias gradients over all steps, and the
 one-``exp`` gate arithmetic."""
 
@@ -14,7 +14,7 @@ def _steps(T, reverse):
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
-class _Seq:
+class Seq:
     """Shapes, step order, layout and padding masks of one call (shared by the three ops).
 
     Inside the ops every per-step array is time-major (T, B, F), so the slab of step t is one
@@ -87,7 +87,7 @@ class _Seq:
         return self.xp.zeros((self.B, self.H), dtype=self.dtype)
 
 
-def _project(x2, w, b, seq):
+def project(x2, w, b, seq):
     """All steps' input projection in one GEMM: (T*B, I) @ W^T (+ b) -> (T, B, rows)."""
     gx = x2 @ w.T
     if b is not None:
@@ -95,13 +95,13 @@ def _project(x2, w, b, seq):
     return gx.reshape(seq.T, seq.B, w.shape[0])
 
 
-def _freeze(seq, t, new, old):
+def freeze(seq, t, new, old):
     """At padded rows of step t the state stays what it was."""
     if seq.padded(t):
         seq.xp.copyto(new, old, where=~seq.mask[t])
 
 
-def _weight_grads(ctx, x2, w_ih, dgx, dgh, states, h0, i_w):
+def weight_grads(ctx, x2, w_ih, dgx, dgh, states, h0, i_w):
     """dx, dW_ih, dW_hh as one GEMM each over all steps (``i_w``: position of W_ih among the inputs).
 
     The state before step t is ``states`` one step earlier in processing order (h0 for the first):
@@ -125,7 +125,7 @@ def _weight_grads(ctx, x2, w_ih, dgx, dgh, states, h0, i_w):
     return dx, dw_ih, dw_hh
 
 
-def _bias_grads(ctx, dgx, dgh, i_w):
+def bias_grads(ctx, dgx, dgh, i_w):
     need = ctx.needs_input_grad
     db_ih = dgx.reshape(-1, dgx.shape[-1]).sum(axis=0) if need[i_w + 2] else None
     db_hh = None
@@ -134,7 +134,7 @@ def _bias_grads(ctx, dgx, dgh, i_w):
     return db_ih, db_hh
 
 
-def _gate_scale(xp, H, n_gates, dtype, tanh_gate):
+def gate_scale(xp, H, n_gates, dtype, tanh_gate):
     """Per-row factors folded into the weights so that ``1 / (1 + exp(pre))`` gives every gate at once:
     -1 for sigmoid gates (sigmoid(a) = 1 / (1 + exp(-a))), -2 for the tanh gate (tanh(a) =
     2 sigmoid(2a) - 1, finished with two cheap ops on its slice)."""
@@ -143,7 +143,7 @@ def _gate_scale(xp, H, n_gates, dtype, tanh_gate):
     return scale
 
 
-def _inv1p_exp(a, xp):
+def inv1p_exp(a, xp):
     """a <- 1 / (1 + exp(a)), in place (exp overflowing to inf gives the right limit, 0; callers
     silence NumPy's overflow warning)."""
     one = a.dtype.type(1)
@@ -152,7 +152,7 @@ def _inv1p_exp(a, xp):
     xp.divide(one, a, out=a)
 
 
-def _tanh(a, out, xp):
+def tanh_into(a, out, xp):
     """out <- tanh(a) = 2 / (1 + exp(-2a)) - 1: NumPy's float32 exp is vectorised, its tanh is not."""
     one, two = a.dtype.type(1), a.dtype.type(2)
     xp.multiply(a, -two, out=out)

@@ -8,21 +8,6 @@ from deepwise import backend
 from deepwise.backend import get_array_module
 
 
-def unbroadcast(grad, shape):
-    """Sum ``grad`` down to ``shape``: the backward of NumPy broadcasting."""
-    if tuple(grad.shape) == tuple(shape):
-        return grad
-    extra = grad.ndim - len(shape)
-    axes = tuple(range(extra)) + tuple(
-        i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1
-    )
-    if axes:
-        grad = grad.sum(axis=axes, keepdims=True)
-    if extra:
-        grad = grad.reshape(shape)
-    return grad
-
-
 def normalize_dim(dim, ndim, op="op"):
     """``dim`` (int, tuple, or None = all) -> tuple of non-negative axes; errors name the op."""
     if dim is None:
@@ -58,7 +43,7 @@ def check_float(op, t):
         raise TypeError(f"{op} needs a floating-point tensor, got {t.dtype}")
 
 
-__all__ = ["backend", "check_float", "expand_reduced", "normalize_dim", "unbroadcast", "xp_of"]
+__all__ = ["backend", "check_float", "expand_reduced", "normalize_dim", "xp_of"]
 
 
 def scatter_add_rows(n, index, rows):

@@ -5,74 +5,51 @@ from __future__ import annotations
 import math
 
 from deepwise.autograd.function import Function
+from deepwise.ops import dual
 from deepwise.ops._util import normalize_dim, xp_of
-from deepwise.ops.unary import stable_sigmoid
 
 
 class ReLU(Function):
     @staticmethod
     def forward(ctx, x):
         mask = x > 0
-        ctx.mask = mask
+        ctx.save_for_backward(mask)
         return x * mask
 
     @staticmethod
     def backward(ctx, g):
-        return g * ctx.mask
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        from deepwise.tensor import Tensor  # noqa: PLC0415
-
-        return g * Tensor._make(ctx.mask.astype(g.dtype))
+        (mask,) = ctx.saved  # a constant: relu is piecewise linear
+        return g * mask
 
 
 class LeakyReLU(Function):
     @staticmethod
     def forward(ctx, x, slope):
-        xp = xp_of(x)
-        ctx.scale = xp.where(x > 0, x.dtype.type(1), x.dtype.type(slope))
-        return x * ctx.scale
+        scale = xp_of(x).where(x > 0, x.dtype.type(1), x.dtype.type(slope))
+        ctx.save_for_backward(scale)
+        return x * scale
 
     @staticmethod
     def backward(ctx, g):
-        return g * ctx.scale, None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        from deepwise.tensor import Tensor  # noqa: PLC0415
-
-        return g * Tensor._make(ctx.scale), None
+        (scale,) = ctx.saved  # 1 or the slope: a constant
+        return g * scale, None
 
 
 class ELU(Function):
     @staticmethod
     def forward(ctx, x, alpha):
         xp = xp_of(x)
-        neg = alpha * xp.expm1(xp.minimum(x, 0))
-        ctx.x, ctx.alpha, ctx.neg = x, alpha, neg
-        return xp.where(x > 0, x, neg)
+        positive = x > 0
+        y = xp.where(positive, x, alpha * xp.expm1(xp.minimum(x, 0)))
+        ctx.save_for_backward(positive, y)
+        ctx.alpha = alpha
+        return y
 
     @staticmethod
     def backward(ctx, g):
-        xp = xp_of(g)
-        return g * xp.where(ctx.x > 0, 1, ctx.neg + ctx.alpha).astype(g.dtype), None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        from deepwise.ops.arithmetic import where  # noqa: PLC0415
-
-        x = ctx.inputs[0]
-        pos = _const(ctx.x > 0)
-        # on the negative side elu(x) + alpha = alpha * e^x: the same numbers as the array backward
-        return g * where(pos, 1.0, ELU.apply(x, ctx.alpha) + ctx.alpha), None
-
-
-def _const(arr):
-    """A constant Tensor (a mask or a saved array) for backward_graph."""
-    from deepwise.tensor import Tensor  # noqa: PLC0415
-
-    return Tensor._make(arr)
+        positive, y = ctx.saved
+        # on the negative side elu(x) + alpha = alpha e^x, its own derivative
+        return g * dual.where(positive, 1, y + ctx.alpha), None
 
 
 def erf(x):
@@ -95,40 +72,39 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
+def _normal_cdf(x):
+    return 0.5 * (1 + erf(x * _INV_SQRT_2))
+
+
+def _normal_pdf(x):
+    return _INV_SQRT_2PI * dual.exp(-0.5 * x * x)
+
+
+def _tanh_inner(x):
+    return _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+
+
 class GELU(Function):
     @staticmethod
     def forward(ctx, x, approximate):
-        xp = xp_of(x)
-        ctx.x, ctx.approximate = x, approximate
+        ctx.approximate = approximate
         if approximate == "tanh":
-            inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
-            ctx.th = xp.tanh(inner)
-            return 0.5 * x * (1 + ctx.th)
-        ctx.cdf = 0.5 * (1 + erf(x * _INV_SQRT_2))
-        return x * ctx.cdf
+            th = xp_of(x).tanh(_tanh_inner(x))
+            ctx.save_for_backward(x, th)
+            return 0.5 * x * (1 + th)
+        cdf = _normal_cdf(x)
+        ctx.save_for_backward(x, cdf)
+        return x * cdf
 
     @staticmethod
     def backward(ctx, g):
-        xp = xp_of(g)
-        x = ctx.x
+        x, inner = ctx.saved  # tanh(inner) or Phi(x): kept by forward, rebuilt from x under create_graph
         if ctx.approximate == "tanh":
-            th = ctx.th
+            th = dual.recompute(inner, lambda x: dual.tanh(_tanh_inner(x)), x)
             d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
             return g * (0.5 * (1 + th) + 0.5 * x * (1 - th * th) * d_inner), None
-        pdf = _INV_SQRT_2PI * xp.exp(-0.5 * x * x)
-        return g * (ctx.cdf + x * pdf), None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        from deepwise.ops.unary import exp, tanh  # noqa: PLC0415
-
-        x = ctx.inputs[0]
-        if ctx.approximate == "tanh":
-            th = tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
-            d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-            return g * (0.5 * (1 + th) + 0.5 * x * (1 - th * th) * d_inner), None
-        pdf = _INV_SQRT_2PI * exp(-0.5 * x * x)
-        return g * (_NormalCdf.apply(x) + x * pdf), None
+        cdf = dual.recompute(inner, _NormalCdf.apply, x)
+        return g * (cdf + x * _normal_pdf(x)), None
 
 
 class _NormalCdf(Function):
@@ -136,40 +112,26 @@ class _NormalCdf(Function):
 
     @staticmethod
     def forward(ctx, x):
-        ctx.x = x
-        return 0.5 * (1 + erf(x * _INV_SQRT_2))
+        ctx.save_for_backward(x)
+        return _normal_cdf(x)
 
     @staticmethod
     def backward(ctx, g):
-        x = ctx.x
-        return g * (_INV_SQRT_2PI * xp_of(x).exp(-0.5 * x * x))
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        from deepwise.ops.unary import exp  # noqa: PLC0415
-
-        x = ctx.inputs[0]
-        return g * (_INV_SQRT_2PI * exp(-0.5 * x * x))
+        (x,) = ctx.saved
+        return g * _normal_pdf(x)
 
 
 class SiLU(Function):
     @staticmethod
     def forward(ctx, x):
-        s = stable_sigmoid(x)
-        ctx.x, ctx.s = x, s
+        s = dual.sigmoid(x)
+        ctx.save_for_backward(x, s)
         return x * s
 
     @staticmethod
     def backward(ctx, g):
-        s = ctx.s
-        return g * s * (1 + ctx.x * (1 - s))
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        from deepwise.ops.unary import sigmoid  # noqa: PLC0415
-
-        x = ctx.inputs[0]
-        s = sigmoid(x)
+        x, s = ctx.saved
+        s = dual.recompute(s, dual.sigmoid, x)
         return g * s * (1 + x * (1 - s))
 
 
@@ -180,24 +142,16 @@ class Softplus(Function):
     def forward(ctx, x, beta, threshold):
         xp = xp_of(x)
         bx = beta * x
-        ctx.x, ctx.beta, ctx.threshold = x, beta, threshold
+        ctx.save_for_backward(x)
+        ctx.beta, ctx.threshold = beta, threshold
         soft = (xp.logaddexp(0, bx) / beta).astype(x.dtype, copy=False)
         return xp.where(bx > threshold, x, soft)
 
     @staticmethod
     def backward(ctx, g):
-        xp = xp_of(g)
-        bx = ctx.beta * ctx.x
-        return g * xp.where(bx > ctx.threshold, 1, stable_sigmoid(bx)).astype(g.dtype), None, None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        from deepwise.ops.arithmetic import where  # noqa: PLC0415
-        from deepwise.ops.unary import sigmoid  # noqa: PLC0415
-
-        bx = ctx.beta * ctx.inputs[0]
-        linear = _const(ctx.beta * ctx.x > ctx.threshold)
-        return g * where(linear, 1.0, sigmoid(bx)), None, None
+        (x,) = ctx.saved
+        bx = ctx.beta * x
+        return g * dual.where(bx > ctx.threshold, 1, dual.sigmoid(bx)), None, None
 
 
 class Softmax(Function):
@@ -206,18 +160,14 @@ class Softmax(Function):
         xp = xp_of(x)
         e = xp.exp(x - x.max(axis=dim, keepdims=True))
         y = e / e.sum(axis=dim, keepdims=True)
-        ctx.y, ctx.dim = y, dim
+        ctx.save_for_backward(y)
+        ctx.dim = dim
         return y
 
     @staticmethod
     def backward(ctx, g):
-        y = ctx.y
-        return y * (g - (g * y).sum(axis=ctx.dim, keepdims=True)), None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        y = softmax(ctx.inputs[0], ctx.dim)
-        return y * (g - (g * y).sum(dim=ctx.dim, keepdim=True)), None
+        (y,) = ctx.saved
+        return y * (g - dual.sum(g * y, axis=ctx.dim, keepdims=True)), None
 
 
 class LogSoftmax(Function):
@@ -228,18 +178,14 @@ class LogSoftmax(Function):
         xp = xp_of(x)
         shifted = x - x.max(axis=dim, keepdims=True)
         y = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
-        ctx.y, ctx.dim = y, dim
+        ctx.save_for_backward(y)
+        ctx.dim = dim
         return y
 
     @staticmethod
     def backward(ctx, g):
-        xp = xp_of(g)
-        return g - xp.exp(ctx.y) * g.sum(axis=ctx.dim, keepdims=True), None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        p = softmax(ctx.inputs[0], ctx.dim)
-        return g - p * g.sum(dim=ctx.dim, keepdim=True), None
+        (y,) = ctx.saved
+        return g - dual.exp(y) * dual.sum(g, axis=ctx.dim, keepdims=True), None
 
 
 def _float(x):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from deepwise.autograd.function import Function
+from deepwise.ops import dual
 from deepwise.ops._util import xp_of
 from deepwise.ops.interpolate import Separable, averaging_matrix
 
@@ -85,31 +86,47 @@ class AdaptiveMaxPool2dFn(Function):
             arg = win.argmax(axis=-1)
         y = xp.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
         flat = ih[xp.arange(out_hw[0])[:, None], arg // kw] * w + iw[xp.arange(out_hw[1]), arg % kw]
-        ctx.flat, ctx.x_shape = flat, x.shape
-        return (y, flat) if return_indices else y
+        ctx.save_for_backward(flat)
+        ctx.x_shape = x.shape
+        # the indices output is a view: the saved array stays a constant under create_graph, not an output
+        return (y, flat.view()) if return_indices else y
 
     @staticmethod
     def backward(ctx, g, *_):
-        return _index_scatter(g, ctx.flat, ctx.x_shape), None, None
-
-    @staticmethod
-    def backward_graph(ctx, g, *_):
-        return _IndexScatter.apply(g, flat=ctx.flat, x_shape=ctx.x_shape), None, None
+        (flat,) = ctx.saved  # a constant: each output's argmax as a flat index into its plane
+        return dual.apply(_IndexScatter, g, flat, x_shape=ctx.x_shape), None, None
 
 
 class _IndexScatter(Function):
-    """Adaptive max pool's backward as an op (for double backward); its backward gathers."""
+    """Adaptive max pool's backward as an op: g added into each (n, c) plane at ``flat`` (linear in
+    g); its backward is the gather ``_IndexGather``, whose backward is this again."""
 
     @staticmethod
     def forward(ctx, g, flat, x_shape):
-        ctx.flat = flat
+        ctx.save_for_backward(flat)
         return _index_scatter(g, flat, x_shape)
 
     @staticmethod
     def backward(ctx, h):
+        (flat,) = ctx.saved
+        return dual.apply(_IndexGather, h, flat), None
+
+
+class _IndexGather(Function):
+    """The adjoint of ``_IndexScatter``: the element of each (n, c) plane of ``h`` at ``flat``."""
+
+    @staticmethod
+    def forward(ctx, h, flat):
+        ctx.save_for_backward(flat)
+        ctx.x_shape = h.shape
         n, c = h.shape[:2]
-        picked = xp_of(h).take_along_axis(h.reshape(n, c, -1), ctx.flat.reshape(n, c, -1), axis=2)
-        return picked.reshape(ctx.flat.shape)
+        picked = xp_of(h).take_along_axis(h.reshape(n, c, -1), flat.reshape(n, c, -1), axis=2)
+        return picked.reshape(flat.shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        (flat,) = ctx.saved
+        return dual.apply(_IndexScatter, g, flat, x_shape=ctx.x_shape), None
 
 
 def _index_scatter(g, flat, x_shape):

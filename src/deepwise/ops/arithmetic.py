@@ -6,15 +6,13 @@ tensor next to a float32 one gives float32, as in PyTorch.
 
 from __future__ import annotations
 
+import numpy as np  # shape arithmetic only (broadcast_shapes), never tensor data
+
 from deepwise import backend
 from deepwise.autograd.function import Function
-from deepwise.ops._util import unbroadcast, xp_of
-
-
-def _tensor_cls():
-    from deepwise.tensor import Tensor  # noqa: PLC0415
-
-    return Tensor
+from deepwise.ops import dual
+from deepwise.ops._util import xp_of
+from deepwise.tensor import Tensor
 
 
 def coerce(a, b, op, floating=False):
@@ -22,7 +20,6 @@ def coerce(a, b, op, floating=False):
 
     Returns (a, b) where scalars became 0-d arrays and tensors were cast only when needed.
     """
-    Tensor = _tensor_cls()
     ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
     if not ta and not tb:
         raise TypeError(f"{op}: expected at least one tensor")
@@ -53,15 +50,12 @@ def _scalar_or_array(v, tensor_dtype, like):
     if backend.is_array(v):
         if v.ndim == 0:  # numpy scalar array: weak like a Python scalar
             return xp.asarray(v, dtype=backend.scalar_dtype(v.item(), tensor_dtype))
-        arr = xp.asarray(v)
-        if arr.dtype == backend.float64:
-            arr = arr.astype(backend.DEFAULT_FLOAT)
-        return arr
+        return backend.with_default_dtype(xp.asarray(v))
     if hasattr(v, "dtype") and hasattr(v, "item"):  # numpy scalar types
         v = v.item()
     if isinstance(v, (int, float, bool)):
         return xp.asarray(v, dtype=backend.scalar_dtype(v, tensor_dtype))
-    return _tensor_cls()(v).data
+    return Tensor(v).data
 
 
 class Add(Function):
@@ -73,12 +67,7 @@ class Add(Function):
     @staticmethod
     def backward(ctx, g):
         sa, sb = ctx.shapes
-        return unbroadcast(g, sa), unbroadcast(g, sb)
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        sa, sb = ctx.shapes
-        return _sum_to(g, sa), _sum_to(g, sb)
+        return dual.sum_to(g, sa), dual.sum_to(g, sb)
 
 
 class Sub(Function):
@@ -90,79 +79,70 @@ class Sub(Function):
     @staticmethod
     def backward(ctx, g):
         sa, sb = ctx.shapes
-        return unbroadcast(g, sa), unbroadcast(-g, sb) if ctx.needs_input_grad[1] else None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        sa, sb = ctx.shapes
-        return _sum_to(g, sa), _sum_to(-g, sb)
+        return dual.sum_to(g, sa), dual.sum_to(-g, sb) if ctx.needs_input_grad[1] else None
 
 
 class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.a, ctx.b = a, b
+        ctx.save_for_backward(a, b)
         return a * b
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.a, ctx.b
-        ga = unbroadcast(g * b, a.shape) if ctx.needs_input_grad[0] else None
-        gb = unbroadcast(g * a, b.shape) if ctx.needs_input_grad[1] else None
+        a, b = ctx.saved
+        ga = dual.sum_to(g * b, a.shape) if ctx.needs_input_grad[0] else None
+        gb = dual.sum_to(g * a, b.shape) if ctx.needs_input_grad[1] else None
         return ga, gb
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        a, b = _inputs(ctx)
-        return _sum_to(g * b, a.shape), _sum_to(g * a, b.shape)
 
 
 class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.a, ctx.b = a, b
+        ctx.save_for_backward(a, b)
         return a / b
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.a, ctx.b
-        ga = unbroadcast(g / b, a.shape) if ctx.needs_input_grad[0] else None
-        gb = unbroadcast(-g * a / (b * b), b.shape) if ctx.needs_input_grad[1] else None
+        a, b = ctx.saved
+        ga = dual.sum_to(g / b, a.shape) if ctx.needs_input_grad[0] else None
+        gb = dual.sum_to(-g * a / (b * b), b.shape) if ctx.needs_input_grad[1] else None
         return ga, gb
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        a, b = _inputs(ctx)
-        return _sum_to(g / b, a.shape), _sum_to(-g * a / (b * b), b.shape)
 
 
 class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
-        xp = xp_of(a, b)
-        out = xp.power(a, b)
-        ctx.a, ctx.b, ctx.out = a, b, out
+        out = xp_of(a, b).power(a, b)
+        ctx.save_for_backward(a, b, out)
         return out
 
     @staticmethod
     def backward(ctx, g):
-        a, b, out = ctx.a, ctx.b, ctx.out
-        xp = xp_of(a, b)
+        a, b, out = ctx.saved
         ga = gb = None
         if ctx.needs_input_grad[0]:
             # b * a**(b-1), written so a == 0 with b >= 1 gives the right (finite) value
-            ga = unbroadcast(g * b * xp.power(a, b - 1), a.shape)
+            ga = dual.sum_to(g * b * a ** (b - 1), a.shape)
         if ctx.needs_input_grad[1]:
-            safe = xp.where(a > 0, a, 1)
-            gb = unbroadcast(g * out * xp.log(safe) * (a > 0), b.shape)
+            positive = a > 0  # d/db a**b = a**b log a; taken as 0 where a <= 0
+            gb = dual.sum_to(g * out * dual.log(dual.where(positive, a, 1)) * positive, b.shape)
         return ga, gb
 
+
+class LogAddExp(Function):
+    """log(e^a + e^b) without overflow; each side's gradient is its softmax weight."""
+
     @staticmethod
-    def backward_graph(ctx, g):
-        a, b = _inputs(ctx)
-        if ctx.needs_input_grad[1]:
-            raise RuntimeError("pow: double backward with respect to the exponent is not supported")
-        return _sum_to(g * b * a ** (b - 1), a.shape), None
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return xp_of(a, b).logaddexp(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        wa = dual.sigmoid(a - b)  # e^a / (e^a + e^b), exact for |a - b| large
+        return dual.sum_to(g * wa, a.shape), dual.sum_to(g * (1 - wa), b.shape)
 
 
 class Maximum(Function):
@@ -170,21 +150,15 @@ class Maximum(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.a, ctx.b = a, b
+        ctx.save_for_backward(_share(a > b, a == b, a.dtype))
+        ctx.shapes = (a.shape, b.shape)
         return xp_of(a, b).maximum(a, b)
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.a, ctx.b
-        w = (a > b) + 0.5 * (a == b)
-        w = w.astype(g.dtype)
-        return unbroadcast(g * w, a.shape), unbroadcast(g * (1 - w), b.shape)
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        a, b = ctx.a, ctx.b
-        w = ((a > b) + 0.5 * (a == b)).astype(g.dtype)  # a constant mask: ties split as in backward
-        return _sum_to(g * _tensor_cls()._make(w), a.shape), _sum_to(g * _tensor_cls()._make(1 - w), b.shape)
+        (w,) = ctx.saved  # a constant: 1 where a won, 1/2 on ties
+        sa, sb = ctx.shapes
+        return dual.sum_to(g * w, sa), dual.sum_to(g * (1 - w), sb)
 
 
 class Minimum(Function):
@@ -192,43 +166,32 @@ class Minimum(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.a, ctx.b = a, b
+        ctx.save_for_backward(_share(a < b, a == b, a.dtype))
+        ctx.shapes = (a.shape, b.shape)
         return xp_of(a, b).minimum(a, b)
 
-    @staticmethod
-    def backward(ctx, g):
-        a, b = ctx.a, ctx.b
-        w = (a < b) + 0.5 * (a == b)
-        w = w.astype(g.dtype)
-        return unbroadcast(g * w, a.shape), unbroadcast(g * (1 - w), b.shape)
+    backward = Maximum.backward
 
-    @staticmethod
-    def backward_graph(ctx, g):
-        a, b = ctx.a, ctx.b
-        w = ((a < b) + 0.5 * (a == b)).astype(g.dtype)  # a constant mask: ties split as in backward
-        return _sum_to(g * _tensor_cls()._make(w), a.shape), _sum_to(g * _tensor_cls()._make(1 - w), b.shape)
+
+def _share(wins, ties, dtype):
+    """The share of the gradient that goes to the first operand: 1, 0, or 1/2 on a tie."""
+    return (wins + 0.5 * ties).astype(dtype if dtype.kind == "f" else backend.DEFAULT_FLOAT)
 
 
 class Where(Function):
     @staticmethod
     def forward(ctx, cond, a, b):
-        ctx.cond, ctx.shapes = cond, (a.shape, b.shape)
+        ctx.save_for_backward(cond)
+        ctx.shapes = (a.shape, b.shape)
         return xp_of(a, b).where(cond, a, b)
 
     @staticmethod
     def backward(ctx, g):
-        xp = xp_of(g)
-        zero = xp.zeros((), g.dtype)
+        (cond,) = ctx.saved
         sa, sb = ctx.shapes
-        ga = unbroadcast(xp.where(ctx.cond, g, zero), sa) if ctx.needs_input_grad[1] else None
-        gb = unbroadcast(xp.where(ctx.cond, zero, g), sb) if ctx.needs_input_grad[2] else None
+        ga = dual.sum_to(dual.where(cond, g, 0), sa) if ctx.needs_input_grad[1] else None
+        gb = dual.sum_to(dual.where(cond, 0, g), sb) if ctx.needs_input_grad[2] else None
         return None, ga, gb
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        cond = _tensor_cls()._make(ctx.cond)
-        sa, sb = ctx.shapes
-        return None, _sum_to(where(cond, g, 0.0), sa), _sum_to(where(cond, 0.0, g), sb)
 
 
 class Clamp(Function):
@@ -236,33 +199,14 @@ class Clamp(Function):
 
     @staticmethod
     def forward(ctx, x, lo, hi):
-        ctx.mask = ((x >= lo) if lo is not None else True) & ((x <= hi) if hi is not None else True)
+        inside = ((x >= lo) if lo is not None else True) & ((x <= hi) if hi is not None else True)
+        ctx.save_for_backward(inside)
         return xp_of(x).clip(x, lo, hi)
 
     @staticmethod
     def backward(ctx, g):
-        return g * ctx.mask, None, None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        return g * _tensor_cls()._make(xp_of(g.data).asarray(ctx.mask, dtype=g.dtype)), None, None
-
-
-def _inputs(ctx):
-    """Input tensors of a node, for backward_graph (constants come back as tensors too)."""
-    return tuple(ctx.inputs[i] if ctx.inputs[i] is not None else _tensor_cls()._make(v)
-                 for i, v in enumerate((ctx.a, ctx.b)))
-
-
-def _sum_to(g, shape):
-    """Tensor-level unbroadcast (for backward_graph)."""
-    if g.shape == tuple(shape):
-        return g
-    extra = g.ndim - len(shape)
-    dims = tuple(range(extra)) + tuple(i + extra for i, n in enumerate(shape) if n == 1 and g.shape[i + extra] != 1)
-    if dims:
-        g = g.sum(dim=dims, keepdim=True)
-    return g.reshape(shape) if extra else g
+        (inside,) = ctx.saved
+        return g * inside, None, None
 
 
 # ------------------------------------------------------------------------------ functions
@@ -277,8 +221,6 @@ def _apply(fn, name, *operands):
 
 def check_broadcast(name, *operands, labels=None):
     """Raise a RuntimeError naming ``name`` and every operand's shape when they do not broadcast."""
-    import numpy as np  # noqa: PLC0415 - shape arithmetic only, no tensor data
-
     shapes = [tuple(x.shape) for x in operands if hasattr(x, "shape")]
     try:
         np.broadcast_shapes(*shapes)
@@ -293,13 +235,13 @@ def check_broadcast(name, *operands, labels=None):
 def add(input, other, alpha=1):
     """input + alpha * other, broadcasting."""
     if alpha != 1:
-        other = mul(other, alpha) if isinstance(other, _tensor_cls()) else other * alpha
+        other = mul(other, alpha) if isinstance(other, Tensor) else other * alpha
     return _apply(Add, "add", *coerce(input, other, "add"))
 
 
 def sub(input, other, alpha=1):
     if alpha != 1:
-        other = mul(other, alpha) if isinstance(other, _tensor_cls()) else other * alpha
+        other = mul(other, alpha) if isinstance(other, Tensor) else other * alpha
     return _apply(Sub, "sub", *coerce(input, other, "sub"))
 
 
@@ -315,7 +257,7 @@ def div(input, other, rounding_mode=None):
         xp = xp_of(a, b)
         q = xp.floor_divide(a, b) if rounding_mode == "floor" else xp.trunc(a / b).astype(
             backend.result_dtype(a.dtype, b.dtype))
-        return _tensor_cls()._make(q)
+        return Tensor._make(q)
     return _apply(Div, "div", *coerce(input, other, "div", floating=True))
 
 
@@ -324,7 +266,7 @@ multiply = mul
 subtract = sub
 
 
-def pow(input, exponent):  # noqa: A001
+def pow(input, exponent):
     return _apply(Pow, "pow", *coerce(input, exponent, "pow"))
 
 
@@ -333,6 +275,11 @@ def neg(input):
 
 
 negative = neg
+
+
+def logaddexp(input, other):
+    """log(exp(input) + exp(other)), elementwise with broadcasting, finite for large inputs."""
+    return _apply(LogAddExp, "logaddexp", *coerce(input, other, "logaddexp", floating=True))
 
 
 def maximum(input, other):
@@ -345,7 +292,6 @@ def minimum(input, other):
 
 def where(condition, input, other):
     """Elements of ``input`` where ``condition`` holds, else of ``other`` (gradient routed likewise)."""
-    Tensor = _tensor_cls()
     cond = condition.data if isinstance(condition, Tensor) else condition
     if not isinstance(input, Tensor) and not isinstance(other, Tensor):
         input = Tensor(input)
@@ -357,7 +303,7 @@ def where(condition, input, other):
         raise
 
 
-def clamp(input, min=None, max=None):  # noqa: A002
+def clamp(input, min=None, max=None):
     if min is None and max is None:
         raise ValueError("clamp: give at least one of min and max")
     if input.dtype.kind != "f" and any(isinstance(v, float) for v in (min, max)):
@@ -369,23 +315,23 @@ clip = clamp
 
 
 def _data(x):
-    return x.data if isinstance(x, _tensor_cls()) else x
+    return x.data if isinstance(x, Tensor) else x
 
 
-def _compare(np_name, name=None):
+def _compare(np_name, name=None, doc=None):
     name = name or np_name
 
     def fn(input, other):
         a, b = coerce(input, other, name)
         a, b = _data(a), _data(b)
         try:
-            return _tensor_cls()._make(getattr(xp_of(a, b), np_name)(a, b))
+            return Tensor._make(getattr(xp_of(a, b), np_name)(a, b))
         except ValueError:
             check_broadcast(name, a, b)
             raise
 
     fn.__name__ = name
-    fn.__doc__ = f"Elementwise ``{np_name}`` (a bool tensor; no gradient)."
+    fn.__doc__ = doc or f"Elementwise ``{np_name}`` (a bool tensor; no gradient)."
     return fn
 
 
@@ -398,13 +344,15 @@ ge = _compare("greater_equal", "ge")
 logical_and = _compare("logical_and")
 logical_or = _compare("logical_or")
 logical_xor = _compare("logical_xor")
-floor_divide = _compare("floor_divide")
-remainder = _compare("remainder")
+floor_divide = _compare("floor_divide", doc="Elementwise floor(input / other), in the operands' common dtype "
+                        "(no gradient).")
+remainder = _compare("remainder", doc="Elementwise input - floor(input / other) * other: the remainder with "
+                     "the sign of ``other``, as Python's % (no gradient).")
 greater, less, not_equal = gt, lt, ne
 
 
 def logical_not(input):
-    return _tensor_cls()._make(xp_of(input.data).logical_not(input.data))
+    return Tensor._make(xp_of(input.data).logical_not(input.data))
 
 
 def equal(input, other) -> bool:

@@ -13,19 +13,23 @@ col2im: a loop over the kh*kw kernel offsets, each adding one strided slice, vec
 (C, N, OH, OW). The weight gradient is one more product, ``grad @ cols^T``.
 
 ``conv_transpose2d`` is conv2d's input gradient, and its input gradient is conv2d, so both ops call the
-same kernels with the roles swapped. Both ops support double backward (``backward_graph``), e.g. for
-gradient penalties in GANs: the gradient of a conv is a transposed conv and vice versa, and the weight
-gradient is an op of its own (``_ConvWeightGrad``) whose backward is again the two kernels.
+same kernels with the roles swapped. Each backward is written once, as other convolution ops: the
+gradient of a conv is a transposed conv and vice versa, and the weight gradient is an op of its own
+(``_ConvWeightGrad``) whose backward is again the two kernels. On arrays these run the kernels
+directly (first-order training); under ``create_graph`` they are recorded, so gradient penalties
+(GANs) and any higher order work.
 """
 
 from __future__ import annotations
 
 from deepwise.autograd.function import Function
+from deepwise.ops import dual
 from deepwise.ops._util import xp_of
+from deepwise.tensor import Tensor
 
 
 # ------------------------------------------------------------------------------------ arguments
-def _tuple(value, n, name, op):
+def int_tuple(value, n, name, op):
     """An int or a length-n sequence of ints -> tuple of n ints."""
     if isinstance(value, (tuple, list)):
         if len(value) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
@@ -63,7 +67,7 @@ def _padding_arg(padding, kernel, dilation, stride, op):
                                  f"(stride={stride}); use an explicit padding")
             return same_padding(kernel, dilation)
         raise ValueError(f"{op}: padding must be an int, a tuple of ints, 'same' or 'valid', got {padding!r}")
-    p = _tuple(padding, n, "padding", op)
+    p = int_tuple(padding, n, "padding", op)
     _check_positive(p, "padding", op, minimum=0)
     return tuple((v, v) for v in p)
 
@@ -91,7 +95,8 @@ _CHUNK_BYTES = 1 << 24
 _KEEP_BYTES = 1 << 25
 
 
-def _as_strided(xp, a, shape, strides):
+def as_strided(xp, a, shape, strides):
+    """A strided view of ``a`` (NumPy's or CuPy's ``as_strided``); the pools read windows with it too."""
     return xp.lib.stride_tricks.as_strided(a, shape=shape, strides=strides)
 
 
@@ -131,11 +136,11 @@ def _im2col(x, kernel, stride, pads, dil, out_hw):
         wp = buf.shape[3]
         flat = buf.reshape(c, n, -1)
         s_c, s_n, s_1 = flat.strides
-        view = _as_strided(xp, flat, (c, kh, kw, n, oh * wp), (s_c, s_1 * dh * wp, s_1 * dw, s_n, s_1))
+        view = as_strided(xp, flat, (c, kh, kw, n, oh * wp), (s_c, s_1 * dh * wp, s_1 * dw, s_n, s_1))
     else:
         xpad = _padded_cn(x, pads).transpose(1, 0, 2, 3) if any(p for pair in pads for p in pair) else x
         s_n, s_c, s_h, s_w = xpad.strides
-        view = _as_strided(xp, xpad, (c, kh, kw, n, oh, ow), (s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw))
+        view = as_strided(xp, xpad, (c, kh, kw, n, oh, ow), (s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw))
     cols = xp.empty(view.shape, dtype=x.dtype)
     cols[...] = view
     return cols.reshape(c * kh * kw, -1)
@@ -248,41 +253,41 @@ def _conv_backward(g, x_shape, w, w_shape, geom, x=None, cols=None, need_dx=True
 
 
 # ------------------------------------------------------------------------------------------ ops
+# With fixed geometry write C(x, w) for conv2d, T(g, w) for its input gradient (conv_transpose2d) and
+# W(x, g) for its weight gradient: <C(x, w), g> = <x, T(g, w)> = <w, W(x, g)>. Every backward below is
+# made of these three ops (and of the two fused pairs, which compute two of them from one pass over
+# their shared operand), through ``dual.apply``: on arrays that runs the kernels straight away, on
+# Tensors it records them, and the gradients of the gradients are again C, T and W.
+def _wanted(ctx, i):
+    """Whether input i needs a gradient (False when the op runs as a step of another's backward)."""
+    need = ctx.needs_input_grad
+    return len(need) > i and need[i]
+
+
 class Conv2dFn(Function):
     """conv2d on normalised settings: stride/dil (2 ints), pads ((pt, pb), (pl, pr)), out_hw."""
 
     @staticmethod
     def forward(ctx, x, w, b, stride, pads, dil, groups, out_hw):
         geom = (stride, pads, dil, groups)
-        y, _, cols = _conv_forward(x, w, b, geom, out_hw, keep_cols=ctx.needs_input_grad[1])
-        ctx.w, ctx.cols, ctx.x_shape, ctx.geom = w, cols, x.shape, geom
-        ctx.x = x if cols is None and ctx.needs_input_grad[1] else None
+        y, _, cols = _conv_forward(x, w, b, geom, out_hw, keep_cols=_wanted(ctx, 1))
+        ctx.save_for_backward(x, w)
+        ctx.cols, ctx.geom = cols, geom  # the columns of x (a cache for the weight gradient, or None)
         return y
 
     @staticmethod
     def backward(ctx, g):
+        x, w = ctx.saved
         need = ctx.needs_input_grad
         gx = gw = gb = None
-        if need[0] or need[1]:
-            gx, gw = _conv_backward(g, ctx.x_shape, ctx.w, ctx.w.shape, ctx.geom, ctx.x, ctx.cols,
-                                    need_dx=need[0], need_dw=need[1])
+        if need[0] and need[1]:
+            gx, gw = dual.apply(_Conv2dGrads, g, w, x, *ctx.geom, cols=ctx.cols)
+        elif need[0]:
+            gx = dual.apply(ConvTranspose2dFn, g, w, None, *ctx.geom, tuple(x.shape[2:]))
+        elif need[1]:
+            gw = dual.apply(_ConvWeightGrad, x, g, *ctx.geom, tuple(w.shape), cols=ctx.cols)
         if need[2]:
-            gb = g.sum(axis=(0, 2, 3))
-        return gx, gw, gb, None, None, None, None, None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        from deepwise.tensor import Tensor  # noqa: PLC0415
-
-        x, w = ctx.inputs[:2]
-        w = w if w is not None else Tensor._make(ctx.w)
-        gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gx = ConvTranspose2dFn.apply(g, w, None, *ctx.geom, tuple(ctx.x_shape[2:]))
-        if ctx.needs_input_grad[1]:
-            gw = _ConvWeightGrad.apply(x, g, *ctx.geom, tuple(ctx.w.shape))
-        if ctx.needs_input_grad[2]:
-            gb = g.sum(dim=(0, 2, 3))
+            gb = dual.sum(g, axis=(0, 2, 3))
         return gx, gw, gb, None, None, None, None, None
 
 
@@ -297,62 +302,102 @@ class ConvTranspose2dFn(Function):
         y, _ = _conv_backward(x, y_shape, w, w.shape, geom)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
-        ctx.x, ctx.w, ctx.geom = x, w, geom
+        ctx.save_for_backward(x, w)
+        ctx.geom = geom
         return y
 
     @staticmethod
     def backward(ctx, g):
+        x, w = ctx.saved
         need = ctx.needs_input_grad
-        x, w = ctx.x, ctx.w
         gx = gw = gb = None
-        if need[0] or need[1]:
-            gx, gw, _ = _conv_forward(g, w, None, ctx.geom, x.shape[2:], gw_from=x if need[1] else None,
-                                      want_y=need[0])
+        if need[0] and need[1]:
+            gx, gw = dual.apply(_ConvTranspose2dGrads, g, w, x, *ctx.geom)
+        elif need[0]:
+            gx = dual.apply(Conv2dFn, g, w, None, *ctx.geom, tuple(x.shape[2:]))
+        elif need[1]:  # the conv whose input gradient we are: input g, output gradient x
+            gw = dual.apply(_ConvWeightGrad, g, x, *ctx.geom, tuple(w.shape))
         if need[2]:
-            gb = g.sum(axis=(0, 2, 3))
-        return gx, gw, gb, None, None, None, None, None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        from deepwise.tensor import Tensor  # noqa: PLC0415
-
-        x, w = ctx.inputs[:2]
-        x = x if x is not None else Tensor._make(ctx.x)
-        w = w if w is not None else Tensor._make(ctx.w)
-        gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gx = Conv2dFn.apply(g, w, None, *ctx.geom, tuple(ctx.x.shape[2:]))
-        if ctx.needs_input_grad[1]:
-            # the conv whose input gradient we are: input g, output gradient x
-            gw = _ConvWeightGrad.apply(g, x, *ctx.geom, tuple(ctx.w.shape))
-        if ctx.needs_input_grad[2]:
-            gb = g.sum(dim=(0, 2, 3))
+            gb = dual.sum(g, axis=(0, 2, 3))
         return gx, gw, gb, None, None, None, None, None
 
 
 class _ConvWeightGrad(Function):
-    """The weight gradient of conv2d as a function of (input x, output gradient g): bilinear, so its
-    own gradients are a transposed conv of g (for x) and a conv of x (for g)."""
+    """W(x, g), the weight gradient of conv2d as a function of (input x, output gradient g):
+    bilinear, so its own gradients are T(g, h) for x and C(x, h) for g. ``cols``: x's columns, when
+    the forward conv kept them."""
 
     @staticmethod
-    def forward(ctx, x, g, stride, pads, dil, groups, w_shape):
-        ctx.x, ctx.g, ctx.geom = x, g, (stride, pads, dil, groups)
-        return _conv_backward(g, x.shape, None, w_shape, ctx.geom, x=x, need_dx=False, need_dw=True)[1]
+    def forward(ctx, x, g, stride, pads, dil, groups, w_shape, cols=None):
+        ctx.save_for_backward(x, g)
+        ctx.geom = (stride, pads, dil, groups)
+        return _conv_backward(g, x.shape, None, w_shape, ctx.geom, x=x, cols=cols, need_dx=False, need_dw=True)[1]
 
     @staticmethod
     def backward(ctx, h):
+        x, g = ctx.saved
         gx = gg = None
         if ctx.needs_input_grad[0]:
-            gx = _conv_backward(ctx.g, ctx.x.shape, h, h.shape, ctx.geom)[0]
+            gx = dual.apply(ConvTranspose2dFn, g, h, None, *ctx.geom, tuple(x.shape[2:]))
         if ctx.needs_input_grad[1]:
-            gg = _conv_forward(ctx.x, h, None, ctx.geom, ctx.g.shape[2:])[0]
+            gg = dual.apply(Conv2dFn, x, h, None, *ctx.geom, tuple(g.shape[2:]))
         return gx, gg, None, None, None, None, None
+
+
+class _Conv2dGrads(Function):
+    """conv2d's (dx, dw) = (T(g, w), W(x, g)) in one pass over the chunks of g (each chunk's gradient
+    matrix is laid out once for both products). Its gradients, for output gradients (p, q):
+    d/dg = C(p, w) + C(x, q), d/dw = W(p, g), d/dx = T(g, q)."""
+
+    @staticmethod
+    def forward(ctx, g, w, x, stride, pads, dil, groups, cols=None):
+        ctx.save_for_backward(g, w, x)
+        ctx.geom = (stride, pads, dil, groups)
+        return _conv_backward(g, x.shape, w, w.shape, ctx.geom, x=x, cols=cols, need_dx=True, need_dw=True)
+
+    @staticmethod
+    def backward(ctx, p, q):
+        g, w, x = ctx.saved
+        need = ctx.needs_input_grad
+        gg = gw = gx = None
+        if need[0]:
+            gg = dual.apply(Conv2dFn, p, w, None, *ctx.geom, tuple(g.shape[2:])) + \
+                dual.apply(Conv2dFn, x, q, None, *ctx.geom, tuple(g.shape[2:]))
+        if need[1]:
+            gw = dual.apply(_ConvWeightGrad, p, g, *ctx.geom, tuple(w.shape))
+        if need[2]:
+            gx = dual.apply(ConvTranspose2dFn, g, q, None, *ctx.geom, tuple(x.shape[2:]))
+        return gg, gw, gx, None, None, None, None
+
+
+class _ConvTranspose2dGrads(Function):
+    """conv_transpose2d's (dx, dw) = (C(g, w), W(g, x)) from ONE set of columns of g. Its gradients,
+    for output gradients (p, q): d/dg = T(p, w) + T(x, q), d/dw = W(g, p), d/dx = C(g, q)."""
+
+    @staticmethod
+    def forward(ctx, g, w, x, stride, pads, dil, groups):
+        ctx.save_for_backward(g, w, x)
+        ctx.geom = (stride, pads, dil, groups)
+        gx, gw, _ = _conv_forward(g, w, None, ctx.geom, x.shape[2:], gw_from=x)
+        return gx, gw
+
+    @staticmethod
+    def backward(ctx, p, q):
+        g, w, x = ctx.saved
+        need = ctx.needs_input_grad
+        gg = gw = gx = None
+        if need[0]:
+            gg = dual.apply(ConvTranspose2dFn, p, w, None, *ctx.geom, tuple(g.shape[2:])) + \
+                dual.apply(ConvTranspose2dFn, x, q, None, *ctx.geom, tuple(g.shape[2:]))
+        if need[1]:
+            gw = dual.apply(_ConvWeightGrad, g, p, *ctx.geom, tuple(w.shape))
+        if need[2]:
+            gx = dual.apply(Conv2dFn, g, q, None, *ctx.geom, tuple(x.shape[2:]))
+        return gg, gw, gx, None, None, None, None
 
 
 # ----------------------------------------------------------------------------------- functions
 def _as_tensor(t):
-    from deepwise.tensor import Tensor  # noqa: PLC0415
-
     return t if isinstance(t, Tensor) else Tensor(t)
 
 
@@ -395,8 +440,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if unbatched:
         input = input.unsqueeze(0)
     _check_common("conv2d", input, weight, bias, groups, transposed=False)
-    stride = _tuple(stride, 2, "stride", "conv2d")
-    dilation = _tuple(dilation, 2, "dilation", "conv2d")
+    stride = int_tuple(stride, 2, "stride", "conv2d")
+    dilation = int_tuple(dilation, 2, "dilation", "conv2d")
     _check_positive(stride, "stride", "conv2d")
     _check_positive(dilation, "dilation", "conv2d")
     kernel = tuple(weight.shape[2:])
@@ -424,12 +469,12 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     if unbatched:
         input = input.unsqueeze(0)
     _check_common(op, input, weight, bias, groups, transposed=True)
-    stride = _tuple(stride, 2, "stride", op)
-    dilation = _tuple(dilation, 2, "dilation", op)
-    padding = _tuple(padding, 2, "padding", op) if not isinstance(padding, str) else padding
+    stride = int_tuple(stride, 2, "stride", op)
+    dilation = int_tuple(dilation, 2, "dilation", op)
+    padding = int_tuple(padding, 2, "padding", op) if not isinstance(padding, str) else padding
     if isinstance(padding, str):
         raise ValueError(f"{op}: padding must be an int or a pair of ints, got {padding!r}")
-    out_pad = _tuple(output_padding, 2, "output_padding", op)
+    out_pad = int_tuple(output_padding, 2, "output_padding", op)
     _check_positive(stride, "stride", op)
     _check_positive(dilation, "dilation", op)
     _check_positive(padding, "padding", op, minimum=0)
@@ -463,9 +508,9 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         raise RuntimeError(f"conv1d: input of shape {tuple(input.shape)} has {c} channels but the weight "
                            f"{tuple(weight.shape)} with groups={groups} expects {weight.shape[1] * groups}")
     if not isinstance(padding, str):
-        padding = (0, _tuple(padding, 1, "padding", "conv1d")[0])
-    stride = (1, _tuple(stride, 1, "stride", "conv1d")[0])
-    dilation = (1, _tuple(dilation, 1, "dilation", "conv1d")[0])
+        padding = (0, int_tuple(padding, 1, "padding", "conv1d")[0])
+    stride = (1, int_tuple(stride, 1, "stride", "conv1d")[0])
+    dilation = (1, int_tuple(dilation, 1, "dilation", "conv1d")[0])
     out = conv2d(input.unsqueeze(-2), weight.unsqueeze(2), bias, stride, padding, dilation, groups)
     return out.squeeze(-2)
 
@@ -478,7 +523,7 @@ def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_paddi
                            f"{tuple(input.shape)} and {tuple(weight.shape)}")
 
     def one(v, name):
-        return (0 if name in ("padding", "output_padding") else 1, _tuple(v, 1, name, "conv_transpose1d")[0])
+        return (0 if name in ("padding", "output_padding") else 1, int_tuple(v, 1, name, "conv_transpose1d")[0])
 
     out = conv_transpose2d(input.unsqueeze(-2), weight.unsqueeze(2), bias, one(stride, "stride"),
                            one(padding, "padding"), one(output_padding, "output_padding"), groups,

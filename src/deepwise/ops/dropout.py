@@ -20,7 +20,7 @@ class Dropout(Function):
 
     @staticmethod
     def forward(ctx, x, scale, shift):
-        ctx.scale = scale
+        ctx.save_for_backward(scale)
         y = x * scale
         if shift is not None:
             y += shift
@@ -28,13 +28,8 @@ class Dropout(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return g * ctx.scale, None, None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        from deepwise.tensor import Tensor  # noqa: PLC0415
-
-        return g * Tensor._make(ctx.scale), None, None
+        (scale,) = ctx.saved  # a constant mask: the op is linear in x
+        return g * scale, None, None
 
 
 def _check_p(p, op):

@@ -8,36 +8,60 @@ gets none.
 from __future__ import annotations
 
 from deepwise.autograd.function import Function
+from deepwise.ops import dual
 from deepwise.ops._util import scatter_add_rows, xp_of
+from deepwise.tensor import Tensor
 
 
 class Embedding(Function):
     @staticmethod
     def forward(ctx, weight, indices, padding_idx, scale_grad_by_freq):
-        ctx.indices, ctx.shape = indices, weight.shape
+        ctx.save_for_backward(indices)
+        ctx.num = weight.shape[0]
         ctx.padding_idx, ctx.scale_grad_by_freq = padding_idx, scale_grad_by_freq
         return weight[indices]
 
     @staticmethod
     def backward(ctx, g):
-        xp = xp_of(g)
-        n, dim = ctx.shape
-        flat = ctx.indices.reshape(-1)
-        rows = g.reshape(-1, dim)
-        if ctx.scale_grad_by_freq:
-            counts = xp.bincount(flat, minlength=n)
-            rows = rows / counts[flat][:, None].astype(g.dtype)
-        grad = scatter_add_rows(n, flat, rows)
-        if ctx.padding_idx is not None:
-            grad[ctx.padding_idx] = 0
+        (indices,) = ctx.saved
+        grad = dual.apply(EmbeddingGrad, g, indices.reshape(-1), num=ctx.num, padding_idx=ctx.padding_idx,
+                          scale_grad_by_freq=ctx.scale_grad_by_freq)
         return grad, None, None, None
+
+
+class EmbeddingGrad(Function):
+    """The rows of ``g`` summed by index into a zero (num, dim) matrix (the backward of ``Embedding``).
+    It is linear in ``g``: its own backward looks the rows up again, so every order works.
+
+    With ``scale_grad_by_freq`` each row of ``g`` is divided by its index's count first. The lookup
+    back leaves that division out (as PyTorch does): the gradient that reaches the weight passes
+    through ``Embedding``'s backward, which divides again, and the two together are then the exact
+    derivative of the first gradient with respect to the weight."""
+
+    @staticmethod
+    def forward(ctx, g, flat, *, num, padding_idx, scale_grad_by_freq):
+        rows = g.reshape(-1, g.shape[-1])
+        if scale_grad_by_freq:
+            rows = rows / xp_of(g).bincount(flat, minlength=num)[flat][:, None].astype(g.dtype)
+        grad = scatter_add_rows(num, flat, rows)
+        if padding_idx is not None:
+            grad[padding_idx] = 0
+        ctx.save_for_backward(flat)
+        ctx.shape, ctx.padding_idx = g.shape, padding_idx
+        return grad
+
+    @staticmethod
+    def backward(ctx, gg):
+        (flat,) = ctx.saved
+        rows = gg[flat]  # not divided by the counts: see the class docstring
+        if ctx.padding_idx is not None:
+            rows = rows * dual.reshape(flat != ctx.padding_idx, (-1, 1))
+        return dual.reshape(rows, ctx.shape), None
 
 
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
               sparse=False):
     """``weight[input]`` for an integer tensor ``input`` of any shape: output is input.shape + (dim,)."""
-    from deepwise.tensor import Tensor  # noqa: PLC0415
-
     if max_norm is not None:
         raise NotImplementedError(
             "embedding: max_norm (renormalising looked-up rows in place) is not supported; "

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
+
+import numpy as np  # index lists are host data, never tensor data
+
 from deepwise import backend
 from deepwise.autograd.function import Function
+from deepwise.ops import dual
 from deepwise.ops._util import normalize_dim, xp_of
-from deepwise.ops.reduce import values_indices
+from deepwise.tensor import Tensor
 
-
-def _T():
-    from deepwise.tensor import Tensor  # noqa: PLC0415
-
-    return Tensor
+values_indices = namedtuple("values_indices", ["values", "indices"])  # what sort, topk, max(dim) return
 
 
 def to_index(index):
     """Replace tensors inside an index expression by their arrays (lists become arrays)."""
-    Tensor = _T()
     if isinstance(index, tuple):
         return tuple(to_index(i) for i in index)
     if isinstance(index, Tensor):
         return index.data
     if isinstance(index, list):
-        import numpy as np  # noqa: PLC0415 - index lists are host data
-
         return np.asarray([i.item() if isinstance(i, Tensor) else i for i in index])
     return index
 
@@ -45,20 +43,13 @@ class GetItem(Function):
 
     @staticmethod
     def backward(ctx, g):
-        xp = xp_of(g)
-        out = xp.zeros(ctx.shape, g.dtype)
-        if ctx.basic:
-            out[ctx.index] = g
-        else:
-            xp.add.at(out, ctx.index, g)
-        return out, None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        return _IndexBackward.apply(g, ctx.index, ctx.shape, ctx.basic), None
+        return dual.apply(IndexBackward, g, ctx.index, ctx.shape, ctx.basic), None
 
 
-class _IndexBackward(Function):
+class IndexBackward(Function):
+    """Zeros of ``shape`` with ``g`` put at ``index`` (added, for repeated advanced indices): the
+    backward of ``x[index]``, whose own backward is ``x[index]`` again -- so any order works."""
+
     @staticmethod
     def forward(ctx, g, index, shape, basic):
         ctx.index = index
@@ -74,17 +65,13 @@ class _IndexBackward(Function):
     def backward(ctx, gg):
         return gg[ctx.index], None, None, None
 
-    @staticmethod
-    def backward_graph(ctx, gg):
-        return GetItem.apply(gg, ctx.index), None, None, None
-
 
 def getitem(input, index):
     index = to_index(index)
     try:
         if input.requires_grad:
             return GetItem.apply(input, index)
-        return _T()._make(input.data[index])
+        return Tensor._make(input.data[index])
     except IndexError as exc:
         raise IndexError(f"index {_describe(index)} is invalid for a tensor of shape {input.shape}: {exc}") from None
 
@@ -97,20 +84,37 @@ def _describe(index):
 class Gather(Function):
     @staticmethod
     def forward(ctx, x, axis, index):
-        ctx.axis, ctx.index, ctx.shape = axis, index, x.shape
+        ctx.save_for_backward(index)
+        ctx.axis, ctx.shape = axis, x.shape
         return xp_of(x).take_along_axis(_leading_block(x, index, axis), index, axis=axis)
 
     @staticmethod
     def backward(ctx, g):
-        xp = xp_of(g)
-        out = xp.zeros(ctx.shape, g.dtype)
-        _add_along_axis(out, ctx.index, g, ctx.axis, xp)
-        return out, None, None
+        (index,) = ctx.saved
+        return dual.apply(GatherBackward, g, ctx.axis, index, ctx.shape), None, None
+
+
+class GatherBackward(Function):
+    """Zeros of ``shape`` with ``g`` added at ``index`` along ``axis``: the backward of ``gather``
+    (and of ``max(dim)``), whose own backward is ``gather`` again. ``unique=True`` says that no
+    index repeats within a slice, so a plain put replaces the slower accumulating add."""
 
     @staticmethod
-    def backward_graph(ctx, g):
-        zeros = _T()._make(xp_of(g.data).zeros(ctx.shape, g.dtype))
-        return ScatterAdd.apply(zeros, ctx.axis, ctx.index, g), None, None
+    def forward(ctx, g, axis, index, shape, unique=False):
+        ctx.save_for_backward(index)
+        ctx.axis = axis
+        xp = xp_of(g)
+        out = xp.zeros(shape, g.dtype)
+        if unique:
+            xp.put_along_axis(out, index, g, axis=axis)
+        else:
+            _add_along_axis(out, index, g, axis, xp)
+        return out
+
+    @staticmethod
+    def backward(ctx, gg):
+        (index,) = ctx.saved
+        return dual.apply(Gather, gg, ctx.axis, index), None, None, None
 
 
 def _leading_block(x, index, axis):
@@ -145,51 +149,37 @@ def _check_index(name, input, index, axis):
 def gather(input, dim, index):
     """out[i][j] = input[i][index[i][j]] along ``dim`` (for dim=1)."""
     axis = normalize_dim(dim, input.ndim, "gather")[0]
-    idx = index.data if isinstance(index, _T()) else index
+    idx = index.data if isinstance(index, Tensor) else index
     _check_index("gather", input, idx, axis)
     return Gather.apply(input, axis, idx)
-
-
 
 class ScatterAdd(Function):
     @staticmethod
     def forward(ctx, x, axis, index, src):
         xp = xp_of(x)
-        ctx.axis, ctx.index = axis, index
+        ctx.save_for_backward(index)
+        ctx.axis, ctx.src_shape = axis, src.shape
         out = x.copy()
         _add_along_axis(out, index, src[tuple(slice(0, n) for n in index.shape)], axis, xp)
-        ctx.src_shape = src.shape
         return out
 
     @staticmethod
     def backward(ctx, g):
-        xp = xp_of(g)
+        (index,) = ctx.saved
         gsrc = None
         if ctx.needs_input_grad[3]:
-            gsrc = xp.zeros(ctx.src_shape, g.dtype)
-            gsrc[tuple(slice(0, n) for n in ctx.index.shape)] = xp.take_along_axis(
-                _leading_block(g, ctx.index, ctx.axis), ctx.index, axis=ctx.axis)
-        return g, None, None, gsrc
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        gsrc = None
-        if ctx.needs_input_grad[3]:
-            gsrc = Gather.apply(g, ctx.axis, ctx.index)
+            gsrc = dual.apply(Gather, g, ctx.axis, index)
             if tuple(gsrc.shape) != tuple(ctx.src_shape):  # src larger than index: zeros elsewhere
-                from deepwise.ops.shape import Pad  # noqa: PLC0415
-
-                widths = tuple((0, s - n) for s, n in zip(ctx.src_shape, gsrc.shape))
-                gsrc = Pad.apply(gsrc, widths, "constant", 0.0)
+                gsrc = dual.pad(gsrc, [(0, s - n) for s, n in zip(ctx.src_shape, gsrc.shape)])
         return g, None, None, gsrc
 
 
 def scatter_add(input, dim, index, src):
     """A copy of ``input`` with ``src`` added at ``index`` along ``dim`` (repeats accumulate)."""
     axis = normalize_dim(dim, input.ndim, "scatter_add")[0]
-    idx = index.data if isinstance(index, _T()) else index
+    idx = index.data if isinstance(index, Tensor) else index
     _check_index("scatter_add", input, idx, axis)
-    if isinstance(src, _T()) and src.dtype != input.dtype:  # adding into the input must not round src
+    if isinstance(src, Tensor) and src.dtype != input.dtype:  # adding into the input must not round src
         dtype = backend.result_dtype(input.dtype, src.dtype)
         input, src = input.to(dtype), src.to(dtype)
     return ScatterAdd.apply(input, axis, idx, src)
@@ -198,26 +188,21 @@ def scatter_add(input, dim, index, src):
 class MaskedFill(Function):
     @staticmethod
     def forward(ctx, x, mask, value):
-        ctx.mask = mask
+        ctx.save_for_backward(mask)
         xp = xp_of(x)
         return xp.where(mask, xp.asarray(value, dtype=x.dtype), x)
 
     @staticmethod
     def backward(ctx, g):
-        xp = xp_of(g)
-        g = xp.where(ctx.mask, xp.zeros((), g.dtype), g)
-        return g, None, None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        return MaskedFill.apply(g, ctx.mask, 0), None, None
+        (mask,) = ctx.saved
+        return dual.where(mask, 0, g), None, None
 
 
 def masked_fill(input, mask, value):
-    m = mask.data if isinstance(mask, _T()) else mask
+    m = mask.data if isinstance(mask, Tensor) else mask
     if m.dtype != backend.bool_:
         raise TypeError(f"masked_fill: mask must be a bool tensor, got {m.dtype}")
-    if isinstance(value, _T()):
+    if isinstance(value, Tensor):
         value = value.item()
     out_shape = xp_of(m).broadcast_shapes(m.shape, input.shape) if hasattr(xp_of(m), "broadcast_shapes") else None
     if out_shape is not None and tuple(out_shape) != input.shape:
@@ -229,7 +214,7 @@ def masked_fill(input, mask, value):
 
 def index_select(input, dim, index):
     axis = normalize_dim(dim, input.ndim, "index_select")[0]
-    idx = index.data if isinstance(index, _T()) else index
+    idx = index.data if isinstance(index, Tensor) else index
     sl = (slice(None),) * axis + (idx,)
     return getitem(input, sl)
 
@@ -247,7 +232,7 @@ def one_hot(tensor, num_classes=-1):
             f"one_hot: labels must lie in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]"
         )
     out = (labels[..., None] == xp.arange(num_classes)).astype(backend.int64)
-    return _T()._make(out)
+    return Tensor._make(out)
 
 
 def sort(input, dim=-1, descending=False, stable=False):
@@ -255,20 +240,20 @@ def sort(input, dim=-1, descending=False, stable=False):
     axis = normalize_dim(dim, input.ndim, "sort")[0] if input.ndim else 0
     xp = xp_of(input.data)
     if input.ndim == 0:
-        return values_indices(input, _T()._make(xp.zeros((), backend.int64)))
+        return values_indices(input, Tensor._make(xp.zeros((), backend.int64)))
     key = -input.data if descending and input.dtype.kind != "b" else input.data
     idx = xp.argsort(key, axis=axis, kind="stable").astype(backend.int64)
-    return values_indices(Gather.apply(input, axis, idx), _T()._make(idx))
+    return values_indices(Gather.apply(input, axis, idx), Tensor._make(idx))
 
 
 def argsort(input, dim=-1, descending=False, stable=False):
     return sort(input, dim, descending, stable).indices
 
 
-def topk(input, k, dim=-1, largest=True, sorted=True):  # noqa: A002
+def topk(input, k, dim=-1, largest=True, sorted=True):
     axis = normalize_dim(dim, input.ndim, "topk")[0]
     if not 0 <= k <= input.shape[axis]:
         raise ValueError(f"topk: k={k} is out of range for dim {axis} of size {input.shape[axis]}")
     _, idx = sort(input.detach(), axis, descending=largest)
     idx = idx.data.take(range(k), axis=axis) if k else idx.data[(slice(None),) * axis + (slice(0, 0),)]
-    return values_indices(Gather.apply(input, axis, idx), _T()._make(idx))
+    return values_indices(Gather.apply(input, axis, idx), Tensor._make(idx))

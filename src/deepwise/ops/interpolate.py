@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from deepwise.autograd.function import Function
+from deepwise.ops import dual
 from deepwise.ops._util import xp_of
 
 
@@ -56,11 +57,7 @@ class Separable(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return _separable(g, _t(ctx.ah), _t(ctx.aw))
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        return Separable.apply(g, ah=_t(ctx.ah), aw=_t(ctx.aw))
+        return dual.apply(Separable, g, ah=_t(ctx.ah), aw=_t(ctx.aw))
 
 
 # ------------------------------------------------------------------------------------ matrices

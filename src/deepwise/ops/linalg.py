@@ -1,9 +1,16 @@
-"""Matrix products: ``matmul`` (with PyTorch's 1-D and batched rules) and the fused ``linear``."""
+"""Matrix products: ``matmul`` (with PyTorch's 1-D and batched rules) and the fused ``linear``.
+
+Both backwards are written once with ``@`` and ``deepwise.ops.dual``: on arrays they are the same
+GEMMs as a hand-written NumPy backward (the transposes are views, nothing is copied), on Tensors
+they are matmuls again, so any order of derivative works.
+"""
 
 from __future__ import annotations
 
 from deepwise.autograd.function import Function
-from deepwise.ops._util import unbroadcast, xp_of
+from deepwise.ops import dual
+from deepwise.ops.arithmetic import coerce
+from deepwise.tensor import Tensor
 
 
 class MatMul(Function):
@@ -12,59 +19,39 @@ class MatMul(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.a, ctx.b = a, b
+        ctx.save_for_backward(a, b)
         return a @ b
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.a, ctx.b
-        xp = xp_of(g)
-        a2 = a[None, :] if a.ndim == 1 else a
-        b2 = b[:, None] if b.ndim == 1 else b
+        a, b = ctx.saved
+        a2 = dual.reshape(a, (1,) + a.shape) if a.ndim == 1 else a
+        b2 = dual.reshape(b, b.shape + (1,)) if b.ndim == 1 else b
         g2 = g  # restore the dims that 1-D operands dropped; the column first, so 1-D @ 1-D (0-d g) works
         if b.ndim == 1:
-            g2 = xp.expand_dims(g2, -1)
+            g2 = dual.reshape(g2, g2.shape + (1,))
         if a.ndim == 1:
-            g2 = xp.expand_dims(g2, -2)
+            g2 = dual.reshape(g2, g2.shape[:-1] + (1,) + g2.shape[-1:])
         ga = gb = None
+        # a reshape only where a 1-D operand's promoted dim is dropped: a view would cost the engine a copy
         if ctx.needs_input_grad[0]:
-            ga = g2 @ xp.swapaxes(b2, -1, -2)
-            ga = unbroadcast(ga, a2.shape)
-            if a.ndim == 1:  # reshape only to drop the promoted dim: a view would cost the engine a copy
-                ga = ga.reshape(a.shape)
+            ga = dual.sum_to(g2 @ dual.swapaxes(b2, -1, -2), a2.shape)
+            if a.ndim == 1:
+                ga = dual.reshape(ga, a.shape)
         if ctx.needs_input_grad[1]:
             if a2.ndim > 2 and b2.ndim == 2:
                 # (B, n, k)^T @ (B, n, m) summed over B is one GEMM on the flattened batch
-                gb = a2.reshape(-1, a2.shape[-1]).T @ g2.reshape(-1, g2.shape[-1])
+                gb = dual.swapaxes(dual.reshape(a2, (-1, a2.shape[-1])), 0, 1) @ dual.reshape(g2, (-1, g2.shape[-1]))
             else:
-                gb = xp.swapaxes(a2, -1, -2) @ g2
-            gb = unbroadcast(gb, b2.shape)
+                gb = dual.swapaxes(a2, -1, -2) @ g2
+            gb = dual.sum_to(gb, b2.shape)
             if b.ndim == 1:
-                gb = gb.reshape(b.shape)
-        return ga, gb
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        a, b = ctx.inputs
-        from deepwise.tensor import Tensor  # noqa: PLC0415
-
-        a = a if a is not None else Tensor._make(ctx.a)
-        b = b if b is not None else Tensor._make(ctx.b)
-        if a.ndim < 2 or b.ndim < 2:
-            raise RuntimeError("matmul: double backward supports operands of 2 or more dims")
-        from deepwise.ops.arithmetic import _sum_to  # noqa: PLC0415
-
-        ga = _sum_to(g @ b.transpose(-1, -2), a.shape)
-        gb = _sum_to(a.transpose(-1, -2) @ g, b.shape)
+                gb = dual.reshape(gb, b.shape)
         return ga, gb
 
 
 def matmul(input, other):
-    from deepwise.ops.arithmetic import coerce  # noqa: PLC0415
-
     a, b = coerce(input, other, "matmul")
-    from deepwise.tensor import Tensor  # noqa: PLC0415
-
     a = a if isinstance(a, Tensor) else Tensor._make(a)
     b = b if isinstance(b, Tensor) else Tensor._make(b)
     if a.ndim == 0 or b.ndim == 0:
@@ -94,37 +81,34 @@ def dot(input, other):
     return matmul(input, other)
 
 
+def _rows(x):
+    """x as (rows, features): itself when 2-D (no view, so a leaf's gradient needs no copy)."""
+    return x if x.ndim == 2 else dual.reshape(x, (-1, x.shape[-1]))
+
+
 class Linear(Function):
     """y = x W^T + b in one node: one GEMM forward, two backward, on the flattened batch."""
 
     @staticmethod
     def forward(ctx, x, w, b):
-        x2 = x.reshape(-1, x.shape[-1])
-        ctx.x2, ctx.w, ctx.shape = x2, w, x.shape
-        y = x2 @ w.T
+        ctx.save_for_backward(x, w)
+        y = _rows(x) @ w.T
         if b is not None:
             y += b
-        return y.reshape(x.shape[:-1] + (w.shape[0],))
+        return y if x.ndim == 2 else y.reshape(x.shape[:-1] + (w.shape[0],))
 
     @staticmethod
     def backward(ctx, g):
-        g2 = g.reshape(-1, g.shape[-1])
-        gx = (g2 @ ctx.w).reshape(ctx.shape) if ctx.needs_input_grad[0] else None
-        gw = g2.T @ ctx.x2 if ctx.needs_input_grad[1] else None
-        gb = g2.sum(axis=0) if ctx.needs_input_grad[2] else None
-        return gx, gw, gb
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        x, w, b = ctx.inputs
-        from deepwise.tensor import Tensor  # noqa: PLC0415
-
-        x = x if x is not None else Tensor._make(ctx.x2.reshape(ctx.shape))
-        w = w if w is not None else Tensor._make(ctx.w)
-        g2 = g.reshape(-1, g.shape[-1])
-        gx = (g2 @ w).reshape(ctx.shape)
-        gw = g2.T @ x.reshape(-1, x.shape[-1])
-        gb = g2.sum(0) if ctx.needs_input_grad[2] else None
+        x, w = ctx.saved
+        g2 = _rows(g)
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = g2 @ w
+            gx = gx if x.ndim == 2 else dual.reshape(gx, x.shape)
+        if ctx.needs_input_grad[1]:
+            gw = dual.swapaxes(g2, 0, 1) @ _rows(x)
+        if ctx.needs_input_grad[2]:
+            gb = dual.sum(g2, axis=0)
         return gx, gw, gb
 
 

@@ -4,28 +4,29 @@ divergence."""
 from __future__ import annotations
 
 from deepwise.autograd.function import Function
+from deepwise.ops import dual
 from deepwise.ops._loss_common import (
-    _REDUCTIONS,
-    _array,
-    _check_same_shape,
-    _floats,
-    _quiet,
-    _reduce,
-    _reduction,
-    _spread,
-    _tensor,
+    REDUCTIONS,
+    check_reduction,
+    check_same_shape,
+    check_tensor,
+    float_pair,
+    quiet,
+    reduce_loss,
+    spread_grad,
+    weight_array,
 )
-from deepwise.ops._util import unbroadcast, xp_of
-from deepwise.ops.unary import stable_sigmoid
+from deepwise.ops._util import xp_of
 
 
 def _rows(a):
-    """(C,) -> (1, C); (N, C) as is; (N, C, d1, ...) -> (N*d1*..., C) with classes last."""
+    """(C,) -> (1, C); (N, C) as is; (N, C, d1, ...) -> (N*d1*..., C) with classes last (an array
+    or a Tensor, for the composites)."""
     if a.ndim == 1:
         return a[None]
     if a.ndim == 2:
         return a
-    return xp_of(a).moveaxis(a, 1, -1).reshape(-1, a.shape[1])
+    return dual.reshape(dual.moveaxis(a, 1, -1), (-1, a.shape[1]))
 
 
 def _unrows(g2, shape):
@@ -83,9 +84,27 @@ def _row_scale(g, n_rows, reduction, denom):
     if reduction == "none":
         return g.reshape(n_rows)
     if reduction == "mean":
-        with _quiet():
+        with quiet():
             return g / denom
     return g
+
+
+def _picked(logp, safe):
+    """logp[i, safe[i]] for every row i (a Tensor op: its backward puts the gradient back)."""
+    return logp[xp_of(safe).arange(logp.shape[0]), safe]
+
+
+def _cross_entropy_ops(x, t, *, weight, ignore_index, label_smoothing, reduction):
+    """``CrossEntropy`` in deepwise ops (log_softmax, a pick per row, sums): its higher derivatives."""
+    logp = _rows(x).log_softmax(dim=1)
+    n_classes = logp.shape[1]
+    safe, w_t, valid = _gather_rows(t, weight, ignore_index, x.dtype, xp_of(t))
+    loss = -_picked(logp, safe) * w_t
+    eps = label_smoothing
+    if eps:
+        smooth = -(logp.sum(dim=1) if weight is None else (logp * weight).sum(dim=1))
+        loss = (1 - eps) * loss + (eps / n_classes) * (smooth * valid.astype(x.dtype))
+    return reduce_loss(loss.reshape(t.shape), reduction, w_t.sum())
 
 
 class CrossEntropy(Function):
@@ -94,6 +113,9 @@ class CrossEntropy(Function):
     Per row i: loss_i = (1-eps) w[y_i] (-logp[i, y_i]) + eps/C sum_c w[c] (-logp[i, c]); 'mean'
     divides by sum_i w[y_i] over non-ignored rows. d loss_i / dx = softmax * sum_c a_c - a, with
     a the row's target distribution (times weights)."""
+
+    array_backward = True
+    composite = staticmethod(_cross_entropy_ops)
 
     @staticmethod
     def forward(ctx, x, t, *, weight, ignore_index, label_smoothing, reduction):
@@ -116,32 +138,48 @@ class CrossEntropy(Function):
             loss = (1 - eps) * loss + (eps / n_classes) * (smooth * valid)
         e /= total[:, None]  # softmax, all backward needs
         denom = w_t.sum()
-        ctx.p, ctx.safe, ctx.w_t, ctx.valid, ctx.weight = e, safe, w_t, valid, weight
+        ctx.save_for_backward(e, safe, w_t, valid, weight)
         ctx.eps, ctx.reduction, ctx.denom, ctx.shape = eps, reduction, denom, x.shape
-        return _reduce(loss.reshape(t.shape), reduction, denom)
+        return reduce_loss(loss.reshape(t.shape), reduction, denom)
 
     @staticmethod
     def backward(ctx, g):
         xp = xp_of(g)
-        p, eps, weight, w_t = ctx.p, ctx.eps, ctx.weight, ctx.w_t
+        p, safe, w_t, valid, weight = ctx.saved
+        eps = ctx.eps
         n_rows, n_classes = p.shape
         scale = _row_scale(g, n_rows, ctx.reduction, ctx.denom)
         a_hit = (1 - eps) * w_t * scale  # target-class coefficient of each row
         if eps:
             w_all = n_classes if weight is None else weight.sum()
-            spread = ctx.valid * scale * (eps / n_classes)
+            spread = valid * scale * (eps / n_classes)
             gx = p * (a_hit + w_all * spread)[:, None]
             gx -= spread[:, None] * (1 if weight is None else weight[None, :])
         else:
             gx = p * a_hit[:, None]
-        gx[xp.arange(n_rows), ctx.safe] -= a_hit
+        gx[xp.arange(n_rows), safe] -= a_hit
         return _unrows(gx.astype(p.dtype, copy=False), ctx.shape), None
+
+
+def _cross_entropy_prob_ops(x, t, *, weight, label_smoothing, reduction):
+    """``CrossEntropyProb`` in deepwise ops: -sum_c w[c] q[i, c] log_softmax(x)[i, c] per row."""
+    logp = _rows(x).log_softmax(dim=1)
+    n_rows, n_classes = logp.shape
+    eps = label_smoothing
+    q = _rows(t) * (1 - eps) + eps / n_classes if eps else _rows(t)
+    a = q if weight is None else q * weight
+    loss = -(a * logp).sum(dim=1)
+    out_shape = () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
+    return reduce_loss(loss.reshape(out_shape), reduction, n_rows)
 
 
 class CrossEntropyProb(Function):
     """Fused log-softmax + cross-entropy against class probabilities (the input's shape).
 
     loss_i = -sum_c w[c] q[i, c] logp[i, c] with q = (1-eps) target + eps/C; 'mean' divides by rows."""
+
+    array_backward = True
+    composite = staticmethod(_cross_entropy_prob_ops)
 
     @staticmethod
     def forward(ctx, x, t, *, weight, label_smoothing, reduction):
@@ -154,14 +192,14 @@ class CrossEntropyProb(Function):
         a = q if weight is None else q * weight
         loss = -(a * logp).sum(axis=1)
         out_shape = () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
-        ctx.logp, ctx.a, ctx.weight, ctx.eps = logp, a, weight, eps
-        ctx.reduction, ctx.shape = reduction, x.shape
-        return _reduce(loss.reshape(out_shape), reduction, n_rows)
+        ctx.save_for_backward(logp, a, weight)
+        ctx.eps, ctx.reduction, ctx.shape = eps, reduction, x.shape
+        return reduce_loss(loss.reshape(out_shape), reduction, n_rows)
 
     @staticmethod
     def backward(ctx, g):
         xp = xp_of(g)
-        logp, a = ctx.logp, ctx.a
+        logp, a, weight = ctx.saved
         scale = _row_scale(g, logp.shape[0], ctx.reduction, logp.shape[0])
         scale = scale[:, None] if scale.ndim else scale
         gx = gt = None
@@ -170,14 +208,24 @@ class CrossEntropyProb(Function):
             gx = _unrows(gx.astype(logp.dtype, copy=False), ctx.shape)
         if ctx.needs_input_grad[1]:
             gt = -(1 - ctx.eps) * logp * scale
-            if ctx.weight is not None:
-                gt = gt * ctx.weight
+            if weight is not None:
+                gt = gt * weight
             gt = _unrows(gt.astype(logp.dtype, copy=False), ctx.shape)
         return gx, gt
 
 
+def _nll_ops(x, t, *, weight, ignore_index, reduction):
+    """``NLLLoss`` in deepwise ops: -w[y] * x[y] picked per row."""
+    safe, w_t, _ = _gather_rows(t, weight, ignore_index, x.dtype, xp_of(t))
+    loss = -_picked(_rows(x), safe) * w_t
+    return reduce_loss(loss.reshape(t.shape), reduction, w_t.sum())
+
+
 class NLLLoss(Function):
     """-w[y] * input[y] per row (input holds log-probabilities); 'mean' divides by sum of w[y]."""
+
+    array_backward = True
+    composite = staticmethod(_nll_ops)
 
     @staticmethod
     def forward(ctx, x, t, *, weight, ignore_index, reduction):
@@ -186,22 +234,23 @@ class NLLLoss(Function):
         safe, w_t, _ = _gather_rows(t, weight, ignore_index, x.dtype, xp)
         loss = -x2[xp.arange(x2.shape[0]), safe] * w_t
         denom = w_t.sum()
-        ctx.safe, ctx.w_t, ctx.reduction, ctx.denom, ctx.shape = safe, w_t, reduction, denom, x.shape
-        ctx.rows_shape = x2.shape
-        return _reduce(loss.reshape(t.shape), reduction, denom)
+        ctx.save_for_backward(safe, w_t)
+        ctx.reduction, ctx.denom, ctx.shape, ctx.rows_shape = reduction, denom, x.shape, x2.shape
+        return reduce_loss(loss.reshape(t.shape), reduction, denom)
 
     @staticmethod
     def backward(ctx, g):
         xp = xp_of(g)
+        safe, w_t = ctx.saved
         n_rows = ctx.rows_shape[0]
         gx = xp.zeros(ctx.rows_shape, g.dtype)
-        gx[xp.arange(n_rows), ctx.safe] = -ctx.w_t * _row_scale(g, n_rows, ctx.reduction, ctx.denom)
+        gx[xp.arange(n_rows), safe] = -w_t * _row_scale(g, n_rows, ctx.reduction, ctx.denom)
         return _unrows(gx, ctx.shape), None
 
 
 def _class_weight(op, weight, input):
     n_classes = input.shape[0] if input.ndim == 1 else input.shape[1]
-    return _array(weight, op, f"weight (one per class, {n_classes} classes)", input, (n_classes,))
+    return weight_array(weight, op, f"weight (one per class, {n_classes} classes)", input, (n_classes,))
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
@@ -209,9 +258,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     """Cross-entropy of logits ``input`` (C,), (N, C) or (N, C, d1, ...) against integer class
     indices (the input's shape without C) or class probabilities (the input's shape)."""
     op = "cross_entropy"
-    reduction = _reduction(op, reduction, size_average, reduce)
-    _tensor(input, op, "input")
-    _tensor(target, op, "target")
+    reduction = check_reduction(op, reduction, size_average, reduce)
+    check_tensor(input, op, "input")
+    check_tensor(target, op, "target")
     if input.dtype.kind != "f":
         raise TypeError(f"{op}: input (logits) must be floating point, got {input.dtype}")
     if not 0.0 <= label_smoothing <= 1.0:
@@ -239,9 +288,9 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
              reduction="mean"):
     """Negative log-likelihood of log-probabilities ``input`` at integer class ``target``."""
     op = "nll_loss"
-    reduction = _reduction(op, reduction, size_average, reduce)
-    _tensor(input, op, "input")
-    _tensor(target, op, "target")
+    reduction = check_reduction(op, reduction, size_average, reduce)
+    check_tensor(input, op, "input")
+    check_tensor(target, op, "target")
     if input.dtype.kind != "f":
         raise TypeError(f"{op}: input (log-probabilities) must be floating point, got {input.dtype}")
     if target.dtype.kind not in "iu":
@@ -252,34 +301,49 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
 
 
 # ---------------------------------------------------------------------------- binary classification
+def _log_clamped(p):
+    return dual.maximum(dual.log(p), -100)
+
+
+def _log1m_clamped(p):
+    return dual.maximum(dual.log1p(-p), -100)
+
+
 class BinaryCrossEntropy(Function):
     """-w (y log p + (1-y) log(1-p)), each log clamped at -100 so p = 0 or 1 stays finite."""
 
     @staticmethod
     def forward(ctx, p, y, *, weight, reduction):
-        xp = xp_of(p)
-        with _quiet():
-            log_p = xp.maximum(xp.log(p), -100)
-            log_q = xp.maximum(xp.log1p(-p), -100)
+        with quiet():
+            log_p = _log_clamped(p)
+            log_q = _log1m_clamped(p)
         loss = -(y * log_p + (1 - y) * log_q)
         if weight is not None:
             loss = loss * weight
-        ctx.p, ctx.y, ctx.log_p, ctx.log_q, ctx.w, ctx.reduction = p, y, log_p, log_q, weight, reduction
-        return _reduce(loss, reduction)
+        ctx.save_for_backward(p, y, log_p, log_q, weight)
+        ctx.reduction = reduction
+        return reduce_loss(loss, reduction)
 
     @staticmethod
     def backward(ctx, g):
-        xp = xp_of(g)
-        gl = _spread(g, ctx.p.shape, ctx.reduction)
-        if ctx.w is not None:
-            gl = gl * ctx.w
+        p, y, log_p, log_q, w = ctx.saved
+        gl = spread_grad(g, p.shape, ctx.reduction)
+        if w is not None:
+            gl = gl * w
         gp = gy = None
         if ctx.needs_input_grad[0]:
-            p = ctx.p
-            gp = gl * (p - ctx.y) / xp.maximum((1 - p) * p, p.dtype.type(1e-12))
+            gp = gl * (p - y) / dual.maximum((1 - p) * p, p.dtype.type(1e-12))
         if ctx.needs_input_grad[1]:
-            gy = gl * (ctx.log_q - ctx.log_p)
+            with quiet():
+                log_p = dual.recompute(log_p, _log_clamped, p)
+                log_q = dual.recompute(log_q, _log1m_clamped, p)
+            gy = gl * (log_q - log_p)
         return gp, gy
+
+
+def _softplus_neg(x):
+    """softplus(-x) = max(-x, 0) + log1p(e^-|x|), finite for any x."""
+    return dual.maximum(-x, 0) + dual.log1p(dual.exp(-dual.abs(x)))
 
 
 class BinaryCrossEntropyWithLogits(Function):
@@ -287,31 +351,39 @@ class BinaryCrossEntropyWithLogits(Function):
 
     @staticmethod
     def forward(ctx, x, y, *, weight, pos_weight, reduction):
-        xp = xp_of(x)
-        sp = xp.maximum(-x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+        sp = _softplus_neg(x)
         lw = None if pos_weight is None else 1 + (pos_weight - 1) * y
         loss = (1 - y) * x + (sp if lw is None else lw * sp)
         if weight is not None:
             loss = loss * weight
-        ctx.x, ctx.y, ctx.sp, ctx.lw, ctx.pw, ctx.w, ctx.reduction = x, y, sp, lw, pos_weight, weight, reduction
-        return _reduce(loss, reduction)
+        ctx.save_for_backward(x, y, sp, lw, pos_weight, weight)
+        ctx.reduction = reduction
+        return reduce_loss(loss, reduction)
 
     @staticmethod
     def backward(ctx, g):
-        gl = _spread(g, ctx.x.shape, ctx.reduction)
-        if ctx.w is not None:
-            gl = gl * ctx.w
+        x, y, sp, lw, pw, w = ctx.saved
+        gl = spread_grad(g, x.shape, ctx.reduction)
+        if w is not None:
+            gl = gl * w
         gx = gy = None
         if ctx.needs_input_grad[0]:
-            s = stable_sigmoid(ctx.x)
-            gx = gl * ((s - ctx.y) if ctx.lw is None else (1 - ctx.y) - ctx.lw * (1 - s))
+            s = dual.sigmoid(x)
+            if pw is None:
+                gx = gl * (s - y)
+            else:
+                lw = dual.recompute(lw, lambda y: 1 + (pw - 1) * y, y)
+                gx = gl * ((1 - y) - lw * (1 - s))
         if ctx.needs_input_grad[1]:
-            gy = gl * (-ctx.x if ctx.pw is None else (ctx.pw - 1) * ctx.sp - ctx.x)
+            if pw is None:
+                gy = gl * -x
+            else:
+                gy = gl * ((pw - 1) * dual.recompute(sp, _softplus_neg, x) - x)
         return gx, gy
 
 
 def _broadcast_weight(op, name, w, input):
-    w = _array(w, op, name, input)
+    w = weight_array(w, op, name, input)
     if w is None:
         return None
     try:
@@ -324,9 +396,9 @@ def _broadcast_weight(op, name, w, input):
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
     """BCE of probabilities ``input`` in [0, 1]; for logits use binary_cross_entropy_with_logits."""
     op = "binary_cross_entropy"
-    reduction = _reduction(op, reduction, size_average, reduce)
-    input, target = _floats(op, input, target)
-    _check_same_shape(op, input, target)
+    reduction = check_reduction(op, reduction, size_average, reduce)
+    input, target = float_pair(op, input, target)
+    check_same_shape(op, input, target)
     if input.data.size:
         lo, hi = float(input.data.min()), float(input.data.max())
         if lo < 0 or hi > 1:
@@ -340,9 +412,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
                                      reduction="mean", pos_weight=None):
     """sigmoid + BCE in one stable expression; ``pos_weight`` (one per class, last dim) scales positives."""
     op = "binary_cross_entropy_with_logits"
-    reduction = _reduction(op, reduction, size_average, reduce)
-    input, target = _floats(op, input, target)
-    _check_same_shape(op, input, target)
+    reduction = check_reduction(op, reduction, size_average, reduce)
+    input, target = float_pair(op, input, target)
+    check_same_shape(op, input, target)
     w = _broadcast_weight(op, "weight", weight, input)
     pw = _broadcast_weight(op, "pos_weight", pos_weight, input)
     return BinaryCrossEntropyWithLogits.apply(input, target, weight=w, pos_weight=pw, reduction=reduction)
@@ -355,42 +427,43 @@ class KLDiv(Function):
     @staticmethod
     def forward(ctx, x, t, *, log_target, reduction):
         xp = xp_of(x)
+        et = None
         if log_target:
             et = xp.exp(t)
             loss = et * (t - x)
-            ctx.et = et
         else:
-            with _quiet():
+            with quiet():
                 tlogt = xp.where(t == 0, 0, t * xp.log(t)).astype(t.dtype, copy=False)
             loss = tlogt - t * x
         denom = None
         if reduction == "batchmean":
             reduction, denom = "mean", (x.shape[0] if x.ndim else 1)
-        ctx.x, ctx.t, ctx.log_target, ctx.reduction, ctx.denom = x, t, log_target, reduction, denom
-        ctx.shapes = (x.shape, t.shape, loss.shape)
-        return _reduce(loss, reduction, denom)
+        ctx.save_for_backward(x, t, et)
+        ctx.log_target, ctx.reduction, ctx.denom, ctx.loss_shape = log_target, reduction, denom, loss.shape
+        return reduce_loss(loss, reduction, denom)
 
     @staticmethod
     def backward(ctx, g):
-        xp = xp_of(g)
-        x, t = ctx.x, ctx.t
-        gl = _spread(g, ctx.shapes[2], ctx.reduction, ctx.denom)
+        x, t, et = ctx.saved
+        gl = spread_grad(g, ctx.loss_shape, ctx.reduction, ctx.denom)
+        if ctx.log_target:
+            et = dual.recompute(et, dual.exp, t)
         gx = gt = None
         if ctx.needs_input_grad[0]:
-            gx = unbroadcast(-gl * (ctx.et if ctx.log_target else t), ctx.shapes[0])
+            gx = dual.sum_to(-gl * (et if ctx.log_target else t), x.shape)
         if ctx.needs_input_grad[1]:
             if ctx.log_target:
-                gt = gl * ctx.et * (t - x + 1)
+                gt = gl * et * (t - x + 1)
             else:
-                with _quiet():
-                    gt = gl * (xp.log(t) + 1 - x)
-            gt = unbroadcast(gt, ctx.shapes[1])
+                with quiet():
+                    gt = gl * (dual.log(t) + 1 - x)
+            gt = dual.sum_to(gt, t.shape)
         return gx, gt
 
 
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
     """KL(target || exp(input)) pointwise; 'batchmean' divides the sum by the batch size."""
     op = "kl_div"
-    reduction = _reduction(op, reduction, size_average, reduce, allowed=_REDUCTIONS + ("batchmean",))
-    input, target = _floats(op, input, target)
+    reduction = check_reduction(op, reduction, size_average, reduce, allowed=REDUCTIONS + ("batchmean",))
+    input, target = float_pair(op, input, target)
     return KLDiv.apply(input, target, log_target=bool(log_target), reduction=reduction)

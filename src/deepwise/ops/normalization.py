@@ -6,6 +6,10 @@ and return ``xhat * weight + bias``. With ``dxhat = grad * weight`` the input gr
     dx = invstd / m * (m * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
 
 (sums over the normalised axes), so backward needs only ``xhat`` and ``invstd`` from forward.
+
+That backward works on arrays (contiguous rows, one BLAS dot per row), so each op is an
+``array_backward`` kernel whose higher derivatives (``create_graph=True``) come from its
+``composite``: the same normalisation written with other ops, differentiated instead.
 """
 
 from __future__ import annotations
@@ -14,12 +18,7 @@ import math
 
 from deepwise.autograd.function import Function
 from deepwise.ops._util import xp_of
-
-
-def _T():
-    from deepwise.tensor import Tensor  # noqa: PLC0415
-
-    return Tensor
+from deepwise.tensor import Tensor
 
 
 def _rows(a, axes):
@@ -99,29 +98,18 @@ def _input_grad(g, w, xhat, invstd, axes, m):
     return _combine(dxhat, xhat, invstd, s1, s2, m)
 
 
-def _standardize_t(x, axes, eps):
-    """``_standardize`` with Tensor ops, for backward_graph: (xhat, invstd) recorded in the graph."""
-    from deepwise.ops.unary import sqrt  # noqa: PLC0415
-
+def _standardize_ops(x, axes, eps):
+    """(x - mean) / sqrt(biased var + eps) over ``axes``, in deepwise ops: the composites' core."""
     xc = x - x.mean(dim=axes, keepdim=True)
-    invstd = 1 / sqrt((xc * xc).mean(dim=axes, keepdim=True) + eps)
-    return xc * invstd, invstd
+    return xc * ((xc * xc).mean(dim=axes, keepdim=True) + eps).rsqrt()
 
 
-def _input_grad_t(dxhat, xhat, invstd, axes, m):
-    """``_input_grad`` with Tensor ops (``dxhat`` already multiplied by the weight)."""
-    s1 = dxhat.sum(dim=axes, keepdim=True)
-    s2 = (dxhat * xhat).sum(dim=axes, keepdim=True)
-    return (invstd / m) * (m * dxhat - s1 - xhat * s2)
-
-
-def _param_grads_t(ctx, g, xhat, axes, shape):
-    def total(t):  # an empty ``axes`` (layer norm of one sample) sums nothing, as NumPy's axis=()
-        return (t.sum(dim=axes) if axes else t).reshape(shape)
-
-    gw = total(g * xhat) if ctx.needs_input_grad[1] else None
-    gb = total(g) if ctx.needs_input_grad[2] else None
-    return gw, gb
+def _affine_ops(xhat, w, b, shape=None):
+    if w is not None:
+        xhat = xhat * (w if shape is None else w.reshape(shape))
+    if b is not None:
+        xhat = xhat + (b if shape is None else b.reshape(shape))
+    return xhat
 
 
 def _param_grads(ctx, g, xhat, axes, shape):
@@ -130,9 +118,26 @@ def _param_grads(ctx, g, xhat, axes, shape):
     return gw, gb
 
 
+def _batch_norm_ops(x, w, b, *, running_mean, running_var, training, momentum, eps):
+    """``BatchNorm`` in deepwise ops, for its higher derivatives: batch statistics in training
+    (the running statistics are not touched: forward updated them once), else the running ones."""
+    bshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    if training:
+        xhat = _standardize_ops(x, (0,) + tuple(range(2, x.ndim)), eps)
+    else:
+        xp = xp_of(x.data)
+        invstd = (1 / xp.sqrt(running_var + eps)).astype(x.dtype, copy=False).reshape(bshape)
+        mean = running_mean.reshape(bshape).astype(x.dtype, copy=False)
+        xhat = (x - Tensor._make(mean)) * Tensor._make(invstd)
+    return _affine_ops(xhat, w, b, bshape)
+
+
 class BatchNorm(Function):
     """Per-channel normalisation of (N, C, *); in training, batch statistics (running stats updated
     in place with the unbiased variance); otherwise the running statistics."""
+
+    array_backward = True
+    composite = staticmethod(_batch_norm_ops)
 
     @staticmethod
     def forward(ctx, x, w, b, *, running_mean, running_var, training, momentum, eps):
@@ -155,15 +160,14 @@ class BatchNorm(Function):
             m = None
             invstd = (1 / xp.sqrt(running_var + eps)).astype(x.dtype, copy=False).reshape(bshape)
             xhat = (x - running_mean.reshape(bshape).astype(x.dtype, copy=False)) * invstd
-        ctx.xhat, ctx.invstd, ctx.w, ctx.m, ctx.axes = xhat, invstd, wb, m, axes
-        ctx.eps, ctx.bshape = eps, bshape
-        if not training:
-            ctx.mean = running_mean.reshape(bshape).astype(x.dtype)  # a copy: the buffer may change later
+        ctx.save_for_backward(xhat, invstd, wb)
+        ctx.m, ctx.axes = m, axes
         return _affine(xhat, wb, bb)
 
     @staticmethod
     def backward(ctx, g):
-        xhat, invstd, w, axes = ctx.xhat, ctx.invstd, ctx.w, ctx.axes
+        xhat, invstd, w = ctx.saved
+        axes = ctx.axes
         n_ch = xhat.shape[1]
         sg, sgx = _sums(g, xhat, axes)
         gx = None
@@ -177,67 +181,53 @@ class BatchNorm(Function):
         gb = sg.reshape(n_ch) if ctx.needs_input_grad[2] else None
         return gx, gw, gb
 
-    @staticmethod
-    def backward_graph(ctx, g):
-        x, w = ctx.inputs[0], ctx.inputs[1]
-        axes, n_ch = ctx.axes, ctx.xhat.shape[1]
-        if ctx.m is None:  # running statistics: constants, so xhat is affine in x
-            invstd = _T()._make(ctx.invstd)
-            xhat = (x - _T()._make(ctx.mean)) * invstd
-        else:
-            xhat, invstd = _standardize_t(x, axes, ctx.eps)
-        sg = g.sum(dim=axes, keepdim=True)
-        sgx = (g * xhat).sum(dim=axes, keepdim=True)
-        gx = None
-        if ctx.needs_input_grad[0]:
-            k = invstd if w is None else invstd * w.reshape(ctx.bshape)
-            if ctx.m is None:
-                gx = g * k
-            else:
-                gx = k * (g - sg / ctx.m - xhat * (sgx / ctx.m))
-        gw = sgx.reshape(n_ch) if ctx.needs_input_grad[1] else None
-        gb = sg.reshape(n_ch) if ctx.needs_input_grad[2] else None
-        return gx, gw, gb
+
+def _layer_norm_ops(x, w, b, *, k, eps):
+    """``LayerNorm`` in deepwise ops: (x - mean) / sqrt(var + eps) * w + b over the last k axes."""
+    return _affine_ops(_standardize_ops(x, tuple(range(x.ndim - k, x.ndim)), eps), w, b)
 
 
 class LayerNorm(Function):
     """Normalisation over the last ``k`` axes; weight and bias have those axes' shape."""
+
+    array_backward = True
+    composite = staticmethod(_layer_norm_ops)
 
     @staticmethod
     def forward(ctx, x, w, b, *, k, eps):
         xp = xp_of(x)
         axes = tuple(range(x.ndim - k, x.ndim))
         xhat, invstd, _, _ = _standardize(x, axes, eps, xp)
-        ctx.xhat, ctx.invstd, ctx.w, ctx.axes = xhat, invstd, w, axes
+        ctx.save_for_backward(xhat, invstd, w)
+        ctx.axes = axes
         ctx.m = math.prod(x.shape[x.ndim - k:])
-        ctx.eps = eps
         return _affine(xhat, w, b)
 
     @staticmethod
     def backward(ctx, g):
-        xhat = ctx.xhat
+        xhat, invstd, w = ctx.saved
         gx = None
         if ctx.needs_input_grad[0]:
-            gx = _input_grad(g, ctx.w, xhat, ctx.invstd, ctx.axes, ctx.m)
+            gx = _input_grad(g, w, xhat, invstd, ctx.axes, ctx.m)
         lead = tuple(range(xhat.ndim - len(ctx.axes)))
         gw, gb = _param_grads(ctx, g, xhat, lead, xhat.shape[len(lead):])
         return (gx, gw, gb)
 
-    @staticmethod
-    def backward_graph(ctx, g):
-        x, w = ctx.inputs[0], ctx.inputs[1]
-        xhat, invstd = _standardize_t(x, ctx.axes, ctx.eps)
-        gx = None
-        if ctx.needs_input_grad[0]:
-            gx = _input_grad_t(g if w is None else g * w, xhat, invstd, ctx.axes, ctx.m)
-        lead = tuple(range(x.ndim - len(ctx.axes)))
-        gw, gb = _param_grads_t(ctx, g, xhat, lead, x.shape[len(lead):])
-        return gx, gw, gb
+
+def _group_norm_ops(x, w, b, *, num_groups, eps):
+    """``GroupNorm`` in deepwise ops: each sample's groups of channels standardised, then per-channel
+    weight and bias."""
+    n, n_ch = x.shape[:2]
+    xhat = _standardize_ops(x.reshape(n, num_groups, -1), (2,), eps).reshape(x.shape)
+    return _affine_ops(xhat, w, b, (1, n_ch) + (1,) * (x.ndim - 2))
 
 
 class GroupNorm(Function):
     """Normalisation of (N, C, *) over groups of C / G channels and all spatial positions;
     weight and bias are per channel."""
+
+    array_backward = True
+    composite = staticmethod(_group_norm_ops)
 
     @staticmethod
     def forward(ctx, x, w, b, *, num_groups, eps):
@@ -247,44 +237,29 @@ class GroupNorm(Function):
         xhat_g, invstd, _, _ = _standardize(x.reshape(n, num_groups, -1), (2,), eps, xp)
         xhat = xhat_g.reshape(x.shape)
         wb = None if w is None else w.reshape(bshape)
-        ctx.xhat, ctx.invstd, ctx.w, ctx.groups = xhat, invstd, wb, num_groups
-        ctx.eps, ctx.bshape = eps, bshape
+        ctx.save_for_backward(xhat, invstd, wb)
+        ctx.groups = num_groups
         return _affine(xhat, wb, None if b is None else b.reshape(bshape))
 
     @staticmethod
     def backward(ctx, g):
-        xhat = ctx.xhat
+        xhat, invstd, w = ctx.saved
         n, n_ch = xhat.shape[:2]
         gx = None
         if ctx.needs_input_grad[0]:
-            dxhat = g if ctx.w is None else g * ctx.w
+            dxhat = g if w is None else g * w
             grouped = (n, ctx.groups, -1)
             xg = xhat.reshape(grouped)
-            gx = _input_grad(dxhat.reshape(grouped), None, xg, ctx.invstd, (2,), xg.shape[2])
+            gx = _input_grad(dxhat.reshape(grouped), None, xg, invstd, (2,), xg.shape[2])
             gx = gx.reshape(xhat.shape)
         axes = (0,) + tuple(range(2, xhat.ndim))
         gw, gb = _param_grads(ctx, g, xhat, axes, (n_ch,))
         return gx, gw, gb
 
-    @staticmethod
-    def backward_graph(ctx, g):
-        x, w = ctx.inputs[0], ctx.inputs[1]
-        n, n_ch = x.shape[:2]
-        grouped = (n, ctx.groups, -1)
-        xg, invstd = _standardize_t(x.reshape(grouped), (2,), ctx.eps)
-        xhat = xg.reshape(x.shape)
-        gx = None
-        if ctx.needs_input_grad[0]:
-            dxhat = g if w is None else g * w.reshape(ctx.bshape)
-            gx = _input_grad_t(dxhat.reshape(grouped), xg, invstd, (2,), xg.shape[2]).reshape(x.shape)
-        axes = (0,) + tuple(range(2, x.ndim))
-        gw, gb = _param_grads_t(ctx, g, xhat, axes, (n_ch,))
-        return gx, gw, gb
-
 
 # ------------------------------------------------------------------------------------ functional
 def _check_input(op, input, min_ndim):
-    if not isinstance(input, _T()):
+    if not isinstance(input, Tensor):
         raise TypeError(f"{op}: input must be a Tensor, got {type(input).__name__}")
     if input.dtype.kind != "f":
         raise TypeError(f"{op}: input must be floating point, got {input.dtype}")
@@ -303,7 +278,7 @@ def _param(op, name, t, shape, dtype):
 def _buffer(op, name, t, n_ch):
     if t is None:
         return None
-    arr = t.data if isinstance(t, _T()) else t
+    arr = t.data if isinstance(t, Tensor) else t
     if tuple(arr.shape) != (n_ch,):
         raise ValueError(f"{op}: {name} must have shape ({n_ch},) for {n_ch} channels, got {tuple(arr.shape)}")
     return arr
@@ -330,6 +305,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         raise ValueError(f"{op}: momentum must be a number (a layer with momentum=None passes 1/num_batches)")
     w = _param(op, "weight", weight, (n_ch,), input.dtype)
     b = _param(op, "bias", bias, (n_ch,), input.dtype)
+    if not training:  # the statistics of this call, for the composite: the buffers may change later
+        rm, rv = rm.copy(), rv.copy()
     return BatchNorm.apply(input, w, b, running_mean=rm, running_var=rv, training=bool(training),
                            momentum=float(momentum), eps=float(eps))
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepwise.autograd.engine import is_grad_enabled
 from deepwise.autograd.function import Function
+from deepwise.autograd.mode import is_grad_enabled
+from deepwise.ops import dual
 from deepwise.ops._util import xp_of
-from deepwise.ops.conv import _as_strided, _tuple
+from deepwise.ops.conv import as_strided, int_tuple
 
 
 # ------------------------------------------------------------------------------------ geometry
@@ -37,11 +38,11 @@ def _settings(op, input, kernel_size, stride, padding, dilation, ceil_mode):
                            f"{tuple(input.shape)}")
     if input.dtype.kind != "f":
         raise TypeError(f"{op}: needs a floating-point input, got {input.dtype}")
-    k = _tuple(kernel_size, 2, "kernel_size", op)
+    k = int_tuple(kernel_size, 2, "kernel_size", op)
     s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else \
-        _tuple(stride, 2, "stride", op)
-    p = _tuple(padding, 2, "padding", op)
-    d = _tuple(dilation, 2, "dilation", op)
+        int_tuple(stride, 2, "stride", op)
+    p = int_tuple(padding, 2, "padding", op)
+    d = int_tuple(dilation, 2, "dilation", op)
     if min(k) < 1 or min(s) < 1 or min(d) < 1 or min(p) < 0:
         raise ValueError(f"{op}: kernel_size, stride and dilation must be positive and padding >= 0, got "
                          f"kernel_size={k}, stride={s}, padding={p}, dilation={d}")
@@ -104,7 +105,7 @@ def _max_2x2(x, out_hw):
     a = x.transpose(order)
     s0, s1, sh, sw = a.strides
     corners = xp.empty((2, 2) + a.shape[:2] + (oh, ow), dtype=x.dtype)
-    corners[...] = _as_strided(xp, a, corners.shape, (sh, sw, s0, s1, 2 * sh, 2 * sw))
+    corners[...] = as_strided(xp, a, corners.shape, (sh, sw, s0, s1, 2 * sh, 2 * sw))
     (tl, tr), (bl, br) = corners
     right_top, right_bottom = tr > tl, br > bl
     top, bottom = xp.maximum(tl, tr), xp.maximum(bl, br)
@@ -198,31 +199,47 @@ class MaxPool2dFn(Function):
     def forward(ctx, x, k, s, p, d, out_hw, return_indices):
         need_arg = return_indices or (ctx.needs_input_grad[0] and is_grad_enabled())
         y, arg = _max_forward(x, k, s, p, d, out_hw, need_arg)
-        ctx.arg, ctx.x_shape, ctx.settings = arg, x.shape, (k, s, p, d)
+        ctx.save_for_backward(arg)
+        ctx.x_shape, ctx.settings = x.shape, (k, s, p, d)
         if return_indices:
             return y, _flat_indices(arg, x.shape[2:], k, s, p, d, out_hw)
         return y
 
     @staticmethod
     def backward(ctx, g, *_):
-        return (_max_scatter(g, ctx.arg, ctx.x_shape, *ctx.settings),) + (None,) * 6
-
-    @staticmethod
-    def backward_graph(ctx, g, *_):
-        return (_MaxScatter.apply(g, arg=ctx.arg, x_shape=ctx.x_shape, settings=ctx.settings),) + (None,) * 6
+        (arg,) = ctx.saved  # a constant: the window offset of each output's maximum
+        return (dual.apply(_MaxScatter, g, arg, x_shape=ctx.x_shape, settings=ctx.settings),) + (None,) * 6
 
 
 class _MaxScatter(Function):
-    """Max pool's backward as an op (for double backward); its own backward is the gather."""
+    """Max pool's backward as an op: each output's gradient put at its argmax (linear in g); its own
+    backward is the gather ``_MaxGather``, whose backward is this again -- so any order works."""
 
     @staticmethod
     def forward(ctx, g, arg, x_shape, settings):
-        ctx.arg, ctx.x_shape, ctx.settings, ctx.out_hw = arg, x_shape, settings, g.shape[2:]
+        ctx.save_for_backward(arg)
+        ctx.settings, ctx.out_hw = settings, g.shape[2:]
         return _max_scatter(g, arg, x_shape, *settings)
 
     @staticmethod
     def backward(ctx, h):
-        return _max_gather(h, ctx.arg, *ctx.settings, ctx.out_hw)
+        (arg,) = ctx.saved
+        return dual.apply(_MaxGather, h, arg, settings=ctx.settings, out_hw=ctx.out_hw), None
+
+
+class _MaxGather(Function):
+    """The adjoint of ``_MaxScatter``: each output picks the input-shaped ``h`` at its argmax."""
+
+    @staticmethod
+    def forward(ctx, h, arg, settings, out_hw):
+        ctx.save_for_backward(arg)
+        ctx.x_shape, ctx.settings = h.shape, settings
+        return _max_gather(h, arg, *settings, out_hw)
+
+    @staticmethod
+    def backward(ctx, g):
+        (arg,) = ctx.saved
+        return dual.apply(_MaxScatter, g, arg, x_shape=ctx.x_shape, settings=ctx.settings), None
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
@@ -247,7 +264,7 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                            f"{tuple(input.shape)}")
 
     def one(v, name, first):
-        return (first, _tuple(v, 1, name, "max_pool1d")[0])
+        return (first, int_tuple(v, 1, name, "max_pool1d")[0])
 
     k = one(kernel_size, "kernel_size", 1)
     s = k if stride is None else one(stride, "stride", 1)
@@ -282,11 +299,7 @@ class AvgPool2dFn(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return (_avg_scatter(g, ctx.x_shape, *ctx.settings),) + (None,) * 5
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        return (_AvgScatter.apply(g, x_shape=ctx.x_shape, settings=ctx.settings),) + (None,) * 5
+        return (dual.apply(_AvgScatter, g, x_shape=ctx.x_shape, settings=ctx.settings),) + (None,) * 5
 
 
 def _avg_forward(x, k, s, p, out_hw, div):
@@ -316,7 +329,7 @@ def _avg_scatter(g, x_shape, k, s, p, div):
 
 
 class _AvgScatter(Function):
-    """Average pool's backward as an op (linear); its backward is the average pool again."""
+    """Average pool's backward as an op (linear in g); its backward is the average pool again."""
 
     @staticmethod
     def forward(ctx, g, x_shape, settings):
@@ -326,12 +339,7 @@ class _AvgScatter(Function):
     @staticmethod
     def backward(ctx, h):
         k, s, p, div = ctx.settings
-        return _avg_forward(h, k, s, p, ctx.out_hw, div)
-
-    @staticmethod
-    def backward_graph(ctx, h):
-        k, s, p, div = ctx.settings
-        return AvgPool2dFn.apply(h, k, s, p, ctx.out_hw, div)
+        return dual.apply(AvgPool2dFn, h, k, s, p, ctx.out_hw, div)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -354,9 +362,9 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     if input.ndim not in (2, 3):
         raise RuntimeError(f"avg_pool1d: expected a 2-D (C, L) or 3-D (N, C, L) input, got shape "
                            f"{tuple(input.shape)}")
-    k = (1, _tuple(kernel_size, 1, "kernel_size", "avg_pool1d")[0])
-    s = k if stride is None else (1, _tuple(stride, 1, "stride", "avg_pool1d")[0])
-    p = (0, _tuple(padding, 1, "padding", "avg_pool1d")[0])
+    k = (1, int_tuple(kernel_size, 1, "kernel_size", "avg_pool1d")[0])
+    s = k if stride is None else (1, int_tuple(stride, 1, "stride", "avg_pool1d")[0])
+    p = (0, int_tuple(padding, 1, "padding", "avg_pool1d")[0])
     return avg_pool2d(input.unsqueeze(-2), k, s, p, ceil_mode, count_include_pad).squeeze(-2)
 
 

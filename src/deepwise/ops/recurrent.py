@@ -10,7 +10,9 @@
 * backward through time is written by hand on arrays: everything that does not depend on the
   recurrence (the gates' local derivatives) is computed for all steps at once before the loop, the
   loop carries only dh (and dc) back one step at a time, and the weight gradients are one GEMM each
-  over all steps after it (``dW_ih = dG^T @ x``, ``dW_hh = dG^T @ h_prev``).
+  over all steps after it (``dW_ih = dG^T @ x``, ``dW_hh = dG^T @ h_prev``). That backward exists on
+  arrays only (``array_backward``, no composite): ``create_graph=True`` through a recurrent layer
+  raises an error naming its op.
 
 Gate layouts are PyTorch's: LSTM rows stack (i, f, g, o), GRU rows (r, z, n) with
 ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`` and ``h' = (1 - z) * n + z * h``.
@@ -32,15 +34,16 @@ import numpy as np
 from deepwise import backend
 from deepwise.autograd.function import Function
 from deepwise.ops._recurrent_common import (
-    _bias_grads,
-    _freeze,
-    _gate_scale,
-    _inv1p_exp,
-    _project,
-    _Seq,
-    _tanh,
-    _weight_grads,
+    Seq,
+    bias_grads,
+    freeze,
+    gate_scale,
+    inv1p_exp,
+    project,
+    tanh_into,
+    weight_grads,
 )
+from deepwise.tensor import Tensor
 
 __all__ = ["gru_layer", "lengths_array", "lstm_layer", "rnn_layer"]
 
@@ -51,18 +54,23 @@ class LSTMLayer(Function):
 
     Saved for backward: G (T, B, 4H) = sigmoid(i), sigmoid(f), sigmoid(2 a_g), sigmoid(o) -- the g
     gate kept as the sigmoid it comes from, tanh(a_g) = 2 s - 1 and tanh'(a_g) = 4 s (1 - s), so one
-    ``s * (1 - s)`` over the whole slab gives every gate's derivative -- and the states h, c, tanh(c)."""
+    ``s * (1 - s)`` over the whole slab gives every gate's derivative -- and the states h, c, tanh(c).
+
+    Backward through time is written on arrays only (``array_backward``, no composite): under
+    ``create_graph=True`` this op raises an error naming it."""
+
+    array_backward = True
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, *, reverse=False, batch_first=False):
         H = w_hh.shape[1]
-        seq = _Seq(x, H, lengths, reverse, batch_first)
+        seq = Seq(x, H, lengths, reverse, batch_first)
         xp = seq.xp
         one, two = x.dtype.type(1), x.dtype.type(2)
-        scale = _gate_scale(xp, H, 4, x.dtype, tanh_gate=2)
+        scale = gate_scale(xp, H, 4, x.dtype, tanh_gate=2)
         bias = None if b_ih is None else (b_ih + b_hh) * scale
         x2 = seq.rows(x)
-        G = _project(x2, w_ih * scale[:, None], bias, seq)  # becomes the gate sigmoids in place
+        G = project(x2, w_ih * scale[:, None], bias, seq)  # becomes the gate sigmoids in place
         whhT = xp.ascontiguousarray((w_hh * scale[:, None]).T)
         Hs, Cs, Tc = seq.empty(H), seq.empty(H), seq.empty(H)
         h, c = seq.zeros_state(h0), seq.zeros_state(c0)
@@ -73,27 +81,26 @@ class LSTMLayer(Function):
                 g = G[t]
                 xp.matmul(h, whhT, out=rec)
                 g += rec
-                _inv1p_exp(g, xp)  # sigmoid of every slot (the g slot: sigmoid(2 a_g))
+                inv1p_exp(g, xp)  # sigmoid of every slot (the g slot: sigmoid(2 a_g))
                 xp.multiply(g[:, 2 * H:3 * H], two, out=ig)
                 ig -= one  # tanh(a_g)
                 ig *= g[:, :H]  # i * g
                 c_new, h_new, tc = Cs[t], Hs[t], Tc[t]
                 xp.multiply(g[:, H:2 * H], c, out=c_new)
                 c_new += ig
-                _tanh(c_new, tc, xp)
+                tanh_into(c_new, tc, xp)
                 xp.multiply(g[:, 3 * H:], tc, out=h_new)
-                _freeze(seq, t, h_new, h)
-                _freeze(seq, t, c_new, c)
+                freeze(seq, t, h_new, h)
+                freeze(seq, t, c_new, c)
                 h, c = h_new, c_new
-        ctx.seq, ctx.x2, ctx.x_shape = seq, x2, x.shape
-        ctx.G, ctx.Hs, ctx.Cs, ctx.Tc = G, Hs, Cs, Tc
-        ctx.h0, ctx.c0, ctx.w_ih, ctx.w_hh = seq.zeros_state(h0), seq.zeros_state(c0), w_ih, w_hh
+        ctx.save_for_backward(x2, G, Hs, Cs, Tc, seq.zeros_state(h0), seq.zeros_state(c0), w_ih, w_hh)
+        ctx.seq = seq
         return seq.output(Hs), h.copy(), c.copy()
 
     @staticmethod
     def backward(ctx, dout, dhn, dcn):
         seq, H, xp = ctx.seq, ctx.seq.H, ctx.seq.xp
-        G, Cs, Tc, w_hh = ctx.G, ctx.Cs, ctx.Tc, ctx.w_hh
+        x2, G, Hs, Cs, Tc, h0, c0, w_ih, w_hh = ctx.saved
         one, two, four = G.dtype.type(1), G.dtype.type(2), G.dtype.type(4)
         G4 = G.reshape(seq.T, seq.B, 4, H)
         dG = seq.empty(4 * H)
@@ -122,7 +129,7 @@ class LSTMLayer(Function):
             a *= dc
             d4[:, 0] *= a  # i: dc * tanh(a_g)
             p = seq.prev_step(t)
-            xp.multiply(dc, ctx.c0 if p is None else Cs[p], out=a)
+            xp.multiply(dc, c0 if p is None else Cs[p], out=a)
             d4[:, 1] *= a  # f: dc * c_prev
             xp.multiply(s4[:, 0], dc, out=a)
             a *= four
@@ -134,22 +141,25 @@ class LSTMLayer(Function):
             if seq.padded(t):
                 dh += pass_h
                 dc += pass_c
-        dx, dw_ih, dw_hh = _weight_grads(ctx, ctx.x2, ctx.w_ih, dG, dG, ctx.Hs, ctx.h0, 3)
-        db_ih, db_hh = _bias_grads(ctx, dG, dG, 3)
+        dx, dw_ih, dw_hh = weight_grads(ctx, x2, w_ih, dG, dG, Hs, h0, 3)
+        db_ih, db_hh = bias_grads(ctx, dG, dG, 3)
         return (dx, dh if ctx.needs_input_grad[1] else None, dc if ctx.needs_input_grad[2] else None,
                 dw_ih, dw_hh, db_ih, db_hh, None)
 
 
 # ---------------------------------------------------------------------------------------------- GRU
 class GRULayer(Function):
-    """One GRU layer, one direction, all steps. Outputs (output, h_n)."""
+    """One GRU layer, one direction, all steps. Outputs (output, h_n). Backward on arrays only, as
+    ``LSTMLayer``'s."""
+
+    array_backward = True
 
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, *, reverse=False, batch_first=False):
         H = w_hh.shape[1]
-        seq = _Seq(x, H, lengths, reverse, batch_first)
+        seq = Seq(x, H, lengths, reverse, batch_first)
         xp = seq.xp
-        scale = _gate_scale(xp, H, 3, x.dtype, tanh_gate=2)
+        scale = gate_scale(xp, H, 3, x.dtype, tanh_gate=2)
         one, two = x.dtype.type(1), x.dtype.type(2)
         bias = b_hn = None
         if b_ih is not None:
@@ -158,7 +168,7 @@ class GRULayer(Function):
             bias *= scale
             b_hn = b_hh[2 * H:] * scale[2 * H:]
         x2 = seq.rows(x)
-        G = _project(x2, w_ih * scale[:, None], bias, seq)  # G becomes (r, z, n)
+        G = project(x2, w_ih * scale[:, None], bias, seq)  # G becomes (r, z, n)
         whhT = xp.ascontiguousarray((w_hh * scale[:, None]).T)
         Hs = seq.empty(H)
         HN = seq.empty(H)  # -2 (W_hn h + b_hn), needed by backward
@@ -170,7 +180,7 @@ class GRULayer(Function):
                 xp.matmul(h, whhT, out=rec)
                 rz = g[:, :2 * H]
                 rz += rec[:, :2 * H]
-                _inv1p_exp(rz, xp)  # r, z
+                inv1p_exp(rz, xp)  # r, z
                 hn = HN[t]
                 if b_hn is None:
                     hn[...] = rec[:, 2 * H:]
@@ -179,24 +189,23 @@ class GRULayer(Function):
                 n = g[:, 2 * H:]
                 xp.multiply(g[:, :H], hn, out=rec[:, :H])
                 n += rec[:, :H]
-                _inv1p_exp(n, xp)
+                inv1p_exp(n, xp)
                 n *= two
                 n -= one  # n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
                 h_new = Hs[t]
                 xp.subtract(h, n, out=h_new)  # h' = n + z * (h - n)
                 h_new *= g[:, H:2 * H]
                 h_new += n
-                _freeze(seq, t, h_new, h)
+                freeze(seq, t, h_new, h)
                 h = h_new
-        ctx.seq, ctx.x2, ctx.x_shape = seq, x2, x.shape
-        ctx.G, ctx.HN, ctx.Hs = G, HN, Hs
-        ctx.h0, ctx.w_ih, ctx.w_hh = seq.zeros_state(h0), w_ih, w_hh
+        ctx.save_for_backward(x2, G, HN, Hs, seq.zeros_state(h0), w_ih, w_hh)
+        ctx.seq = seq
         return seq.output(Hs), h.copy()
 
     @staticmethod
     def backward(ctx, dout, dhn):
         seq, H, xp = ctx.seq, ctx.seq.H, ctx.seq.xp
-        G, HN, Hs, w_hh = ctx.G, ctx.HN, ctx.Hs, ctx.w_hh
+        x2, G, HN, Hs, h0, w_ih, w_hh = ctx.saved
         one, neg_half = G.dtype.type(1), G.dtype.type(-0.5)
         dGX = seq.empty(3 * H)  # wrt the input projections (incl. b_ih)
         dGH = seq.empty(3 * H)  # wrt the recurrent projections (incl. b_hh)
@@ -213,7 +222,7 @@ class GRULayer(Function):
             g, dgx, dgh = G[t], dGX[t], dGH[t]
             r, z, n = g[:, :H], g[:, H:2 * H], g[:, 2 * H:]
             p = seq.prev_step(t)
-            h_prev = ctx.h0 if p is None else Hs[p]
+            h_prev = h0 if p is None else Hs[p]
             xp.subtract(one, g, out=dgh)
             dgh *= g  # s (1 - s): sigmoid' of r and z (the n slot is overwritten below)
             dn = dgx[:, 2 * H:]
@@ -235,23 +244,26 @@ class GRULayer(Function):
             dh += a
             if seq.padded(t):
                 dh += pass_h
-        dx, dw_ih, dw_hh = _weight_grads(ctx, ctx.x2, ctx.w_ih, dGX, dGH, Hs, ctx.h0, 2)
-        db_ih, db_hh = _bias_grads(ctx, dGX, dGH, 2)
+        dx, dw_ih, dw_hh = weight_grads(ctx, x2, w_ih, dGX, dGH, Hs, h0, 2)
+        db_ih, db_hh = bias_grads(ctx, dGX, dGH, 2)
         return dx, dh if ctx.needs_input_grad[1] else None, dw_ih, dw_hh, db_ih, db_hh, None
 
 
 # ---------------------------------------------------------------------------------------------- RNN
 class RNNLayer(Function):
-    """One Elman RNN layer (tanh or relu), one direction, all steps. Outputs (output, h_n)."""
+    """One Elman RNN layer (tanh or relu), one direction, all steps. Outputs (output, h_n). Backward
+    on arrays only, as ``LSTMLayer``'s."""
+
+    array_backward = True
 
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, *, nonlinearity="tanh", reverse=False,
                 batch_first=False):
         H = w_hh.shape[1]
-        seq = _Seq(x, H, lengths, reverse, batch_first)
+        seq = Seq(x, H, lengths, reverse, batch_first)
         xp = seq.xp
         x2 = seq.rows(x)
-        P = _project(x2, w_ih, None if b_ih is None else b_ih + b_hh, seq)
+        P = project(x2, w_ih, None if b_ih is None else b_ih + b_hh, seq)
         whhT = xp.ascontiguousarray(w_hh.T)
         Hs = seq.empty(H)
         h = seq.zeros_state(h0)
@@ -265,16 +277,16 @@ class RNNLayer(Function):
                 xp.maximum(h_new, zero, out=h_new)
             else:
                 xp.tanh(h_new, out=h_new)
-            _freeze(seq, t, h_new, h)
+            freeze(seq, t, h_new, h)
             h = h_new
-        ctx.seq, ctx.x2, ctx.x_shape, ctx.relu = seq, x2, x.shape, relu
-        ctx.Hs, ctx.h0, ctx.w_ih, ctx.w_hh = Hs, seq.zeros_state(h0), w_ih, w_hh
+        ctx.save_for_backward(x2, Hs, seq.zeros_state(h0), w_ih, w_hh)
+        ctx.seq, ctx.relu = seq, relu
         return seq.output(Hs), h.copy()
 
     @staticmethod
     def backward(ctx, dout, dhn):
         seq, H, xp = ctx.seq, ctx.seq.H, ctx.seq.xp
-        Hs, w_hh = ctx.Hs, ctx.w_hh
+        x2, Hs, h0, w_ih, w_hh = ctx.saved
         one = Hs.dtype.type(1)
         dP = seq.empty(H)
         dout = seq.from_layout(dout)
@@ -295,8 +307,8 @@ class RNNLayer(Function):
             dh = d @ w_hh
             if seq.padded(t):
                 dh += pass_h
-        dx, dw_ih, dw_hh = _weight_grads(ctx, ctx.x2, ctx.w_ih, dP, dP, Hs, ctx.h0, 2)
-        db_ih, db_hh = _bias_grads(ctx, dP, dP, 2)
+        dx, dw_ih, dw_hh = weight_grads(ctx, x2, w_ih, dP, dP, Hs, h0, 2)
+        db_ih, db_hh = bias_grads(ctx, dP, dP, 2)
         return dx, dh if ctx.needs_input_grad[1] else None, dw_ih, dw_hh, db_ih, db_hh, None
 
 
@@ -305,8 +317,6 @@ def lengths_array(lengths, B, T, op):
     """``lengths`` (list, array or Tensor) -> validated int64 NumPy array of shape (B,)."""
     if lengths is None:
         return None
-    from deepwise.tensor import Tensor  # noqa: PLC0415 - tensor imports ops
-
     data = lengths.data if isinstance(lengths, Tensor) else lengths
     if backend.is_array(data):
         data = backend.to_device(data, backend.Device("cpu"))

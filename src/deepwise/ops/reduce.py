@@ -8,19 +8,22 @@ first occurrence).
 from __future__ import annotations
 
 import builtins
-from collections import namedtuple
+
+import numpy as np  # floating-point error states only, never tensor data
 
 from deepwise import backend
 from deepwise.autograd.function import Function
+from deepwise.ops import arithmetic, dual
 from deepwise.ops._util import expand_reduced, normalize_dim, xp_of
+from deepwise.ops.index import GatherBackward, values_indices
+from deepwise.ops.shape import movedim, pad
+from deepwise.tensor import Tensor
 
-values_indices = namedtuple("values_indices", ["values", "indices"])
 
-
-def _T():
-    from deepwise.tensor import Tensor  # noqa: PLC0415
-
-    return Tensor
+def _quiet():
+    """Let inf and NaN through silently (log 0 of an all -inf slice, a variance over no degrees of
+    freedom): those are the intended values."""
+    return np.errstate(divide="ignore", invalid="ignore", over="ignore")
 
 
 class Sum(Function):
@@ -32,104 +35,78 @@ class Sum(Function):
     @staticmethod
     def backward(ctx, g):
         g = expand_reduced(g, ctx.shape, ctx.axes, ctx.keepdim)
-        return xp_of(g).broadcast_to(g, ctx.shape), None, None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        if not ctx.keepdim and ctx.axes:
-            shp = list(ctx.shape)
-            for a in ctx.axes:
-                shp[a] = 1
-            g = g.reshape(shp)
-        return g.expand(ctx.shape), None, None
+        return dual.broadcast_to(g, ctx.shape), None, None
 
 
 class Mean(Function):
     @staticmethod
     def forward(ctx, x, axes, keepdim):
         ctx.shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim
-        n = 1
-        for a in axes:
-            n *= x.shape[a]
-        ctx.n = n
+        ctx.n = _count(x.shape, axes)
         return x.mean(axis=axes, keepdims=keepdim)
 
     @staticmethod
     def backward(ctx, g):
         g = expand_reduced(g, ctx.shape, ctx.axes, ctx.keepdim) / g.dtype.type(builtins.max(ctx.n, 1))
-        return xp_of(g).broadcast_to(g, ctx.shape), None, None
+        return dual.broadcast_to(g, ctx.shape), None, None
 
-    @staticmethod
-    def backward_graph(ctx, g):
-        g, _, _ = Sum.backward_graph(ctx, g)
-        return g / builtins.max(ctx.n, 1), None, None
+
+def _count(shape, axes):
+    n = 1
+    for a in axes:
+        n *= shape[a]
+    return n
 
 
 class Var(Function):
+    """Fused: forward keeps ``x - mean`` for a one-pass first-order backward; higher orders
+    differentiate ``composite``, the same variance written with other ops."""
+
+    array_backward = True
+
     @staticmethod
     def forward(ctx, x, axes, correction, keepdim):
-        n = 1
-        for a in axes:
-            n *= x.shape[a]
-        mean = x.mean(axis=axes, keepdims=True)
-        diff = x - mean
-        denom = builtins.max(n - correction, 0)
-        ctx.diff, ctx.denom, ctx.axes, ctx.keepdim, ctx.shape = diff, denom, axes, keepdim, x.shape
-        with _errstate(xp_of(x)):
+        diff = x - x.mean(axis=axes, keepdims=True)
+        denom = builtins.max(_count(x.shape, axes) - correction, 0)
+        ctx.save_for_backward(diff)
+        ctx.denom, ctx.axes, ctx.keepdim, ctx.shape = denom, axes, keepdim, x.shape
+        with _quiet():
             return (diff * diff).sum(axis=axes, keepdims=keepdim) / x.dtype.type(denom)
 
     @staticmethod
     def backward(ctx, g):
+        (diff,) = ctx.saved
         g = expand_reduced(g, ctx.shape, ctx.axes, ctx.keepdim)
-        with _errstate(xp_of(g)):
-            return g * (2 * ctx.diff / g.dtype.type(ctx.denom)), None, None, None
+        with _quiet():
+            return g * (2 * diff / g.dtype.type(ctx.denom)), None, None, None
 
     @staticmethod
-    def backward_graph(ctx, g):
-        x = ctx.inputs[0]
-        g = _expand_reduced_t(g, ctx.shape, ctx.axes, ctx.keepdim)
-        with _errstate(xp_of(g.data)):
-            diff = x - x.mean(dim=ctx.axes, keepdim=True)
-            return g * (2 * diff / float(ctx.denom)), None, None, None
-
-
-def _expand_reduced_t(g, shape, axes, keepdim):
-    """``expand_reduced`` for a Tensor gradient (backward_graph)."""
-    if not keepdim and axes:
-        g = g.reshape([1 if i in axes else n for i, n in enumerate(shape)])
-    return g
-
-
-class _errstate:
-    def __init__(self, xp):
-        self.xp = xp
-
-    def __enter__(self):
-        if self.xp.__name__ == "numpy":
-            import numpy as np  # noqa: PLC0415
-
-            self._ctx = np.errstate(divide="ignore", invalid="ignore", over="ignore")
-            self._ctx.__enter__()
-
-    def __exit__(self, *exc):
-        if self.xp.__name__ == "numpy":
-            self._ctx.__exit__(*exc)
+    def composite(x, axes, correction, keepdim):
+        diff = x - x.mean(dim=axes, keepdim=True)
+        denom = builtins.max(_count(x.shape, axes) - correction, 0)
+        with _quiet():
+            return (diff * diff).sum(dim=axes, keepdim=keepdim) / float(denom)
 
 
 class Prod(Function):
-    """Gradient = product of the other elements, computed with exclusive cumulative products from
-    both sides, so zeros in the input are handled exactly (no division by x)."""
+    """Fused: the gradient is the product of the other elements, from exclusive cumulative
+    products from both sides, so zeros in the input are handled exactly (no division by x).
+    Higher orders differentiate ``composite``: the same product as a tree of multiplications."""
+
+    array_backward = True
 
     @staticmethod
     def forward(ctx, x, axis, keepdim):
-        ctx.x, ctx.axis, ctx.keepdim = x, axis, keepdim
+        ctx.save_for_backward(x)
+        ctx.axis, ctx.keepdim = axis, keepdim
         if axis is None:
             return x.prod(keepdims=keepdim) if keepdim else x.prod()
         return x.prod(axis=axis, keepdims=keepdim)
 
     @staticmethod
     def backward(ctx, g):
-        x, axis = ctx.x, ctx.axis
+        (x,) = ctx.saved
+        axis = ctx.axis
         xp = xp_of(x)
         if axis is None:
             flat = x.reshape(-1)
@@ -138,6 +115,20 @@ class Prod(Function):
         others = _prod_of_others(x, axis, xp)
         g = expand_reduced(g, x.shape, (axis,), ctx.keepdim)
         return g * others, None, None
+
+    @staticmethod
+    def composite(x, axis, keepdim):
+        y = x.reshape(-1) if axis is None else movedim(x, axis, -1)
+        while y.shape[-1] > 1:  # multiply neighbours in pairs: log2(n) multiplications
+            if y.shape[-1] % 2:
+                y = pad(y, (0, 1), value=1.0)
+            pairs = y.reshape(*y.shape[:-1], y.shape[-1] // 2, 2)
+            y = pairs[..., 0] * pairs[..., 1]
+        if y.shape[-1] == 0:  # the empty product
+            y = pad(y, (0, 1), value=1.0)
+        if axis is None:
+            return y.reshape((1,) * x.ndim if keepdim else ())
+        return movedim(y, -1, axis) if keepdim else y.squeeze(-1)
 
 
 def _prod_of_others(x, axis, xp):
@@ -149,14 +140,13 @@ def _prod_of_others(x, axis, xp):
 
 
 class AMax(Function):
-    """max over axes; gradient split evenly among ties."""
+    """max over axes; gradient split evenly among ties (the tie mask is a constant)."""
 
     @staticmethod
     def forward(ctx, x, axes, keepdim, use_min):
         out = x.min(axis=axes, keepdims=True) if use_min else x.max(axis=axes, keepdims=True)
         mask = x == out
-        ctx.mask = mask
-        ctx.count = mask.sum(axis=axes, keepdims=True)
+        ctx.save_for_backward(mask, mask.sum(axis=axes, keepdims=True))
         ctx.axes, ctx.keepdim, ctx.shape = axes, keepdim, x.shape
         if not keepdim:
             out = out.reshape([n for i, n in enumerate(x.shape) if i not in axes])
@@ -164,15 +154,9 @@ class AMax(Function):
 
     @staticmethod
     def backward(ctx, g):
+        mask, count = ctx.saved
         g = expand_reduced(g, ctx.shape, ctx.axes, ctx.keepdim)
-        return g * ctx.mask / ctx.count.astype(g.dtype), None, None, None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        T = _T()
-        g = _expand_reduced_t(g, ctx.shape, ctx.axes, ctx.keepdim)
-        mask, count = T._make(ctx.mask.astype(g.dtype)), T._make(ctx.count.astype(g.dtype))
-        return g * mask / count, None, None, None  # the tie mask of forward is a constant
+        return g * mask / dual.cast(count, g.dtype), None, None, None
 
 
 class MaxDim(Function):
@@ -184,60 +168,42 @@ class MaxDim(Function):
         idx = x.argmin(axis=axis) if use_min else x.argmax(axis=axis)
         idx = xp.expand_dims(idx, axis)
         values = xp.take_along_axis(x, idx, axis=axis)
-        ctx.idx, ctx.axis, ctx.shape, ctx.dtype = idx, axis, x.shape, x.dtype
+        ctx.save_for_backward(idx)
+        ctx.axis, ctx.shape = axis, x.shape
         if not keepdim:
             values, idx = values.squeeze(axis), idx.squeeze(axis)
-        ctx.keepdim = keepdim
         return values, idx.astype(backend.int64, copy=False)
 
     @staticmethod
     def backward(ctx, g, _g_idx):
-        xp = xp_of(g)
-        if not ctx.keepdim:
-            g = xp.expand_dims(g, ctx.axis)
-        out = xp.zeros(ctx.shape, g.dtype)
-        xp.put_along_axis(out, ctx.idx, g, axis=ctx.axis)
-        return out, None, None, None
-
-    @staticmethod
-    def backward_graph(ctx, g, _g_idx):
-        from deepwise.ops.index import ScatterAdd  # noqa: PLC0415
-
-        if not ctx.keepdim:
-            g = g.reshape(ctx.idx.shape)
-        zeros = _T()._make(xp_of(g.data).zeros(ctx.shape, g.dtype))
-        # one index per slice, so adding into zeros puts g where forward found the max/min
-        return ScatterAdd.apply(zeros, ctx.axis, ctx.idx, g), None, None, None
+        (idx,) = ctx.saved  # one index per slice: g is put where forward found the max/min
+        g = dual.reshape(g, idx.shape)
+        return dual.apply(GatherBackward, g, ctx.axis, idx, ctx.shape, unique=True), None, None, None
 
 
 class LogSumExp(Function):
+    """The gradient is exp(x - out): the softmax, written with the saved input and output."""
+
     @staticmethod
     def forward(ctx, x, axes, keepdim):
         xp = xp_of(x)
         m = x.max(axis=axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)  # all -inf slices give -inf, not NaN
-        with _errstate(xp):  # log(0) of an all -inf slice is -inf, as intended; -inf from overflow too
+        with _quiet():  # log(0) of an all -inf slice is -inf, as intended; -inf from overflow too
             out = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
-        ctx.x, ctx.out, ctx.axes, ctx.keepdim = x, out, axes, keepdim
+        ctx.axes, ctx.keepdim = axes, keepdim
         if not keepdim:
             out = out.reshape([n for i, n in enumerate(x.shape) if i not in axes])
+        ctx.save_for_backward(x, out)
         return out
 
     @staticmethod
     def backward(ctx, g):
-        xp = xp_of(g)
-        g = expand_reduced(g, ctx.x.shape, ctx.axes, ctx.keepdim)
-        with _errstate(xp):  # x - out may overflow to -inf for extreme logits: exp gives the right 0
-            return g * xp.exp(ctx.x - ctx.out), None, None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        from deepwise.ops.unary import exp  # noqa: PLC0415
-
-        x = ctx.inputs[0]
-        g = _expand_reduced_t(g, ctx.x.shape, ctx.axes, ctx.keepdim)
-        with _errstate(xp_of(g.data)):
-            return g * exp(x - LogSumExp.apply(x, ctx.axes, True)), None, None
+        x, out = ctx.saved
+        g = expand_reduced(g, x.shape, ctx.axes, ctx.keepdim)
+        out = expand_reduced(out, x.shape, ctx.axes, ctx.keepdim)
+        with _quiet():  # x - out may overflow to -inf for extreme logits: exp gives the right 0
+            return g * dual.exp(x - out), None, None
 
 
 class Cumsum(Function):
@@ -248,15 +214,25 @@ class Cumsum(Function):
 
     @staticmethod
     def backward(ctx, g):
-        xp = xp_of(g)
-        return xp.flip(xp.cumsum(xp.flip(g, ctx.axis), axis=ctx.axis), ctx.axis), None
+        axes = (ctx.axis,)
+        return dual.flip(dual.cumsum(dual.flip(g, axes), ctx.axis), axes), None
+
+
+class SafeSqrt(Function):
+    """sqrt whose gradient at 0 is 0 (not inf): the 2-norm's last step, so the norm of a zero
+    vector has gradient 0 at every order, as in PyTorch."""
 
     @staticmethod
-    def backward_graph(ctx, g):
-        from deepwise.ops.shape import Flip  # noqa: PLC0415
+    def forward(ctx, x):
+        y = xp_of(x).sqrt(x)
+        ctx.save_for_backward(y)
+        return y
 
-        axes = (ctx.axis,)
-        return Flip.apply(Cumsum.apply(Flip.apply(g, axes), ctx.axis), axes), None
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved
+        positive = y > 0
+        return dual.where(positive, g / (2 * dual.where(positive, y, 1)), 0)
 
 
 # ----------------------------------------------------------------------------- functions
@@ -271,7 +247,7 @@ def _float(x):
     return x if x.dtype.kind == "f" else x.float()
 
 
-def sum(input, dim=None, keepdim=False, dtype=None):  # noqa: A001
+def sum(input, dim=None, keepdim=False, dtype=None):
     if dtype is not None:
         input = input.to(dtype)
     elif input.dtype.kind in "bui":
@@ -302,9 +278,7 @@ def var(input, dim=None, unbiased=None, keepdim=False, correction=None):
 
 
 def std(input, dim=None, unbiased=None, keepdim=False, correction=None):
-    from deepwise.ops.unary import sqrt  # noqa: PLC0415
-
-    return sqrt(var(input, dim, unbiased, keepdim, correction))
+    return var(input, dim, unbiased, keepdim, correction).sqrt()
 
 
 def prod(input, dim=None, keepdim=False):
@@ -325,9 +299,7 @@ def amin(input, dim=None, keepdim=False):
 
 
 def _max_min(input, dim, keepdim, use_min, name):
-    if isinstance(dim, _T()):  # max(a, b) elementwise
-        from deepwise.ops import arithmetic  # noqa: PLC0415
-
+    if isinstance(dim, Tensor):  # max(a, b) elementwise
         return arithmetic.minimum(input, dim) if use_min else arithmetic.maximum(input, dim)
     if input.data.size == 0:
         raise RuntimeError(f"{name}(): the tensor is empty, it has no {name}imum")
@@ -335,16 +307,16 @@ def _max_min(input, dim, keepdim, use_min, name):
         return AMax.apply(input, tuple(range(input.ndim)), False, use_min)
     axis = normalize_dim(dim, input.ndim, name)[0] if input.ndim else None
     if axis is None:
-        return values_indices(input, _T()._make(xp_of(input.data).zeros((), backend.int64)))
+        return values_indices(input, Tensor._make(xp_of(input.data).zeros((), backend.int64)))
     return values_indices(*MaxDim.apply(input, axis, keepdim, use_min))
 
 
-def max(input, dim=None, keepdim=False):  # noqa: A001
+def max(input, dim=None, keepdim=False):
     """``max(x)`` -> a 0-d tensor; ``max(x, dim)`` -> (values, indices); ``max(x, y)`` elementwise."""
     return _max_min(input, dim, keepdim, False, "max")
 
 
-def min(input, dim=None, keepdim=False):  # noqa: A001
+def min(input, dim=None, keepdim=False):
     return _max_min(input, dim, keepdim, True, "min")
 
 
@@ -356,44 +328,18 @@ def logsumexp(input, dim=None, keepdim=False):
 
 def norm(input, p="fro", dim=None, keepdim=False):
     """Vector p-norm over ``dim`` (all elements by default): p = 2/'fro', 1, inf, -inf, or any float."""
-    from deepwise.ops import arithmetic, unary  # noqa: PLC0415
-
     x = _float(input)
     if p in ("fro", 2, 2.0):
         # sqrt(sum(x^2)); the gradient of sqrt at 0 is made 0 (as PyTorch does) by a safe where
-        sq = sum(x * x, dim, keepdim)
-        return _safe_sqrt(sq)
+        return SafeSqrt.apply(sum(x * x, dim, keepdim))
     if p in (1, 1.0):
-        return sum(unary.abs(x), dim, keepdim)
+        return sum(x.abs(), dim, keepdim)
     if p == float("inf"):
-        return amax(unary.abs(x), dim, keepdim)
+        return amax(x.abs(), dim, keepdim)
     if p == float("-inf"):
-        return amin(unary.abs(x), dim, keepdim)
+        return amin(x.abs(), dim, keepdim)
     p = float(p)
-    return arithmetic.pow(sum(arithmetic.pow(unary.abs(x), p), dim, keepdim), 1.0 / p)
-
-
-class _SafeSqrt(Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.y = xp_of(x).sqrt(x)
-        return ctx.y
-
-    @staticmethod
-    def backward(ctx, g):
-        xp = xp_of(g)
-        y = ctx.y
-        return xp.where(y > 0, g / (2 * xp.where(y > 0, y, 1)), 0).astype(g.dtype, copy=False)
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        from deepwise.ops.unary import sqrt  # noqa: PLC0415
-
-        return g / (2 * sqrt(ctx.inputs[0]))
-
-
-def _safe_sqrt(x):
-    return _SafeSqrt.apply(x)
+    return arithmetic.pow(sum(arithmetic.pow(x.abs(), p), dim, keepdim), 1.0 / p)
 
 
 def cumsum(input, dim, dtype=None):
@@ -411,10 +357,10 @@ def _index_reduce(name):
             out = getattr(input.data.reshape(-1), name)()
             if keepdim:
                 out = xp.asarray(out).reshape((1,) * input.ndim)
-            return _T()._make(xp.asarray(out, dtype=backend.int64))
+            return Tensor._make(xp.asarray(out, dtype=backend.int64))
         axis = normalize_dim(dim, input.ndim, name)[0]
         out = getattr(input.data, name)(axis=axis, keepdims=keepdim)
-        return _T()._make(out.astype(backend.int64, copy=False))
+        return Tensor._make(out.astype(backend.int64, copy=False))
 
     fn.__name__ = name
     fn.__doc__ = f"Index of the {name[3:]}imum (first occurrence), over all elements or along ``dim``."
@@ -428,12 +374,12 @@ argmin = _index_reduce("argmin")
 def _bool_reduce(name):
     def fn(input, dim=None, keepdim=False):
         axes = normalize_dim(dim, input.ndim, name)
-        return _T()._make(xp_of(input.data).asarray(getattr(input.data, name)(axis=axes, keepdims=keepdim)))
+        return Tensor._make(xp_of(input.data).asarray(getattr(input.data, name)(axis=axes, keepdims=keepdim)))
 
     fn.__name__ = name
     fn.__doc__ = f"``{name}`` over ``dim`` (a bool tensor)."
     return fn
 
 
-any = _bool_reduce("any")  # noqa: A001
-all = _bool_reduce("all")  # noqa: A001
+any = _bool_reduce("any")
+all = _bool_reduce("all")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 
 from deepwise.autograd.function import Function
-from deepwise.ops._util import normalize_dim, unbroadcast, xp_of
+from deepwise.backend import result_dtype
+from deepwise.ops import dual
+from deepwise.ops._util import normalize_dim, xp_of
+from deepwise.ops.index import IndexBackward
 
 
 def _sizes(args):
@@ -22,11 +25,7 @@ class Reshape(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return g.reshape(ctx.shape), None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        return g.reshape(ctx.shape), None
+        return dual.reshape(g, ctx.shape), None
 
 
 def reshape(input, *shape):
@@ -96,14 +95,7 @@ class Permute(Function):
         inv = [0] * len(ctx.axes)
         for i, a in enumerate(ctx.axes):
             inv[a] = i
-        return g.transpose(inv), None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        inv = [0] * len(ctx.axes)
-        for i, a in enumerate(ctx.axes):
-            inv[a] = i
-        return g.permute(*inv), None
+        return dual.transpose(g, inv), None
 
 
 def permute(input, *dims):
@@ -140,13 +132,7 @@ class Expand(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return unbroadcast(g, ctx.shape), None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        from deepwise.ops.arithmetic import _sum_to  # noqa: PLC0415
-
-        return _sum_to(g, ctx.shape), None
+        return dual.sum_to(g, ctx.shape), None
 
 
 def expand(input, *sizes):
@@ -184,18 +170,9 @@ class Repeat(Function):
         split = []
         for r, n in zip(ctx.reps, ctx.in_shape):
             split += [r, n]
-        g = g.reshape(split).sum(axis=tuple(range(0, len(split), 2)))
-        return g.reshape(ctx.orig), None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        split = []
-        for r, n in zip(ctx.reps, ctx.in_shape):
-            split += [r, n]
-        g = g.reshape(split)
         if split:  # sum over the repeat axes (a 0-d tensor repeated () times has none)
-            g = g.sum(dim=tuple(range(0, len(split), 2)))
-        return g.reshape(ctx.orig), None
+            g = dual.sum(dual.reshape(g, split), axis=tuple(range(0, len(split), 2)))
+        return dual.reshape(g, ctx.orig), None
 
 
 def repeat(input, *sizes):
@@ -215,26 +192,11 @@ class Cat(Function):
 
     @staticmethod
     def backward(ctx, g):
-        xp = xp_of(g)
-        idx = list(_cumsum(ctx.bounds))[:-1]
-        return (None, *xp.split(g, idx, axis=ctx.axis))
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        return (None, *g.split(ctx.bounds, ctx.axis))
-
-
-def _cumsum(sizes):
-    total = 0
-    for s in sizes:
-        total += s
-        yield total
+        return (None, *dual.split(g, ctx.bounds, ctx.axis))
 
 
 def cat(tensors, dim=0):
     """Join tensors along an existing dim."""
-    from deepwise.backend import result_dtype  # noqa: PLC0415
-
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat: expected a non-empty sequence of tensors")
@@ -268,17 +230,12 @@ def stack(tensors, dim=0):
 class Split(Function):
     @staticmethod
     def forward(ctx, x, sizes, axis):
-        ctx.axis, ctx.shape = axis, x.shape
-        idx = list(_cumsum(sizes))[:-1]
-        return tuple(xp_of(x).split(x, idx, axis=axis))
+        ctx.axis = axis
+        return dual.split(x, sizes, axis)
 
     @staticmethod
     def backward(ctx, *gs):
-        return xp_of(gs[0]).concatenate(gs, axis=ctx.axis), None, None
-
-    @staticmethod
-    def backward_graph(ctx, *gs):
-        return cat(gs, ctx.axis), None, None
+        return dual.concatenate(gs, ctx.axis), None, None
 
 
 def split(input, split_size_or_sections, dim=0):
@@ -311,49 +268,26 @@ class Pad(Function):
     @staticmethod
     def forward(ctx, x, widths, mode, value):
         xp = xp_of(x)
-        ctx.widths = widths
-        ctx.mode = mode
-        ctx.shape = x.shape
+        ctx.widths, ctx.mode, ctx.shape, ctx.xp = widths, mode, x.shape, xp
         if mode == "constant":
             return xp.pad(x, widths, mode="constant", constant_values=value)
         return xp.pad(x, widths, mode=_XP_PAD_MODE[mode])
 
     @staticmethod
     def backward(ctx, g):
-        xp = xp_of(g)
-        if ctx.mode == "constant":
-            sl = tuple(slice(lo, g.shape[i] - hi) for i, (lo, hi) in enumerate(ctx.widths))
-            return g[sl], None, None, None
-        # reflect / replicate / circular: add each padded element back onto its source element
-        out = g
-        for axis, (lo, hi) in enumerate(ctx.widths):
-            if lo == 0 and hi == 0:
-                continue
-            n = ctx.shape[axis]
-            src = _pad_source_index(n, lo, hi, ctx.mode, xp)
-            moved = xp.moveaxis(out, axis, 0)
-            acc = xp.zeros((n,) + moved.shape[1:], g.dtype)
-            xp.add.at(acc, src, moved)
-            out = xp.moveaxis(acc, 0, axis)
-        return out, None, None, None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        from deepwise.ops.index import _IndexBackward  # noqa: PLC0415
-
         if ctx.mode == "constant":
             return g[tuple(slice(lo, g.shape[i] - hi) for i, (lo, hi) in enumerate(ctx.widths))], None, None, None
-        xp = xp_of(g.data)
+        # reflect / replicate / circular: add each padded element back onto its source element (a
+        # scatter-add of rows, GetItem's backward, itself differentiable)
         out = g
         for axis, (lo, hi) in enumerate(ctx.widths):
             if lo == 0 and hi == 0:
                 continue
             n = ctx.shape[axis]
-            src = _pad_source_index(n, lo, hi, ctx.mode, xp)
-            moved = movedim(out, axis, 0)
-            # scatter-add of each padded row onto its source row: GetItem's backward, itself differentiable
-            acc = _IndexBackward.apply(moved, (src,), (n,) + moved.shape[1:], False)
-            out = movedim(acc, 0, axis)
+            src = _pad_source_index(n, lo, hi, ctx.mode, ctx.xp)
+            moved = dual.moveaxis(out, axis, 0)
+            acc = dual.apply(IndexBackward, moved, (src,), (n,) + tuple(moved.shape[1:]), False)
+            out = dual.moveaxis(acc, 0, axis)
         return out, None, None, None
 
 
@@ -394,11 +328,7 @@ class Flip(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return xp_of(g).flip(g, ctx.axes), None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        return Flip.apply(g, ctx.axes), None
+        return dual.flip(g, ctx.axes), None
 
 
 def flip(input, dims):
@@ -406,6 +336,8 @@ def flip(input, dims):
 
 
 class _Tri(Function):
+    """tril/triu: the gradient is the same triangle of ``g`` (so any order works)."""
+
     @staticmethod
     def forward(ctx, x, k, upper):
         xp = xp_of(x)
@@ -414,8 +346,7 @@ class _Tri(Function):
 
     @staticmethod
     def backward(ctx, g):
-        xp = xp_of(g)
-        return (xp.triu(g, ctx.k) if ctx.upper else xp.tril(g, ctx.k)), None, None
+        return dual.apply(_Tri, g, ctx.k, ctx.upper), None, None
 
 
 def tril(input, diagonal=0):

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
+from deepwise import backend
 from deepwise.autograd.function import Function
+from deepwise.ops import dual
 from deepwise.ops._util import xp_of
-
-
-def _T():
-    from deepwise.tensor import Tensor  # noqa: PLC0415
-
-    return Tensor
+from deepwise.tensor import Tensor
 
 
 class Abs(Function):
@@ -17,139 +14,112 @@ class Abs(Function):
 
     @staticmethod
     def forward(ctx, x):
-        ctx.x = x
+        ctx.save_for_backward(x)
         return xp_of(x).abs(x)
 
     @staticmethod
     def backward(ctx, g):
-        return g * xp_of(g).sign(ctx.x)
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        return g * _T()._make(xp_of(ctx.x).sign(ctx.x))
+        (x,) = ctx.saved
+        return g * dual.sign(x)
 
 
 class Exp(Function):
     @staticmethod
     def forward(ctx, x):
-        ctx.y = xp_of(x).exp(x)
-        return ctx.y
+        y = xp_of(x).exp(x)
+        ctx.save_for_backward(y)
+        return y
 
     @staticmethod
     def backward(ctx, g):
-        return g * ctx.y
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        return g * exp(ctx.inputs[0])
+        (y,) = ctx.saved
+        return g * y
 
 
 class Log(Function):
     @staticmethod
     def forward(ctx, x):
-        ctx.x = x
+        ctx.save_for_backward(x)
         return xp_of(x).log(x)
 
     @staticmethod
     def backward(ctx, g):
-        return g / ctx.x
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        return g / ctx.inputs[0]
+        (x,) = ctx.saved
+        return g / x
 
 
 class Log1p(Function):
     @staticmethod
     def forward(ctx, x):
-        ctx.x = x
+        ctx.save_for_backward(x)
         return xp_of(x).log1p(x)
 
     @staticmethod
     def backward(ctx, g):
-        return g / (1 + ctx.x)
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        return g / (1 + ctx.inputs[0])
+        (x,) = ctx.saved
+        return g / (1 + x)
 
 
 class Sqrt(Function):
     @staticmethod
     def forward(ctx, x):
-        ctx.y = xp_of(x).sqrt(x)
-        return ctx.y
+        y = xp_of(x).sqrt(x)
+        ctx.save_for_backward(y)
+        return y
 
     @staticmethod
     def backward(ctx, g):
-        return g / (2 * ctx.y)
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        return g / (2 * sqrt(ctx.inputs[0]))
+        (y,) = ctx.saved
+        return g / (2 * y)
 
 
 class Rsqrt(Function):
     @staticmethod
     def forward(ctx, x):
-        ctx.y = 1 / xp_of(x).sqrt(x)
-        return ctx.y
+        y = 1 / xp_of(x).sqrt(x)
+        ctx.save_for_backward(y)
+        return y
 
     @staticmethod
     def backward(ctx, g):
-        y = ctx.y
-        return g * (-0.5) * y * y * y
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        y = rsqrt(ctx.inputs[0])
+        (y,) = ctx.saved
         return g * (-0.5) * y * y * y
 
 
 class Sin(Function):
     @staticmethod
     def forward(ctx, x):
-        ctx.x = x
+        ctx.save_for_backward(x)
         return xp_of(x).sin(x)
 
     @staticmethod
     def backward(ctx, g):
-        return g * xp_of(g).cos(ctx.x)
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        return g * cos(ctx.inputs[0])
+        (x,) = ctx.saved
+        return g * dual.cos(x)
 
 
 class Cos(Function):
     @staticmethod
     def forward(ctx, x):
-        ctx.x = x
+        ctx.save_for_backward(x)
         return xp_of(x).cos(x)
 
     @staticmethod
     def backward(ctx, g):
-        return -g * xp_of(g).sin(ctx.x)
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        return -g * sin(ctx.inputs[0])
+        (x,) = ctx.saved
+        return -g * dual.sin(x)
 
 
 class Tanh(Function):
     @staticmethod
     def forward(ctx, x):
-        ctx.y = xp_of(x).tanh(x)
-        return ctx.y
+        y = xp_of(x).tanh(x)
+        ctx.save_for_backward(y)
+        return y
 
     @staticmethod
     def backward(ctx, g):
-        y = ctx.y
-        return g * (1 - y * y)
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        y = tanh(ctx.inputs[0])
+        (y,) = ctx.saved
         return g * (1 - y * y)
 
 
@@ -158,39 +128,26 @@ class Sigmoid(Function):
 
     @staticmethod
     def forward(ctx, x):
-        ctx.y = stable_sigmoid(x)
-        return ctx.y
+        y = dual.sigmoid(x)
+        ctx.save_for_backward(y)
+        return y
 
     @staticmethod
     def backward(ctx, g):
-        y = ctx.y
+        (y,) = ctx.saved
         return g * y * (1 - y)
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        y = sigmoid(ctx.inputs[0])
-        return g * y * (1 - y)
-
-
-def stable_sigmoid(x):
-    xp = xp_of(x)
-    e = xp.exp(-xp.abs(x))  # in (0, 1]: never overflows
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
 class Square(Function):
     @staticmethod
     def forward(ctx, x):
-        ctx.x = x
+        ctx.save_for_backward(x)
         return x * x
 
     @staticmethod
     def backward(ctx, g):
-        return 2 * g * ctx.x
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        return 2 * g * ctx.inputs[0]
+        (x,) = ctx.saved
+        return 2 * g * x
 
 
 class Cast(Function):
@@ -201,25 +158,19 @@ class Cast(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return g.astype(ctx.dtype), None
-
-    @staticmethod
-    def backward_graph(ctx, g):
-        return g.to(ctx.dtype), None
+        return dual.cast(g, ctx.dtype), None
 
 
 class ToDevice(Function):
     @staticmethod
     def forward(ctx, x, device):
-        from deepwise import backend  # noqa: PLC0415
-
         ctx.device = backend.device_of(x)
         return backend.to_device(x, device)
 
     @staticmethod
     def backward(ctx, g):
-        from deepwise import backend  # noqa: PLC0415
-
+        if dual.is_tensor(g):
+            return g.to(ctx.device), None
         return backend.to_device(g, ctx.device), None
 
 
@@ -232,10 +183,6 @@ class Clone(Function):
     def backward(ctx, g):
         return g
 
-    @staticmethod
-    def backward_graph(ctx, g):
-        return g
-
 
 def _float_input(name, x):
     if x.dtype.kind not in "fc":
@@ -243,7 +190,7 @@ def _float_input(name, x):
     return x
 
 
-def abs(input):  # noqa: A001
+def abs(input):
     return Abs.apply(input)
 
 
@@ -301,7 +248,7 @@ def clone(input):
 
 def _no_grad_unary(name, np_name=None):
     def fn(input):
-        return _T()._make(getattr(xp_of(input.data), np_name or name)(input.data))
+        return Tensor._make(getattr(xp_of(input.data), np_name or name)(input.data))
 
     fn.__name__ = name
     fn.__doc__ = f"Elementwise ``{name}`` (no gradient flows through it)."
@@ -311,7 +258,7 @@ def _no_grad_unary(name, np_name=None):
 sign = _no_grad_unary("sign")
 floor = _no_grad_unary("floor")
 ceil = _no_grad_unary("ceil")
-round = _no_grad_unary("round")  # noqa: A001
+round = _no_grad_unary("round")
 isnan = _no_grad_unary("isnan")
 isinf = _no_grad_unary("isinf")
 isfinite = _no_grad_unary("isfinite")
