@@ -120,6 +120,26 @@ def to_dtype(dtype):
         raise TypeError(f"not a dtype: {dtype!r}") from None
 
 
+def default_dtype(dtype, from_python: bool = False):
+    """deepwise's dtype policy, the one place it is written: the dtype data of ``dtype`` takes when
+    it becomes a tensor (by ``dw.tensor``, a DataLoader's collate, or arithmetic with a tensor) and
+    no dtype was asked for. float64 becomes float32 (the default float); data that came from Python
+    numbers or lists (``from_python``) takes int64 for integers and float32 for floats; every other
+    dtype (uint8 images, int32 labels, float16, bool) is kept."""
+    dtype = np.dtype(dtype)
+    if dtype == float64 or (from_python and dtype.kind == "f"):
+        return DEFAULT_FLOAT
+    if from_python and dtype.kind in "iu":
+        return int64
+    return dtype
+
+
+def with_default_dtype(array, from_python: bool = False):
+    """``array`` cast to ``default_dtype`` of its dtype (no copy when it already has it)."""
+    dtype = default_dtype(array.dtype, from_python)
+    return array if array.dtype == dtype else array.astype(dtype)
+
+
 def is_floating(dtype) -> bool:
     return np.dtype(dtype).kind == "f"
 

@@ -17,8 +17,9 @@ from deepwise.tensor import Tensor
 
 
 def to_default_dtype(arr):
-    """``arr`` in deepwise's default dtypes: float64 becomes float32, every other dtype is kept."""
-    return arr.astype(np.float32) if arr.dtype == np.float64 else arr
+    """``arr`` in deepwise's default dtypes (``backend.default_dtype``): float64 becomes float32,
+    every other dtype is kept."""
+    return backend.with_default_dtype(arr)
 
 
 def _is_namedtuple(x) -> bool:
@@ -50,11 +51,7 @@ def _scalars_to_array(values):
     arr = np.asarray(values)
     if arr.dtype == object:
         raise TypeError("default_collate: samples mix numbers with other types")
-    if arr.dtype.kind == "f" and not any(isinstance(v, np.generic) for v in values):
-        return arr.astype(np.float32)  # Python floats
-    if arr.dtype.kind in "iu" and not any(isinstance(v, np.generic) for v in values):
-        return arr.astype(np.int64)  # Python ints
-    return to_default_dtype(arr)
+    return backend.with_default_dtype(arr, from_python=not any(isinstance(v, np.generic) for v in values))
 
 
 def _stack(arrays, what: str):
