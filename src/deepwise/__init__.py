@@ -43,9 +43,9 @@ from deepwise.creation import (
     zeros,
     zeros_like,
 )
-from deepwise.diagnostics import summary
 from deepwise.io import load, save
-from deepwise.ops import *  # noqa: F403 - the functional ops are dw.exp, dw.cat, ... as in torch
+from deepwise.nn.summary import summary
+from deepwise.ops import *  # the functional ops are dw.exp, dw.cat, ... as in torch
 from deepwise.random import get_rng_state, manual_seed, set_rng_state
 from deepwise.tensor import Tensor
 from deepwise.train import History, Trainer, metrics
@@ -56,9 +56,9 @@ __version__ = "0.1.0"
 
 # torch-style dtype aliases
 half, double, long = float16, float64, int64
-float = float32  # noqa: A001
-int = int32  # noqa: A001
-bool = bool_  # noqa: A001
+float = float32  # shadows the builtins on purpose: dw.float, dw.int, dw.bool as in torch
+int = int32
+bool = bool_
 
 
 def device(spec="cpu"):

@@ -21,14 +21,17 @@ import os
 import sys
 import time
 
+import deepwise as dw
+from deepwise import callbacks, recipes
+from deepwise.diagnostics import ReportError, build_report
+from deepwise.io import atomic_write_bytes
+
 
 class UsageError(Exception):
     """Bad command-line input: exit code 2."""
 
 
 def _recipes_table() -> str:
-    from deepwise import recipes  # noqa: PLC0415
-
     rows = [("recipe", "task", "data", "model", "expected result", "time (2 cores)")]
     for name in recipes.names():
         r = recipes.get(name)
@@ -77,8 +80,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _recipe(name):
-    from deepwise import recipes  # noqa: PLC0415
-
     try:
         return recipes.get(name)
     except KeyError as exc:
@@ -99,14 +100,10 @@ def _trainer_for(recipe, config, model):
 
 
 def _write_json(path, obj):
-    from deepwise.io import atomic_write_bytes  # noqa: PLC0415
-
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def cmd_train(args):
-    import deepwise as dw  # noqa: PLC0415
-    from deepwise import callbacks  # noqa: PLC0415
 
     if args.resume:
         config, recipe = _load_run(args.resume)
@@ -185,8 +182,6 @@ def cmd_train(args):
 
 
 def _report(run_dir, quiet=False):
-    from deepwise.diagnostics import ReportError, build_report  # noqa: PLC0415
-
     try:
         path = build_report(run_dir)
     except ReportError as exc:
@@ -199,8 +194,6 @@ def _report(run_dir, quiet=False):
 
 
 def _restore(run_dir):
-    import deepwise as dw  # noqa: PLC0415
-
     config, recipe = _load_run(run_dir)
     dw.manual_seed(config["seed"])
     model = recipe.model(config)

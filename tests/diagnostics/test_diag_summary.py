@@ -7,7 +7,7 @@ import pytest
 
 import deepwise as dw
 from deepwise import nn
-from deepwise.diagnostics.model_summary import human_bytes, summary
+from deepwise.nn.summary import human_bytes, summary
 
 
 def test_mlp_counts_shapes_and_memory_match_hand_computation():

@@ -1,15 +1,15 @@
 """See inside a network: summaries, gradient health, overfitting advice, NaN tracing, feature maps,
 the computation graph, and the HTML run report that shows them."""
 
-from deepwise.autograd.engine import detect_anomaly
+from deepwise.autograd.anomaly import detect_anomaly
 from deepwise.diagnostics.anomaly import explain_nan, find_nan
 from deepwise.diagnostics.features import feature_maps, plot_feature_maps, plot_filters
 from deepwise.diagnostics.gradients import Diagnosis, GradientMonitor
 from deepwise.diagnostics.graphviz import graph, render_graph
-from deepwise.diagnostics.model_summary import Summary, summary
 from deepwise.diagnostics.overfitting import OverfittingAdvisor, diagnose_overfitting
 from deepwise.diagnostics.report import ReportError, build_report
 from deepwise.diagnostics.vanishing import compare_gradient_flow, format_gradient_flow, gradient_norms_through_time
+from deepwise.nn.summary import Summary, summary  # reads a model only: it lives with nn
 
 __all__ = [
     "Diagnosis", "GradientMonitor", "OverfittingAdvisor", "ReportError", "Summary", "build_report",

@@ -19,6 +19,7 @@ import numpy as np
 from deepwise import backend
 from deepwise.autograd import no_grad
 from deepwise.backend import Device
+from deepwise.nn.module import Module
 from deepwise.tensor import Tensor
 
 __all__ = ["feature_maps", "plot_feature_maps", "plot_filters"]
@@ -63,8 +64,6 @@ def feature_maps(model, x, layers=None) -> dict:
     A layer that returns several tensors (an LSTM) contributes its first. A layer called several
     times keeps its last output. The order of the dict is the order the layers ran.
     """
-    from deepwise.nn.module import Module  # noqa: PLC0415
-
     if not isinstance(model, Module):
         raise TypeError(f"feature_maps: model must be a deepwise nn.Module, got {type(model).__name__}")
     named = list(model.named_modules())

@@ -21,13 +21,15 @@ change the course of training.
 from __future__ import annotations
 
 import contextlib
-import os
-import struct
-import zlib
 
 import numpy as np
 
+from deepwise import nn, optim
 from deepwise import random as dw_random
+from deepwise.io.images import as_images, image_grid, save_image_grid, write_png
+from deepwise.models.generative import vae_loss_terms
+from deepwise.nn.inference import embeddings, run_in_batches, to_host
+from deepwise.train.trainer import Trainer
 
 __all__ = [
     "classifier_scores", "embeddings", "image_grid", "knn_accuracy", "pca_reconstruction_mse", "pixel_stats",
@@ -49,140 +51,22 @@ def preserved_rng(seed: int | None = None):
         dw_random.set_rng_state(state)
 
 
-@contextlib.contextmanager
-def _eval_mode(model):
-    from deepwise.autograd import no_grad  # noqa: PLC0415
-
-    was_training = bool(getattr(model, "training", False))
-    model.eval()
-    try:
-        with no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
-def _host(t) -> np.ndarray:
-    from deepwise import backend  # noqa: PLC0415
-    from deepwise.tensor import Tensor  # noqa: PLC0415
-
-    arr = t.data if isinstance(t, Tensor) else t
-    if backend.is_array(arr) and not isinstance(arr, np.ndarray):
-        arr = backend.to_device(arr, backend.Device("cpu"))
-    return np.asarray(arr)
-
-
-def _batches(model, fn, x, batch_size):
-    """fn(model, batch Tensor) over x in batches (eval mode, no graph), concatenated as NumPy."""
-    from deepwise.tensor import Tensor  # noqa: PLC0415
-
-    x = _host(x)
-    if x.shape[0] == 0:
-        raise ValueError(f"no samples to run (x has shape {x.shape})")
-    device = next(iter(model.parameters())).device
-    out = []
-    with _eval_mode(model):
-        for i in range(0, x.shape[0], batch_size):
-            out.append(_host(fn(model, Tensor(x[i:i + batch_size]).to(device))))
-    return np.concatenate(out)
-
-
-def _as_images(images, what) -> np.ndarray:
-    arr = _host(images).astype(np.float64, copy=False)
-    if arr.ndim == 3:
-        arr = arr[:, None]
-    if arr.ndim != 4:
-        raise ValueError(f"{what}: expected images (N, C, H, W) or (N, H, W), got shape {arr.shape}")
-    return arr
-
-
-# ------------------------------------------------------------------------------- image files
-def image_grid(images, nrow: int = 8, padding: int = 1, value_range=(0.0, 1.0), pad_value: float = 0.0):
-    """Images (N, C, H, W) (C = 1 or 3) or (N, H, W) tiled ``nrow`` per row into one float image in
-    [0, 1]: (rows, cols) for one channel, (rows, cols, 3) for three. ``value_range`` maps to [0, 1]
-    (use (-1, 1) for tanh outputs); values outside are clipped."""
-    arr = _as_images(images, "image_grid")
-    n, c, h, w = arr.shape
-    if n == 0:
-        raise ValueError("image_grid: no images")
-    if c not in (1, 3):
-        raise ValueError(f"image_grid: images must have 1 or 3 channels, got {c}")
-    if nrow < 1 or padding < 0:
-        raise ValueError(f"image_grid: nrow must be >= 1 and padding >= 0, got nrow={nrow}, padding={padding}")
-    lo, hi = float(value_range[0]), float(value_range[1])
-    if not hi > lo:
-        raise ValueError(f"image_grid: value_range must be (low, high) with low < high, got {value_range!r}")
-    arr = np.clip((arr - lo) / (hi - lo), 0.0, 1.0)
-    cols = min(nrow, n)
-    rows = (n + cols - 1) // cols
-    grid = np.full((c, rows * (h + padding) + padding, cols * (w + padding) + padding), pad_value)
-    for k in range(n):  # one slice assignment per image (a grid holds tens of images)
-        r, q = divmod(k, cols)
-        top, left = padding + r * (h + padding), padding + q * (w + padding)
-        grid[:, top:top + h, left:left + w] = arr[k]
-    return grid[0] if c == 1 else np.transpose(grid, (1, 2, 0))
-
-
-def write_png(path, image, scale: int = 1) -> str:
-    """Write a float image in [0, 1] — (H, W) grayscale or (H, W, 3) RGB — as an 8-bit PNG (no
-    extra dependency: zlib and the PNG chunk format), each pixel enlarged to ``scale`` x ``scale``.
-    The file is replaced atomically. Returns the path."""
-    from deepwise.io import atomic_write_bytes  # noqa: PLC0415
-
-    img = np.asarray(image, dtype=np.float64)
-    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3) or img.size == 0:
-        raise ValueError(f"write_png: expected an (H, W) or (H, W, 3) image, got shape {img.shape}")
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"write_png: scale must be a positive int, got {scale!r}")
-    if scale > 1:
-        img = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
-    pixels = np.round(np.clip(np.nan_to_num(img), 0.0, 1.0) * 255).astype(np.uint8)
-    h, w = pixels.shape[:2]
-    color_type = 0 if pixels.ndim == 2 else 2
-    rows = pixels.reshape(h, -1)
-    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # filter byte 0 per row
-
-    def chunk(tag, data):
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
-    parent = os.path.dirname(os.fspath(path))
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    atomic_write_bytes(path, png)
-    return os.fspath(path)
-
-
-def save_image_grid(images, path, nrow: int = 8, scale: int = 4, padding: int = 1, value_range=(0.0, 1.0)) -> str:
-    """``image_grid`` written as a PNG (``write_png``). Returns the path."""
-    return write_png(path, image_grid(images, nrow, padding, value_range), scale=scale)
-
-
-# ------------------------------------------------------------------------- running models
-def embeddings(model, x, batch_size: int = 256) -> np.ndarray:
-    """``model.encode(x)`` for all of x, as a NumPy array (N, latent_dim)."""
-    if not hasattr(model, "encode"):
-        raise TypeError(f"embeddings: {type(model).__name__} has no encode(x)")
-    return _batches(model, lambda m, b: m.encode(b), x, batch_size)
-
-
 def reconstructions(model, x, batch_size: int = 256, transform=None) -> np.ndarray:
     """The model's reconstructions (``reconstruct`` if it has one, else ``model(x)``) of x — or of
     ``transform(x)`` (noisy inputs for a denoiser) — as a NumPy array shaped like x."""
-    x = _host(x)
+    x = to_host(x)
     if transform is not None:
-        x = _host(transform(x))
+        x = to_host(transform(x))
 
     def run(m, b):
         return m.reconstruct(b) if hasattr(m, "reconstruct") else m(b)
 
-    return _batches(model, run, x, batch_size).reshape(x.shape)
+    return run_in_batches(model, run, x, batch_size).reshape(x.shape)
 
 
 def reconstruction_mse(model, x, batch_size: int = 256) -> float:
     """Mean squared error per pixel between x and the model's reconstruction of x."""
-    x = _host(x)
+    x = to_host(x)
     return float(np.mean((reconstructions(model, x, batch_size).astype(np.float64) - x) ** 2))
 
 
@@ -190,8 +74,8 @@ def pca_reconstruction_mse(x_train, x_test, n_components: int) -> float:
     """Per-pixel MSE on ``x_test`` of the best rank-``n_components`` linear code fitted on
     ``x_train`` (PCA by SVD of the centred training data): the baseline an autoencoder with a latent
     code of that size should beat."""
-    a = _host(x_train).reshape(len(x_train), -1).astype(np.float64)
-    b = _host(x_test).reshape(len(x_test), -1).astype(np.float64)
+    a = to_host(x_train).reshape(len(x_train), -1).astype(np.float64)
+    b = to_host(x_test).reshape(len(x_test), -1).astype(np.float64)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"pca_reconstruction_mse: train and test samples differ in size ({a.shape[1]} vs "
                          f"{b.shape[1]} values)")
@@ -209,7 +93,7 @@ def pca_reconstruction_mse(x_train, x_test, n_components: int) -> float:
 def psnr(reference, estimate, data_range: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB, 10 log10(data_range^2 / MSE), with the MSE over all pixels of
     all images (higher is better; +inf for identical inputs)."""
-    ref, est = _host(reference).astype(np.float64), _host(estimate).astype(np.float64)
+    ref, est = to_host(reference).astype(np.float64), to_host(estimate).astype(np.float64)
     if ref.shape != est.shape:
         raise ValueError(f"psnr: reference and estimate differ in shape: {ref.shape} vs {est.shape}")
     mse = float(np.mean((ref - est) ** 2))
@@ -220,9 +104,9 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, k: in
     """Accuracy of a k-nearest-neighbour vote (Euclidean distance) that labels each test feature
     vector by its k nearest training vectors. A tie goes to the class whose tied neighbours are
     nearer in total."""
-    a = _host(train_features).reshape(len(train_features), -1).astype(np.float64)
-    b = _host(test_features).reshape(len(test_features), -1).astype(np.float64)
-    ya, yb = _host(train_labels).astype(np.int64).reshape(-1), _host(test_labels).astype(np.int64).reshape(-1)
+    a = to_host(train_features).reshape(len(train_features), -1).astype(np.float64)
+    b = to_host(test_features).reshape(len(test_features), -1).astype(np.float64)
+    ya, yb = to_host(train_labels).astype(np.int64).reshape(-1), to_host(test_labels).astype(np.int64).reshape(-1)
     if a.shape[1] != b.shape[1] or len(ya) != len(a) or len(yb) != len(b):
         raise ValueError(f"knn_accuracy: features {a.shape} / {b.shape} and labels {ya.shape} / {yb.shape} do not "
                          "match")
@@ -249,11 +133,9 @@ def vae_elbo(model, x, batch_size: int = 256, n_samples: int = 1, seed: int = 0)
     ``{"elbo": ..., "reconstruction": E[-log p(x|z)], "kl": KL(q(z|x) || p(z))}``, elbo =
     -(reconstruction + kl). The decoder is Bernoulli, so for grey levels in [0, 1] this is the ELBO
     of the Bernoulli likelihood the model was trained with, not a normalised density."""
-    from deepwise.models.generative import vae_loss_terms  # noqa: PLC0415
-
     if not getattr(model, "variational", False):
         raise TypeError(f"vae_elbo: {type(model).__name__} is not a VAE (no variational encoder)")
-    x = _host(x)
+    x = to_host(x)
 
     def run(m, b):
         out = []
@@ -264,7 +146,7 @@ def vae_elbo(model, x, batch_size: int = 256, n_samples: int = 1, seed: int = 0)
         return np.mean(np.array(out), axis=0)[None]
 
     with preserved_rng(seed):
-        per_batch = _batches(model, run, x, batch_size)
+        per_batch = run_in_batches(model, run, x, batch_size)
     totals = per_batch.sum(axis=0) / x.shape[0]
     return {"elbo": float(-(totals[0] + totals[1])), "reconstruction": float(totals[0]), "kl": float(totals[1])}
 
@@ -274,10 +156,7 @@ def train_digit_classifier(x, y, epochs: int = 30, seed: int = 0, hidden: int = 
     """A small MLP (pixels -> hidden -> hidden/2 -> classes, dropout 0.2) trained on real images x
     with labels y, to score generated images (``classifier_scores``). Training draws from its own
     seeded stream; the global generator is restored afterwards. Returns the model (eval mode)."""
-    from deepwise import nn, optim  # noqa: PLC0415
-    from deepwise.train.trainer import Trainer  # noqa: PLC0415
-
-    x, y = _host(x).astype(np.float32), _host(y).astype(np.int64)
+    x, y = to_host(x).astype(np.float32), to_host(y).astype(np.int64)
     n_in, n_classes = int(np.prod(x.shape[1:])), int(y.max()) + 1
     with preserved_rng(seed):
         model = nn.Sequential(nn.Flatten(), nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(0.2),
@@ -290,7 +169,7 @@ def train_digit_classifier(x, y, epochs: int = 30, seed: int = 0, hidden: int = 
 
 def predict_proba(classifier, images, batch_size: int = 256) -> np.ndarray:
     """Softmax class probabilities of ``classifier`` for images, (N, classes)."""
-    logits = _batches(classifier, lambda m, b: m(b), _as_images(images, "predict_proba").astype(np.float32),
+    logits = run_in_batches(classifier, lambda m, b: m(b), as_images(images, "predict_proba").astype(np.float32),
                       batch_size).astype(np.float64)
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
     return p / p.sum(axis=1, keepdims=True)
@@ -321,7 +200,7 @@ def classifier_scores(classifier, images, threshold: float = 0.9, batch_size: in
 
 def pixel_stats(images) -> dict:
     """Mean and standard deviation of all pixel values."""
-    arr = _as_images(images, "pixel_stats")
+    arr = as_images(images, "pixel_stats")
     return {"pixel_mean": float(arr.mean()), "pixel_std": float(arr.std())}
 
 

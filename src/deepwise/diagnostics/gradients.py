@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from deepwise import backend
+from deepwise import backend, nn
 from deepwise.train.callbacks import Callback
 
 __all__ = ["Diagnosis", "GradientMonitor"]
@@ -172,8 +172,6 @@ class GradientMonitor(Callback):
     # ------------------------------------------------------------------------------ hooks on the model
     def attach(self, model) -> None:
         """Put forward hooks on ``model``'s ReLU / Sigmoid / Tanh modules (done by ``on_train_begin``)."""
-        from deepwise import nn  # noqa: PLC0415
-
         self.detach()
         self._model = model
         relu_types = tuple(t for t in (getattr(nn, "ReLU", None), getattr(nn, "ReLU6", None)) if t is not None)

@@ -17,6 +17,8 @@ import os
 import shutil
 import subprocess
 
+from deepwise.tensor import Tensor
+
 __all__ = ["graph", "render_graph"]
 
 
@@ -45,8 +47,6 @@ def graph(tensor, params=None, show_constants: bool = True, name: str = "deepwis
         show_constants: draw inputs that do not require grad (data, targets) too.
         name: the graph's name in the DOT source.
     """
-    from deepwise.tensor import Tensor  # noqa: PLC0415
-
     if not isinstance(tensor, Tensor):
         raise TypeError(f"graph: expected a deepwise Tensor, got {type(tensor).__name__}")
     param_names = {id(p): n for n, p in (params or {}).items()}

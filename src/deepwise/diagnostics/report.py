@@ -15,6 +15,10 @@ import io
 import json
 import os
 
+import numpy as np
+
+from deepwise.io import atomic_write_bytes
+
 
 class ReportError(RuntimeError):
     """The report cannot be built (missing files, or matplotlib not installed)."""
@@ -70,7 +74,6 @@ def _curves(history, plt):
         ax.set_title(f"{name}: train vs validation")
         figures.append((f"{name}", _png(fig, plt)))
     # per-layer series ("grad_norm/0.weight", ...) from GradientMonitor: one plot per quantity
-    import numpy as np  # noqa: PLC0415
 
     groups = {}
     for k in history:
@@ -102,8 +105,6 @@ def _curves(history, plt):
 
 
 def _confusion(matrix, class_names, plt):
-    import numpy as np  # noqa: PLC0415
-
     m = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(4.8, 4.2))
     im = ax.imshow(m, cmap="Blues")
@@ -124,8 +125,6 @@ def _confusion(matrix, class_names, plt):
 
 
 def _samples(samples, plt):
-    import numpy as np  # noqa: PLC0415
-
     n = len(samples)
     cols = min(n, 8)
     rows = (n + cols - 1) // cols
@@ -145,8 +144,6 @@ def _samples(samples, plt):
 
 def _image_grid(grid, plt):
     """``{"title", "images": [2-D lists in [0, 1]], "captions": [...], "ncols"}`` as one figure."""
-    import numpy as np  # noqa: PLC0415
-
     images = grid["images"]
     captions = list(grid.get("captions") or []) + [""] * len(images)
     cols = max(1, min(int(grid.get("ncols", 8)), len(images)))
@@ -227,7 +224,6 @@ def build_report(run_dir, out_path=None) -> str:
         "</style></head><body>" + "\n".join(parts) + "</body></html>"
     )
     out_path = out_path or os.path.join(run_dir, "report.html")
-    from deepwise.io import atomic_write_bytes  # noqa: PLC0415
 
     atomic_write_bytes(out_path, page.encode("utf-8"))
     return out_path

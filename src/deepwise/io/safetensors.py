@@ -27,7 +27,9 @@ import struct
 
 import numpy as np
 
+from deepwise import backend
 from deepwise.io.atomic import atomic_open
+from deepwise.tensor import Tensor
 
 __all__ = [
     "SafetensorsError",
@@ -81,11 +83,9 @@ def _to_numpy(value, name: str) -> np.ndarray:
         return value
     if isinstance(value, np.generic):
         return np.asarray(value)
-    from deepwise import backend  # noqa: PLC0415 - lazy: deepwise may import this package
 
     if backend.is_array(value):  # a CuPy array
         return backend.to_device(value, backend.Device("cpu"))
-    from deepwise.tensor import Tensor  # noqa: PLC0415
 
     if isinstance(value, Tensor):
         return backend.to_device(value.data, backend.Device("cpu"))

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from deepwise import backend
 from deepwise.io.safetensors import load_file, save_file
+from deepwise.tensor import Tensor
 
 __all__ = ["load", "save"]
 
@@ -23,8 +25,6 @@ _CHECKPOINT_HINT = ("checkpoints that also hold optimizer state or training prog
 
 def _check_value(name: str, value) -> None:
     """Refuse anything but a tensor or an array (``save_file`` converts those to host arrays)."""
-    from deepwise import backend  # noqa: PLC0415 - lazy: deepwise imports this package
-    from deepwise.tensor import Tensor  # noqa: PLC0415
 
     if isinstance(value, (Tensor, np.ndarray, np.generic)) or backend.is_array(value):
         return
@@ -57,8 +57,6 @@ def load(path, device="cpu") -> dict:
     """Read a safetensors file into a dict of name -> Tensor, in the file's order, keeping each
     tensor's dtype; ``device="cuda"`` puts them on the GPU. The file is never unpickled: a corrupt or
     foreign file raises ``SafetensorsError`` (a ValueError) naming the file and the problem."""
-    from deepwise import backend  # noqa: PLC0415
-    from deepwise.tensor import Tensor  # noqa: PLC0415
 
     dev = backend.Device(device)
     arrays = load_file(path)

@@ -10,7 +10,9 @@ from __future__ import annotations
 from deepwise.nn.containers import Sequential
 from deepwise.nn.layers.activation import ReLU, Tanh
 from deepwise.nn.layers.conv import Conv2d
+from deepwise.nn.layers.dropout import Dropout
 from deepwise.nn.layers.linear import Linear
+from deepwise.nn.layers.norm import BatchNorm2d
 from deepwise.nn.layers.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from deepwise.nn.layers.shape import Flatten
 from deepwise.nn.module import Module
@@ -71,8 +73,6 @@ class LeNet5(Module):
 
 
 def _conv_bn_relu(cin, cout, stride=1):
-    from deepwise.nn.layers.norm import BatchNorm2d  # noqa: PLC0415
-
     return [Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), BatchNorm2d(cout), ReLU()]
 
 
@@ -99,8 +99,6 @@ class SmallVGG(Module):
         self.flatten = Flatten()
         head = []
         if dropout:
-            from deepwise.nn.layers.dropout import Dropout  # noqa: PLC0415
-
             head.append(Dropout(dropout))
         head.append(Linear(cin, num_classes))
         self.classifier = Sequential(*head)
@@ -116,7 +114,6 @@ class BasicBlock(Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__()
-        from deepwise.nn.layers.norm import BatchNorm2d  # noqa: PLC0415
 
         self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn1 = BatchNorm2d(out_channels)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from deepwise.autograd import no_grad
 from deepwise.creation import randn
 from deepwise.nn import init
@@ -406,8 +408,6 @@ class VAE(_Autoencoder):
         z1 and z2 are (latent_dim,) or (1, latent_dim) Tensors or arrays. Returns (steps, *input_shape)."""
         _positive("VAE.interpolate", steps=steps)
         a, b = (self._code(z, name) for z, name in ((z1, "z1"), (z2, "z2")))
-        import numpy as np  # noqa: PLC0415
-
         t = np.linspace(0.0, 1.0, steps, dtype=np.float32).reshape(steps, 1)
         with no_grad():
             w = Tensor(t).to(a.device)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict, namedtuple
 
+import numpy as np
+
 from deepwise import backend
 from deepwise.autograd import no_grad
 from deepwise.backend import Device
@@ -397,8 +399,6 @@ class Module:
         reported together: missing keys and unexpected keys (when ``strict``), shape mismatches
         (always). Returns ``(missing_keys, unexpected_keys)``.
         """
-        import numpy as np  # noqa: PLC0415 - only for foreign array-likes
-
         entries = list(self._state_entries())
         expected = {key for key, _ in entries}
         missing = [key for key, _ in entries if key not in state_dict]

@@ -26,6 +26,7 @@ import numpy as np
 
 from deepwise import backend
 from deepwise.autograd import no_grad
+from deepwise.nn.module import Module
 from deepwise.tensor import Tensor
 
 __all__ = ["Summary", "SummaryRow", "human_bytes", "summary"]
@@ -272,8 +273,6 @@ def summary(model, input_shape=None, dtype=backend.float32, batch_size: int = 1,
     Output shapes show -1 at the batch dimension of every output: a second pass with two samples
     finds which dimension doubles (an LSTM's h_n is (layers, -1, hidden)).
     """
-    from deepwise.nn.module import Module  # noqa: PLC0415 - nn imports diagnostics-free core only
-
     if not isinstance(model, Module):
         raise TypeError(f"summary: model must be a deepwise nn.Module, got {type(model).__name__}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

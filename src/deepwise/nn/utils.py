@@ -1,10 +1,11 @@
-"""``nn.utils``: gradient clipping (from ``deepwise.optim``) and flat parameter vectors."""
+"""``nn.utils``: gradient clipping (``deepwise.nn.clip``; also ``dw.optim.clip_grad_norm_``) and flat
+parameter vectors."""
 
 from __future__ import annotations
 
 from deepwise.autograd import no_grad
+from deepwise.nn.clip import clip_grad_norm_, clip_grad_value_
 from deepwise.ops.shape import cat
-from deepwise.optim import clip_grad_norm_, clip_grad_value_
 from deepwise.tensor import Tensor
 
 

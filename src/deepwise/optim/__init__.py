@@ -5,10 +5,10 @@
     loss.backward(); dw.optim.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
 """
 
+from deepwise.nn.clip import clip_grad_norm_, clip_grad_value_  # torch.nn.utils is their home
 from deepwise.optim import lr_scheduler
 from deepwise.optim.adagrad import Adagrad
 from deepwise.optim.adam import Adam, AdamW
-from deepwise.optim.clip import clip_grad_norm_, clip_grad_value_
 from deepwise.optim.optimizer import Optimizer, required
 from deepwise.optim.rmsprop import RMSprop
 from deepwise.optim.sgd import SGD

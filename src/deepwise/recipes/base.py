@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepwise import optim
+from deepwise.train import Trainer
+
 
 @dataclass
 class Splits:
@@ -40,8 +43,6 @@ class Recipe:
         raise NotImplementedError
 
     def optimizer(self, model, config):
-        from deepwise import optim  # noqa: PLC0415
-
         return optim.Adam(model.parameters(), lr=config["lr"])
 
     def scheduler(self, optimizer, config):
@@ -49,8 +50,6 @@ class Recipe:
 
     def trainer(self, model, config):
         """The Trainer that fits this recipe (GANs and autoencoders bring their own)."""
-        from deepwise.train import Trainer  # noqa: PLC0415
-
         opt = self.optimizer(model, config)
         return Trainer(model, optimizer=opt, loss=self.loss, metrics=list(self.metrics),
                        scheduler=self.scheduler(opt, config), device=config.get("device", "cpu"))

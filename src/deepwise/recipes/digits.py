@@ -6,12 +6,12 @@ import os
 
 import numpy as np
 
+from deepwise import nn
+from deepwise.data import load_digits
 from deepwise.recipes.base import Recipe, Splits, classification_extras
 
 
 def _digits_splits(config, as_images):
-    from deepwise.data import load_digits  # noqa: PLC0415
-
     x, y = load_digits(split="train", as_images=as_images)
     xt, yt = load_digits(split="test", as_images=as_images)
     # a fixed validation slice of the training split (deterministic for a given seed)
@@ -94,8 +94,6 @@ class DigitsCNN(_DigitsBase):
     defaults = {"epochs": 25, "batch_size": 32, "lr": 2e-3, "seed": 0}
 
     def model(self, config):
-        from deepwise import nn  # noqa: PLC0415
-
         return nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
@@ -118,8 +116,6 @@ class DigitsMLP(_DigitsBase):
     defaults = {"epochs": 40, "batch_size": 32, "lr": 2e-3, "seed": 0}
 
     def model(self, config):
-        from deepwise import nn  # noqa: PLC0415
-
         return nn.Sequential(
             nn.BatchNorm1d(64),  # standardises the pixels with statistics it keeps for evaluation
             nn.Linear(64, 256), nn.ReLU(), nn.Dropout(0.3),

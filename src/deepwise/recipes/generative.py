@@ -19,7 +19,16 @@ import os
 
 import numpy as np
 
+from deepwise import optim
+from deepwise.data import load_digits
+from deepwise.data.transforms import Compose, GaussianNoise, RandomMask
+from deepwise.diagnostics import generative as G
+from deepwise.io.images import save_image_grid
+from deepwise.models.generative import GAN, VAE, ConvAutoencoder, DenseAutoencoder, Discriminator, Generator
 from deepwise.recipes.base import Recipe, Splits
+from deepwise.recipes.digits import load_image
+from deepwise.train.autoencoder import AutoencoderTrainer
+from deepwise.train.gan import GANTrainer, SampleGrid
 
 _GRID = 16  # images per grid in the report
 
@@ -27,8 +36,6 @@ _GRID = 16  # images per grid in the report
 def _digits(config) -> Splits:
     """Train / validation / test digits as (N, 1, 8, 8) float32 in [0, 1] with their labels; the
     validation tenth of the training split is picked by a permutation seeded with config["seed"]."""
-    from deepwise.data import load_digits  # noqa: PLC0415
-
     x, y = load_digits(split="train", as_images=True)
     xt, yt = load_digits(split="test", as_images=True)
     order = np.random.default_rng(config["seed"]).permutation(len(x))
@@ -51,8 +58,6 @@ def _ascii(img) -> str:
 
 
 def _load(path):
-    from deepwise.recipes.digits import load_image  # noqa: PLC0415
-
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such input: {path}")
     return load_image(path)
@@ -72,8 +77,6 @@ class _AutoencoderRecipe(Recipe):
         return None
 
     def trainer(self, model, config):
-        from deepwise.train.autoencoder import AutoencoderTrainer  # noqa: PLC0415
-
         opt = self.optimizer(model, config)
         return AutoencoderTrainer(model, opt, loss=self.loss, input_transform=self.input_transform(config),
                                   scheduler=self.scheduler(opt, config), device=config.get("device", "cpu"))
@@ -82,16 +85,12 @@ class _AutoencoderRecipe(Recipe):
         return []
 
     def _embedding_metrics(self, trainer, splits) -> dict:
-        from deepwise.diagnostics import generative as G  # noqa: PLC0415
-
         (x, y), (xt, yt) = splits.train, splits.test
         emb, emb_t = G.embeddings(trainer.model, x), G.embeddings(trainer.model, xt)
         return {"knn5_accuracy_embedding": G.knn_accuracy(emb, y, emb_t, yt, k=5),
                 "knn5_accuracy_pixels": G.knn_accuracy(x, y, xt, yt, k=5)}
 
     def final_metrics(self, trainer, splits, config):
-        from deepwise.diagnostics import generative as G  # noqa: PLC0415
-
         (x, _), (xt, _) = splits.train, splits.test
         latent = trainer.model.latent_dim
         out = {"test_reconstruction_mse": G.reconstruction_mse(trainer.model, xt),
@@ -102,8 +101,6 @@ class _AutoencoderRecipe(Recipe):
         return out
 
     def predict(self, trainer, path, config):
-        from deepwise.diagnostics import generative as G  # noqa: PLC0415
-
         x = _load(path)
         code = G.embeddings(trainer.model, x)[0]
         recon = G.reconstructions(trainer.model, x)
@@ -121,8 +118,6 @@ class AutoencoderDigits(_AutoencoderRecipe):
     defaults = {"epochs": 60, "batch_size": 32, "lr": 2e-3, "seed": 0, "latent_dim": 8}
 
     def model(self, config):
-        from deepwise.models.generative import DenseAutoencoder  # noqa: PLC0415
-
         return DenseAutoencoder((1, 8, 8), latent_dim=config["latent_dim"], hidden=(128, 64))
 
 
@@ -136,21 +131,15 @@ class DenoisingDigits(_AutoencoderRecipe):
                 "mask_p": 0.0}
 
     def input_transform(self, config):
-        from deepwise.data.transforms import Compose, GaussianNoise, RandomMask  # noqa: PLC0415
-
         parts = [GaussianNoise(config["noise_std"], clip=(0.0, 1.0))]
         if config.get("mask_p"):
             parts.append(RandomMask(config["mask_p"]))
         return parts[0] if len(parts) == 1 else Compose(parts)
 
     def model(self, config):
-        from deepwise.models.generative import ConvAutoencoder  # noqa: PLC0415
-
         return ConvAutoencoder(1, 8, latent_dim=config["latent_dim"], base_channels=16)
 
     def final_metrics(self, trainer, splits, config):
-        from deepwise.diagnostics import generative as G  # noqa: PLC0415
-
         xt = splits.test[0]
         with G.preserved_rng(config["seed"] + 1):  # the same noisy test set for every run with this seed
             noisy = np.asarray(self.input_transform(config)(xt))
@@ -172,18 +161,12 @@ class VaeDigits(_AutoencoderRecipe):
     defaults = {"epochs": 80, "batch_size": 32, "lr": 1e-3, "seed": 0, "latent_dim": 8}
 
     def model(self, config):
-        from deepwise.models.generative import VAE  # noqa: PLC0415
-
         return VAE((1, 8, 8), latent_dim=config["latent_dim"], hidden=(256, 128))
 
     def callbacks(self, config, run_dir):
-        from deepwise.train.gan import SampleGrid  # noqa: PLC0415
-
         return [SampleGrid(os.path.join(run_dir, "samples"), n=64, seed=config["seed"], every=10)]
 
     def final_metrics(self, trainer, splits, config):
-        from deepwise.diagnostics import generative as G  # noqa: PLC0415
-
         model = trainer.model
         (x, y), (xt, _) = splits.train, splits.test
         elbo = G.vae_elbo(model, xt, n_samples=5, seed=config["seed"])
@@ -232,15 +215,11 @@ class GanDigits(Recipe):
         return _digits(config)
 
     def model(self, config):
-        from deepwise.models.generative import GAN, Discriminator, Generator  # noqa: PLC0415
-
         gen = Generator(config["latent_dim"], 1, 8, base_channels=config["base_channels"])
         disc = Discriminator(1, 8, base_channels=config["base_channels"])
         return GAN(gen, disc)
 
     def trainer(self, model, config):
-        from deepwise import optim  # noqa: PLC0415
-        from deepwise.train.gan import GANTrainer  # noqa: PLC0415
 
         g_opt = optim.Adam(model.generator.parameters(), lr=config["lr"], betas=(0.5, 0.999))
         d_opt = optim.Adam(model.discriminator.parameters(), lr=config["lr"], betas=(0.5, 0.999))
@@ -249,13 +228,9 @@ class GanDigits(Recipe):
                           penalty=config["penalty"], device=config.get("device", "cpu"))
 
     def callbacks(self, config, run_dir):
-        from deepwise.train.gan import SampleGrid  # noqa: PLC0415
-
         return [SampleGrid(os.path.join(run_dir, "samples"), n=64, seed=config["seed"])]
 
     def final_metrics(self, trainer, splits, config):
-        from deepwise.diagnostics import generative as G  # noqa: PLC0415
-
         (x, y), (xt, _) = splits.train, splits.test
         with G.preserved_rng(config["seed"]):
             clf = G.train_digit_classifier(x, y, seed=config["seed"])
@@ -272,8 +247,6 @@ class GanDigits(Recipe):
         return out
 
     def predict(self, trainer, path, config):
-        from deepwise.diagnostics.generative import save_image_grid  # noqa: PLC0415
-
         if not path.lower().endswith(".png"):
             raise ValueError(f"gan-digits predict writes 64 generated digits to a PNG file; give a path ending in "
                              f".png, got {path!r}")

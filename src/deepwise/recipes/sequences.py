@@ -13,11 +13,22 @@ import os
 import numpy as np
 
 from deepwise import backend
+from deepwise.data.datasets.series import load_co2
 from deepwise.nn.layers.embedding import Embedding
 from deepwise.nn.layers.linear import Linear
 from deepwise.nn.layers.recurrent import GRU, LSTM
 from deepwise.nn.module import Module
 from deepwise.recipes.base import Recipe, Splits
+from deepwise.text import (
+    ASCII_ALPHABET,
+    LanguageModel,
+    Vocab,
+    load_stdlib_docstrings,
+    next_token_windows,
+    sample,
+    to_ascii,
+)
+from deepwise.text.windows import sliding_windows
 
 
 # --------------------------------------------------------------------------------------- forecasting
@@ -52,8 +63,6 @@ class CO2LSTM(Recipe):
     monitor = "val_loss"
 
     def _prepare(self, config):
-        from deepwise.data.datasets.series import load_co2  # noqa: PLC0415
-        from deepwise.text.windows import sliding_windows  # noqa: PLC0415
 
         dates, ppm = load_co2()
         v = ppm.astype(np.float64)
@@ -157,13 +166,9 @@ class CharsLSTM(Recipe):
 
     @staticmethod
     def vocab():
-        from deepwise.text import ASCII_ALPHABET, Vocab  # noqa: PLC0415
-
         return Vocab(list(ASCII_ALPHABET), level="char", unk_token=None)
 
     def data(self, config):
-        from deepwise.text import load_stdlib_docstrings, next_token_windows  # noqa: PLC0415
-
         text = load_stdlib_docstrings(config.get("max_chars"))
         ids = self.vocab().encode(text)
         n = len(ids)
@@ -173,14 +178,10 @@ class CharsLSTM(Recipe):
                       test=next_token_windows(ids[b:], seq))
 
     def model(self, config):
-        from deepwise.text import LanguageModel  # noqa: PLC0415
-
         return LanguageModel(96, int(config.get("embed", 64)), int(config.get("hidden", 256)), 1, "lstm",
                              float(config.get("dropout", 0.0)))
 
     def _generate(self, trainer, prompt, config, length=300):
-        from deepwise.text import sample, to_ascii  # noqa: PLC0415
-
         gen = np.random.default_rng(int(config.get("seed", 0)))
         return sample(trainer.model, self.vocab(), to_ascii(prompt), length, temperature=0.7, generator=gen)
 

@@ -18,6 +18,9 @@ from collections import Counter
 
 import numpy as np
 
+from deepwise.io import atomic_write_bytes
+from deepwise.text._arrays import host_array
+
 __all__ = ["Vocab"]
 
 _FORMAT = "deepwise.vocab"
@@ -134,8 +137,6 @@ class Vocab:
 
     def save(self, path) -> None:
         """Write the vocabulary as JSON (atomically: a reader sees the old file or the new one)."""
-        from deepwise.io import atomic_write_bytes  # noqa: PLC0415
-
         atomic_write_bytes(str(path), (json.dumps(self.to_dict(), ensure_ascii=True, indent=1) + "\n").encode())
 
     @classmethod
@@ -155,8 +156,6 @@ class Vocab:
 
 
 def _host_ids(ids) -> np.ndarray:
-    from deepwise.text._arrays import host_array  # noqa: PLC0415
-
     arr = host_array(ids)
     if arr.size and arr.dtype.kind not in "iu":
         raise TypeError(f"Vocab.decode: ids must be integers, got dtype {arr.dtype}")

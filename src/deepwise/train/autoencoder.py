@@ -24,6 +24,7 @@ from __future__ import annotations
 from deepwise import backend
 from deepwise.data import DataLoader, TensorDataset
 from deepwise.models.generative import vae_loss_terms
+from deepwise.nn.inference import embeddings
 from deepwise.tensor import Tensor
 from deepwise.train.trainer import Trainer
 
@@ -131,6 +132,4 @@ class AutoencoderTrainer(UnsupervisedFitMixin, Trainer):
 
     def encode(self, x, batch_size: int = 256):
         """``model.encode`` over x in eval mode, as a NumPy array (the embeddings)."""
-        from deepwise.diagnostics.generative import embeddings  # noqa: PLC0415
-
         return embeddings(self.model, x, batch_size)

@@ -5,6 +5,8 @@ See ``deepwise.train.callbacks`` for the hooks and the ready-made callbacks.
 
 from __future__ import annotations
 
+import inspect
+
 __all__ = [
     "HOOKS", "Callback", "CallbackList", "check_monitor_planned", "copy_weights", "monitor_mode", "monitored_value",
     "takes_metric",
@@ -47,8 +49,6 @@ def copy_weights(model) -> dict:
 
 def takes_metric(scheduler) -> bool:
     """True for schedulers whose step() needs a value (ReduceLROnPlateau-style: step(metrics))."""
-    import inspect  # noqa: PLC0415
-
     try:
         params = list(inspect.signature(scheduler.step).parameters.values())
     except (TypeError, ValueError):

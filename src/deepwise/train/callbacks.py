@@ -27,6 +27,7 @@ import os
 
 import numpy as np
 
+from deepwise import io as dw_io
 from deepwise.train.callback_base import (
     HOOKS,
     Callback,
@@ -190,8 +191,6 @@ class ModelCheckpoint(Callback):
                 print(f"Epoch {epoch + 1}: {self.monitor} improved from {previous} to {current:.6g}, saving")
         path = self._path(epoch, logs)
         if self.save_weights_only:
-            from deepwise import io as dw_io  # noqa: PLC0415
-
             dw_io.save(self.model.state_dict(), path)
         else:
             self.trainer.request_checkpoint(path)

@@ -13,6 +13,7 @@ import sys
 import time
 
 from deepwise import backend
+from deepwise.io import atomic_write_text
 from deepwise.train import progress
 from deepwise.train.callback_base import Callback
 
@@ -70,8 +71,6 @@ class CSVLogger(Callback):
         self._resumed = True
 
     def _open(self):
-        from deepwise.io import atomic_write_text  # noqa: PLC0415
-
         if self._resumed and self.columns is not None:
             lines = []
             if os.path.exists(self.filename):

@@ -41,6 +41,7 @@ import numpy as np
 
 from deepwise.autograd import grad, no_grad
 from deepwise.creation import full, rand, randn
+from deepwise.io.images import save_image_grid
 from deepwise.models.generative import GAN
 from deepwise.nn.module import Module
 from deepwise.ops.loss import binary_cross_entropy_with_logits
@@ -268,8 +269,6 @@ class SampleGrid(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        from deepwise.diagnostics.generative import save_image_grid  # noqa: PLC0415
-
         model = self._model()
         if self._z is None or self._z.shape[1] != model.latent_dim:
             self._z = np.random.default_rng(self.seed).standard_normal((self.n, model.latent_dim)).astype(np.float32)

@@ -18,6 +18,7 @@ import inspect
 import numpy as np
 
 from deepwise import backend
+from deepwise.nn import functional as F
 from deepwise.tensor import Tensor
 
 __all__ = ["CLASSIFICATION_LOSSES", "LOSS_NAMES", "Loss"]
@@ -29,8 +30,6 @@ _IGNORE_INDEX = -100
 
 
 def _functional(name):
-    from deepwise.nn import functional as F  # noqa: PLC0415 - nn imports heavy layers; load on use
-
     return {
         "cross_entropy": F.cross_entropy, "nll": F.nll_loss, "bce_with_logits": F.binary_cross_entropy_with_logits,
         "mse": F.mse_loss, "mae": F.l1_loss, "l1": F.l1_loss, "huber": F.huber_loss,

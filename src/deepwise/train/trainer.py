@@ -44,6 +44,7 @@ import time
 
 from deepwise import random as dw_random
 from deepwise.backend import Device
+from deepwise.nn.summary import summary
 from deepwise.optim import clip_grad_norm_
 from deepwise.tensor import Tensor
 from deepwise.train import checkpoint as ckpt_io
@@ -158,8 +159,6 @@ class Trainer:
     def summary(self, input_shape=None, **kwargs):
         """``dw.summary`` of the model: its layers, output shapes, parameters and memory. ``input_shape``
         (one sample, no batch dim) defaults to what ``fit`` last saw."""
-        from deepwise.diagnostics import summary  # noqa: PLC0415
-
         input_shape = input_shape or self.sample_shape
         if input_shape is None:
             raise ValueError("Trainer.summary: pass input_shape=(...) (one sample, without the batch dim) "
