@@ -312,3 +312,19 @@ def test_equality_operators_return_tensors_and_hash_by_identity():
     assert (a == b).item() is True
     assert len({a, b}) == 2
     assert dw.equal(dw.ones(2), dw.ones(2)) and not dw.equal(dw.ones(2), dw.ones(3))
+
+
+def test_one_dtype_policy_for_creation_collate_and_arithmetic():
+    from deepwise import backend
+    from deepwise.data.collate import default_collate
+
+    assert backend.default_dtype(np.float64) == np.float32
+    assert backend.default_dtype(np.int32) == np.int32 and backend.default_dtype(np.uint8) == np.uint8
+    assert backend.default_dtype(np.int32, from_python=True) == np.int64
+    assert backend.default_dtype(np.float16, from_python=True) == np.float32
+    # the three users agree
+    assert dw.tensor(np.zeros(2)).dtype == dw.float32 and dw.tensor([1, 2]).dtype == dw.int64
+    assert default_collate([np.zeros(2), np.zeros(2)]).dtype == dw.float32
+    assert default_collate([1, 2]).dtype == dw.int64 and default_collate([1.5, 2.0]).dtype == dw.float32
+    assert (dw.ones(2) + np.ones(2)).dtype == dw.float32
+    assert dw.tensor(np.arange(3, dtype=np.uint8)).dtype == dw.uint8
