@@ -25,6 +25,13 @@ def generator() -> np.random.Generator:
     return _generator
 
 
+def draw_dtype(dtype) -> np.dtype:
+    """The dtype random values for a tensor of ``dtype`` are drawn in: its own when float32 or
+    float64, else float32 (then cast on writing)."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
+
+
 def get_rng_state() -> dict:
     """A JSON-serialisable snapshot of the generator (for checkpoints)."""
     return _generator.bit_generator.state

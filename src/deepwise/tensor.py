@@ -366,7 +366,7 @@ class Tensor:
         """Fill in place with U(a, b), drawn from deepwise's seeded generator (or ``generator``)."""
         if b < a:
             raise ValueError(f"uniform_: lower bound a={a} is above upper bound b={b}")
-        dt = self._draw_dtype()
+        dt = random.draw_dtype(self.dtype)
         u = (generator or random.generator()).random(self.shape, dtype=dt)
         return self._fill_drawn(dt.type(a) + dt.type(b - a) * u)
 
@@ -374,12 +374,9 @@ class Tensor:
         """Fill in place with N(mean, std^2), drawn from deepwise's seeded generator (or ``generator``)."""
         if std < 0:
             raise ValueError(f"normal_: std must be >= 0, got {std}")
-        dt = self._draw_dtype()
+        dt = random.draw_dtype(self.dtype)
         z = (generator or random.generator()).standard_normal(self.shape, dtype=dt)
         return self._fill_drawn(z * dt.type(std) + dt.type(mean))
-
-    def _draw_dtype(self):
-        return self.dtype if self.dtype in (backend.float32, backend.float64) else backend.float32
 
     def _fill_drawn(self, values):
         """Write host-drawn ``values`` into the data (on its device, in its dtype), outside the graph."""

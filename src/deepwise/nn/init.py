@@ -68,10 +68,6 @@ def _fan(tensor, mode):
     return fan_in if mode == "fan_in" else fan_out
 
 
-def _draw_dtype(tensor):
-    return tensor.dtype if tensor.dtype in (backend.float32, backend.float64) else backend.float32
-
-
 def _write(tensor, values):
     with no_grad():
         tensor.data[...] = backend.to_device(np.asarray(values), tensor.device).astype(tensor.dtype, copy=False)

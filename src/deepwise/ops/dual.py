@@ -46,7 +46,6 @@ def _unary(name):
 exp = _unary("exp")
 log = _unary("log")
 log1p = _unary("log1p")
-sqrt = _unary("sqrt")
 sin = _unary("sin")
 cos = _unary("cos")
 tanh = _unary("tanh")
@@ -97,12 +96,6 @@ def sum(x, axis=None, keepdims=False):
     if isinstance(x, Tensor):
         return x.sum(dim=axis, keepdim=keepdims)
     return x.sum(axis=axis, keepdims=keepdims)
-
-
-def mean(x, axis=None, keepdims=False):
-    if isinstance(x, Tensor):
-        return x.mean(dim=axis, keepdim=keepdims)
-    return x.mean(axis=axis, keepdims=keepdims)
 
 
 def sum_to(g, shape):
@@ -178,18 +171,6 @@ def pad(x, widths):
             flat += [before, after]
         return tensor.ops.pad(x, tuple(flat))
     return get_array_module(x).pad(x, widths)
-
-
-def zeros(shape, like):
-    """Zeros of ``shape`` with the dtype and device of ``like`` (a constant under create_graph)."""
-    if isinstance(like, Tensor):
-        return Tensor._make(get_array_module(like.data).zeros(tuple(shape), like.dtype))
-    return get_array_module(like).zeros(tuple(shape), like.dtype)
-
-
-def constant(array, like):
-    """A constant array (a mask, a scale) next to ``like``: a Tensor when ``like`` is one."""
-    return Tensor._make(array) if isinstance(like, Tensor) else array
 
 
 # --------------------------------------------------------------------------- other functions
