@@ -66,7 +66,7 @@ def mlp_sgd_step(torch):
         loss.backward()
         with dw.no_grad():
             for p in dw_params:
-                p.data -= lr * p.grad.data
+                p.array -= lr * p.grad.array
 
     th_step = None
     if torch is not None:

@@ -31,7 +31,7 @@ for step in range(1, 1501):
     loss.backward()
     with dw.no_grad():
         for p in params:
-            p.data -= 0.5 * p.grad.data
+            p.array -= 0.5 * p.grad.array
     if step % 300 == 0:
         acc = (logits.argmax(dim=1) == y).float().mean().item()
         print(f"step {step:4d}  loss {loss.item():.4f}  accuracy {acc:.3f}")

@@ -127,7 +127,7 @@ def test_float32_preserved_through_a_whole_step():
     loss.backward()
     assert w.grad.dtype == dw.float32 and b.grad.dtype == dw.float32
     with dw.no_grad():
-        w.data -= 0.1 * w.grad.data
+        w.array -= 0.1 * w.grad.array
         b -= 0.1 * b.grad  # out-of-place under no_grad, still float32
     assert w.dtype == dw.float32 and b.dtype == dw.float32
 
@@ -220,7 +220,7 @@ def test_leaf_grads_are_private_so_manual_sgd_works():
     (a + b).sum().backward()  # the same (read-only, broadcast) array flows to both leaves
     a.grad.zero_()
     np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])
-    b.grad.data[0] = 5.0
+    b.grad.array[0] = 5.0
     np.testing.assert_array_equal(a.grad.numpy(), [0.0, 0.0])
     (c.reshape(6) * 2).sum().backward()  # reshape hands back a view
     c.grad.zero_()
@@ -350,7 +350,7 @@ def test_detach():
     assert not d.requires_grad and d.grad_fn is None
     np.testing.assert_array_equal(d.numpy(), [2.0, 4.0])
     xd = x.detach()
-    assert xd.data is x.data or np.shares_memory(xd.data, x.data)
+    assert xd.array is x.array or np.shares_memory(xd.array, x.array)
     y = (x * x.detach()).sum()  # gradient flows only through the first factor
     y.backward()
     np.testing.assert_array_equal(x.grad.numpy(), [1.0, 2.0])

@@ -40,7 +40,7 @@ def test_tensor_from_numpy_dtype_policy():
 def test_tensor_of_a_tensor_copies():
     x = dw.tensor([1.0, 2.0])
     y = dw.tensor(x)
-    y.data[0] = 9
+    y.array[0] = 9
     assert x[0].item() == 1.0
     z = dw.tensor([x[0], x[1], 3.0])
     np.testing.assert_array_equal(z.numpy(), [1.0, 2.0, 3.0])
@@ -53,7 +53,7 @@ def test_from_numpy_shares_memory_and_keeps_dtype():
         assert t.dtype == np.dtype(dtype)
         a[1] = 3
         assert t[1].item() == 3
-        t.data[2] = 0
+        t.array[2] = 0
         assert a[2] == 0
         assert np.shares_memory(t.numpy(), a)
     with pytest.raises(TypeError, match="from_numpy"):
@@ -196,7 +196,7 @@ def test_bool_of_tensors():
 def test_clone_is_a_differentiable_copy():
     x = dw.tensor([1.0, 2.0], requires_grad=True)
     c = x.clone()
-    assert not np.shares_memory(c.data, x.data) and c.grad_fn is not None
+    assert not np.shares_memory(c.array, x.array) and c.grad_fn is not None
     (c * 3).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])
 
@@ -328,3 +328,18 @@ def test_one_dtype_policy_for_creation_collate_and_arithmetic():
     assert default_collate([1, 2]).dtype == dw.int64 and default_collate([1.5, 2.0]).dtype == dw.float32
     assert (dw.ones(2) + np.ones(2)).dtype == dw.float32
     assert dw.tensor(np.arange(3, dtype=np.uint8)).dtype == dw.uint8
+
+
+def test_data_is_a_history_free_tensor_sharing_the_array_as_in_pytorch():
+    p = dw.Tensor(np.ones(3, np.float32), requires_grad=True)
+    (p * 2).sum().backward()
+    d = p.data
+    assert isinstance(d, dw.Tensor) and not d.requires_grad and d.grad_fn is None
+    assert d.array is p.array  # shares the values
+    p.data.add_(p.grad, alpha=-0.5)  # PyTorch's hand-written SGD step
+    np.testing.assert_array_equal(p.array, [0.0, 0.0, 0.0])
+    assert p.requires_grad and p.is_leaf
+    p.data = dw.Tensor(np.full(3, 4.0, np.float32))  # replaces the values, keeps the parameter
+    assert p.requires_grad and p.array.tolist() == [4.0, 4.0, 4.0]
+    p.data[1] = 7.0
+    assert p.array.tolist() == [4.0, 7.0, 4.0]

@@ -1,9 +1,10 @@
 """``Tensor``: an array (``numpy.ndarray`` or ``cupy.ndarray``) plus what autograd needs.
 
-``data`` holds the values; ``grad`` the accumulated gradient (a Tensor, or None); ``requires_grad``
-marks tensors whose gradient we want; ``_ctx`` links a tensor made by an op to the graph node that
-made it (None for leaves). Every operator and method below just calls the op function in
-``deepwise.ops`` that implements it: the graph is built there, in ``Function.apply``.
+``array`` holds the values (``data`` is a history-free Tensor view of it, as in PyTorch); ``grad``
+the accumulated gradient (a Tensor, or None); ``requires_grad`` marks tensors whose gradient we want;
+``_ctx`` links a tensor made by an op to the graph node that made it (None for leaves). Every operator
+and method below just calls the op function in ``deepwise.ops`` that implements it: the graph is
+built there, in ``Function.apply``.
 
 The ops sit above the Tensor (they import it), so this module never imports them: ``ops`` below is
 bound by ``deepwise.ops`` itself when it loads (``bind_ops``), before any tensor exists.
@@ -33,7 +34,7 @@ def as_array(data, dtype=None, device=None, copy=False):
     is given: float64 and Python floats become float32, Python ints int64, bools stay bool."""
     dtype = backend.to_dtype(dtype)
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     if backend.is_array(data):
         arr = data
         if dtype is None:
@@ -76,7 +77,7 @@ def _flat(seq):
 def _nested_tensors_to_arrays(seq):
     return [
         _nested_tensors_to_arrays(s) if isinstance(s, (list, tuple))
-        else (backend.to_device(s.data, Device("cpu")) if isinstance(s, Tensor) else s)
+        else (backend.to_device(s.array, Device("cpu")) if isinstance(s, Tensor) else s)
         for s in seq
     ]
 
@@ -84,11 +85,11 @@ def _nested_tensors_to_arrays(seq):
 class Tensor:
     """A multi-dimensional array that can record the operations applied to it."""
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_out_index", "_hooks", "__weakref__")
+    __slots__ = ("array", "grad", "requires_grad", "_ctx", "_out_index", "_hooks", "__weakref__")
     __array_priority__ = 1000  # numpy_array + tensor -> Tensor.__radd__
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
-        self.data = as_array(data, dtype, device)
+        self.array = as_array(data, dtype, device)
         self.grad = None
         self._ctx = None
         self._out_index = 0
@@ -103,7 +104,7 @@ class Tensor:
         t = object.__new__(Tensor)
         if isinstance(data, np.generic):  # numpy reductions return scalars; keep 0-d arrays
             data = np.asarray(data)
-        t.data = data
+        t.array = data
         t.grad = None
         t.requires_grad = requires_grad
         t._ctx = ctx if requires_grad else None
@@ -113,20 +114,32 @@ class Tensor:
 
     # ------------------------------------------------------------------------------ attributes
     @property
+    def data(self) -> Tensor:
+        """PyTorch's meaning: a Tensor sharing this tensor's array, without history
+        (``p.data.add_(...)`` and ``p.data[...] = ...`` change ``p`` in place, unseen by autograd).
+        The raw NumPy/CuPy array itself is ``self.array``."""
+        return Tensor._make(self.array)
+
+    @data.setter
+    def data(self, value) -> None:
+        """``p.data = t`` replaces the values (a Tensor or an array) keeping ``p``'s identity."""
+        self.array = value.array if isinstance(value, Tensor) else as_array(value)
+
+    @property
     def shape(self):
-        return tuple(self.data.shape)
+        return tuple(self.array.shape)
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def device(self) -> Device:
-        return backend.device_of(self.data)
+        return backend.device_of(self.array)
 
     @property
     def is_leaf(self) -> bool:
@@ -148,34 +161,34 @@ class Tensor:
         return self.shape if dim is None else self.shape[dim]
 
     def dim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     def numel(self) -> int:
-        return int(self.data.size)
+        return int(self.array.size)
 
     def element_size(self) -> int:
-        return self.data.itemsize
+        return self.array.itemsize
 
     def __len__(self):
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self.array.shape[0]
 
     def item(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ValueError(f"item(): only one-element tensors can be converted, this one has shape {self.shape}")
-        return self.data.reshape(()).item()
+        return self.array.reshape(()).item()
 
     def numpy(self) -> np.ndarray:
         if self.requires_grad:
             raise RuntimeError("numpy() of a tensor that requires grad: call tensor.detach().numpy()")
-        return backend.to_device(self.data, Device("cpu"))
+        return backend.to_device(self.array, Device("cpu"))
 
     def tolist(self):
-        return backend.to_device(self.data, Device("cpu")).tolist()
+        return backend.to_device(self.array, Device("cpu")).tolist()
 
     def __array__(self, dtype=None, copy=None):
-        arr = backend.to_device(self.data, Device("cpu"))
+        arr = backend.to_device(self.array, Device("cpu"))
         return arr if dtype is None else arr.astype(dtype)
 
     def __float__(self):
@@ -185,14 +198,14 @@ class Tensor:
         return int(self.item())
 
     def __bool__(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise RuntimeError(
-                f"the truth value of a tensor with {self.data.size} elements is ambiguous; use .any() or .all()"
+                f"the truth value of a tensor with {self.array.size} elements is ambiguous; use .any() or .all()"
             )
         return bool(self.item())
 
     def __index__(self):
-        if self.dtype.kind not in "iu" or self.data.size != 1:
+        if self.dtype.kind not in "iu" or self.array.size != 1:
             raise TypeError("only integer tensors of one element can be used as an index")
         return int(self.item())
 
@@ -201,7 +214,7 @@ class Tensor:
 
     # ---------------------------------------------------------------------------- autograd API
     def requires_grad_(self, requires_grad: bool = True):
-        if requires_grad and self.data.dtype.kind not in "fc":
+        if requires_grad and self.array.dtype.kind not in "fc":
             raise RuntimeError(f"only floating-point tensors can require gradients, this one is {self.dtype}")
         if not self.is_leaf and not requires_grad:
             raise RuntimeError("requires_grad_(False) on a non-leaf tensor: use detach()")
@@ -210,7 +223,7 @@ class Tensor:
 
     def detach(self):
         """The same data, cut from the graph."""
-        return Tensor._make(self.data)
+        return Tensor._make(self.array)
 
     def detach_(self):
         self._ctx = None
@@ -302,25 +315,25 @@ class Tensor:
 
     def zero_(self):
         self._check_inplace("zero_()")
-        self.data[...] = 0
+        self.array[...] = 0
         return self
 
     def fill_(self, value):
         self._check_inplace("fill_()")
-        self.data[...] = value
+        self.array[...] = value
         return self
 
     def copy_(self, src):
         self._check_inplace("copy_()")
-        src = src.data if isinstance(src, Tensor) else src
-        xp = get_array_module(self.data)
-        self.data[...] = xp.asarray(backend.to_device(src, self.device) if backend.is_array(src) else src)
+        src = src.array if isinstance(src, Tensor) else src
+        xp = get_array_module(self.array)
+        self.array[...] = xp.asarray(backend.to_device(src, self.device) if backend.is_array(src) else src)
         return self
 
     def _inplace(self, name, other):
         self._check_inplace(f"{name}_()")
-        other = other.data if isinstance(other, Tensor) else other
-        getattr(self.data, f"__i{name}__")(other)
+        other = other.array if isinstance(other, Tensor) else other
+        getattr(self.array, f"__i{name}__")(other)
         return self
 
     def add_(self, other, alpha=1):
@@ -341,8 +354,8 @@ class Tensor:
         ``x`` is rebound to the out-of-place result, so gradients stay right."""
         if self.requires_grad and mode.is_grad_enabled():
             return getattr(ops, op)(self, other)
-        other = other.data if isinstance(other, Tensor) else other
-        getattr(get_array_module(self.data), ufunc)(self.data, other, out=self.data, casting="same_kind")
+        other = other.array if isinstance(other, Tensor) else other
+        getattr(get_array_module(self.array), ufunc)(self.array, other, out=self.array, casting="same_kind")
         return self
 
     def __iadd__(self, other):
@@ -359,7 +372,7 @@ class Tensor:
 
     def clamp_(self, min=None, max=None):
         self._check_inplace("clamp_()")
-        get_array_module(self.data).clip(self.data, min, max, out=self.data)
+        get_array_module(self.array).clip(self.array, min, max, out=self.array)
         return self
 
     def uniform_(self, a=0.0, b=1.0, generator=None):
@@ -380,7 +393,7 @@ class Tensor:
 
     def _fill_drawn(self, values):
         """Write host-drawn ``values`` into the data (on its device, in its dtype), outside the graph."""
-        self.data[...] = backend.to_device(np.asarray(values), self.device).astype(self.dtype, copy=False)
+        self.array[...] = backend.to_device(np.asarray(values), self.device).astype(self.dtype, copy=False)
         return self
 
     def __setitem__(self, index, value):
@@ -388,12 +401,12 @@ class Tensor:
         if self._ctx is not None:
             raise RuntimeError("item assignment into a tensor produced by an op; clone() it first")
         index = ops.index.to_index(index)
-        self.data[index] = value.data if isinstance(value, Tensor) else value
+        self.array[index] = value.array if isinstance(value, Tensor) else value
 
     # --------------------------------------------------------------------------------- display
     def __repr__(self):
         body = np.array2string(
-            backend.to_device(self.data, Device("cpu")), separator=", ", precision=4,
+            backend.to_device(self.array, Device("cpu")), separator=", ", precision=4,
             threshold=200, edgeitems=3, prefix="tensor(",
         )
         extras = []

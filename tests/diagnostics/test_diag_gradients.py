@@ -118,7 +118,7 @@ def test_badly_scaled_init_is_flagged_exploding(digits):
         layers += [nn.Linear(64, 64), nn.ReLU()]
     model = nn.Sequential(*layers, nn.Linear(64, 10))
     for p in model.parameters():
-        p.data *= 10
+        p.array *= 10
     with np.errstate(all="ignore"):
         monitor, _, _ = _fit(model, dw.optim.SGD(model.parameters(), lr=0.01), digits, n=640)
     assert "exploding" in monitor.kinds
@@ -127,7 +127,7 @@ def test_badly_scaled_init_is_flagged_exploding(digits):
 
 def test_dead_relu_layer_with_huge_negative_bias(digits):
     model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    model[2].bias.data[...] = -100.0
+    model[2].bias.array[...] = -100.0
     monitor, history, _ = _fit(model, dw.optim.Adam(model.parameters(), lr=1e-3), digits, every=2, n=640)
     assert monitor.kinds == ["dead_relu"]
     d = monitor.diagnoses[0]
@@ -141,7 +141,7 @@ def test_dead_relu_layer_with_huge_negative_bias(digits):
 
 def test_saturated_sigmoid_but_not_the_output_activation(digits):
     model = nn.Sequential(nn.Linear(64, 64), nn.Sigmoid(), nn.Linear(64, 10), nn.Sigmoid())
-    model[0].weight.data *= 50
+    model[0].weight.array *= 50
     x, y, _, _ = digits
     monitor = GradientMonitor(every=1, verbose=0)
     onehot = np.eye(10, dtype=np.float32)[y[:256]]
@@ -159,7 +159,7 @@ def test_records_match_hand_computed_norms_and_update_ratios(digits):
     model = _relu_mlp()
     lr = 0.05
     # one batch by hand, from the same starting weights
-    w0 = {n: p.data.copy() for n, p in model.named_parameters()}
+    w0 = {n: p.array.copy() for n, p in model.named_parameters()}
     loss = nn.functional.cross_entropy(model(dw.tensor(x[:32])), dw.tensor(y[:32]))
     loss.backward()
     grads = {n: p.grad.numpy().astype(np.float64) for n, p in model.named_parameters()}
@@ -211,7 +211,7 @@ def test_bad_arguments():
 
 def test_state_survives_a_checkpoint_round_trip(digits):
     model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
-    model[0].bias.data[...] = -100.0
+    model[0].bias.array[...] = -100.0
     monitor, _, _ = _fit(model, dw.optim.SGD(model.parameters(), lr=0.01), digits, n=256)
     state = monitor.state_dict()
     fresh = GradientMonitor(every=1, verbose=0)

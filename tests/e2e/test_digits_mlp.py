@@ -64,4 +64,4 @@ def test_digits_mlp_is_reproducible():
     a = _train(seed=3, epochs=2)
     b = _train(seed=3, epochs=2)
     assert a[1] == b[1] and a[0] == b[0]
-    np.testing.assert_array_equal(a[2][0].weight.data, b[2][0].weight.data)
+    np.testing.assert_array_equal(a[2][0].weight.array, b[2][0].weight.array)

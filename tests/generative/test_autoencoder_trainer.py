@@ -36,8 +36,8 @@ def test_target_is_the_clean_input_and_the_transform_touches_inputs_only(digits)
     seen = []
 
     def blank(batch):  # a deterministic "corruption": erase the top half of every image
-        seen.append(np.asarray(batch.data).copy())
-        out = np.asarray(batch.data).copy()
+        seen.append(np.asarray(batch.array).copy())
+        out = np.asarray(batch.array).copy()
         out[:, :, :4] = 0.0
         return dw.tensor(out)
 
@@ -141,6 +141,6 @@ def test_masking_transform_and_errors(digits):
         _ae(input_transform=3)
     with pytest.raises(ValueError, match="kl_weight"):
         _ae(kl_weight=-1)
-    bad = _ae(input_transform=lambda b: dw.tensor(np.asarray(b.data)[:, :, :4]))
+    bad = _ae(input_transform=lambda b: dw.tensor(np.asarray(b.array)[:, :, :4]))
     with pytest.raises(ValueError, match="changed the batch shape"):
         bad.fit(x[:16], epochs=1, batch_size=16, verbose=0)

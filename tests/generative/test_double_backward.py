@@ -156,7 +156,7 @@ def test_penalty_through_a_discriminator_gradchecks():
             (g,) = grad(out.sum(), xi, create_graph=True)
             return (g * g).sum()
 
-    weights = [_t(p.data.copy()) for p in params]
+    weights = [_t(p.array.copy()) for p in params]
     assert gradcheck(penalty_of_weights, weights, atol=1e-5, rtol=1e-4)
 
     xi = x.detach()

@@ -39,7 +39,7 @@ def test_save_load_round_trip_keeps_values_dtypes_and_order(tmp_path):
     for name, value in sd.items():
         t = loaded[name]
         assert isinstance(t, Tensor) and not t.requires_grad and t.grad is None
-        expected = value.data if isinstance(value, Tensor) else value
+        expected = value.array if isinstance(value, Tensor) else value
         assert t.dtype == expected.dtype and t.shape == expected.shape
         np.testing.assert_array_equal(t.numpy(), expected)
     count = loaded["bn.num_batches_tracked"]
@@ -47,8 +47,8 @@ def test_save_load_round_trip_keeps_values_dtypes_and_order(tmp_path):
     assert str(loaded["fc.weight"].device) == "cpu"
     assert dio.read_metadata(path) == {"arch": "mlp"}
     # loaded tensors own their memory: changing one does not change the saved source
-    loaded["fc.bias"].data += 1
-    np.testing.assert_array_equal(dio.load(path)["fc.bias"].numpy(), sd["fc.bias"].data)
+    loaded["fc.bias"].array += 1
+    np.testing.assert_array_equal(dio.load(path)["fc.bias"].numpy(), sd["fc.bias"].array)
 
 
 def test_load_order_is_the_file_header_order(tmp_path):
@@ -93,8 +93,8 @@ def test_load_to_cuda(tmp_path):
     cupy = pytest.importorskip("cupy")
     dio.save({"w": np.arange(3, dtype=np.float32), "n": np.array(2, np.int64)}, tmp_path / "g")
     loaded = dio.load(tmp_path / "g", device="cuda")
-    assert isinstance(loaded["w"].data, cupy.ndarray) and str(loaded["w"].device).startswith("cuda")
-    np.testing.assert_array_equal(cupy.asnumpy(loaded["w"].data), [0, 1, 2])
+    assert isinstance(loaded["w"].array, cupy.ndarray) and str(loaded["w"].device).startswith("cuda")
+    np.testing.assert_array_equal(cupy.asnumpy(loaded["w"].array), [0, 1, 2])
     assert loaded["n"].dtype == np.int64
     # and back: saving CUDA tensors writes their values
     dio.save(loaded, tmp_path / "g2")

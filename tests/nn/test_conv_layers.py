@@ -28,7 +28,7 @@ def _copy_weights(ours, theirs):
     assert list(own) == list(ref), "state-dict keys differ from PyTorch's"
     for key, value in ref.items():
         assert tuple(own[key].shape) == tuple(value.shape), key
-        own[key].data[...] = value.numpy()
+        own[key].array[...] = value.numpy()
 
 
 def _layer_parity(ours, theirs, shape, seed=0, tol=1e-4, **call):

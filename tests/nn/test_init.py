@@ -38,11 +38,11 @@ def test_fan_in_and_fan_out_equal_torch(torch):
 
 def _filled(fn, shape, *args, **kwargs):
     t = nn.Parameter(dw.zeros(*shape))
-    data = t.data
+    data = t.array
     out = fn(t, *args, **kwargs)
-    assert out is t and t.data is data  # in place, same array
+    assert out is t and t.array is data  # in place, same array
     assert t.dtype == dw.float32 and t.requires_grad and t.is_leaf and t.grad is None
-    return t.data.astype(np.float64)
+    return t.array.astype(np.float64)
 
 
 def test_uniform_normal_constant_fills():

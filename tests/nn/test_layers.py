@@ -45,15 +45,15 @@ def test_linear_layout_and_default_init_bounds():
     assert layer.weight.shape == (300, 400) and layer.bias.shape == (300,)
     assert layer.weight.dtype == dw.float32 and layer.bias.dtype == dw.float32
     bound = 1.0 / np.sqrt(400)  # kaiming_uniform_(a=sqrt(5)) gives the same bound as the bias
-    w, b = layer.weight.data, layer.bias.data
+    w, b = layer.weight.array, layer.bias.array
     assert np.abs(w).max() <= bound and np.abs(b).max() <= bound
     assert np.abs(w).max() > 0.98 * bound and np.abs(b).max() > 0.9 * bound  # the whole range is used
     np.testing.assert_allclose(w.std(), bound / np.sqrt(3), rtol=0.02)  # uniform's std
     assert abs(w.mean()) < 0.01 * bound * 10
     dw.manual_seed(3)
-    a = nn.Linear(4, 4).weight.data.copy()
+    a = nn.Linear(4, 4).weight.array.copy()
     dw.manual_seed(3)
-    np.testing.assert_array_equal(nn.Linear(4, 4).weight.data, a)
+    np.testing.assert_array_equal(nn.Linear(4, 4).weight.array, a)
     assert nn.Linear(4, 4, dtype=dw.float64).weight.dtype == dw.float64
 
 
@@ -103,7 +103,7 @@ def test_activation_reprs_with_inplace_match_torch(torch):
 def test_prelu_weight_is_a_parameter_in_the_state_dict(torch):
     ours, theirs = nn.PReLU(3), torch.nn.PReLU(3)
     assert list(ours.state_dict()) == list(theirs.state_dict()) == ["weight"]
-    np.testing.assert_allclose(ours.weight.data, theirs.weight.detach().numpy())
+    np.testing.assert_allclose(ours.weight.array, theirs.weight.detach().numpy())
     with pytest.raises(ValueError, match="3 slopes need an input with 3 channels"):
         ours(dw.ones(2, 4))
 
@@ -188,7 +188,7 @@ def test_embedding_matches_torch_with_repeated_indices(torch, padding_idx):
     if padding_idx is not None:
         row = padding_idx % 7
         assert np.all(ours.weight.grad.numpy()[row] == 0)
-        assert np.all(nn.Embedding(7, 4, padding_idx=padding_idx).weight.data[row] == 0)  # starts at zero
+        assert np.all(nn.Embedding(7, 4, padding_idx=padding_idx).weight.array[row] == 0)  # starts at zero
 
 
 def test_embedding_scale_grad_by_freq_matches_torch(torch):
@@ -198,7 +198,7 @@ def test_embedding_scale_grad_by_freq_matches_torch(torch):
 
 def test_embedding_init_shapes_and_errors():
     emb = nn.Embedding(1000, 64)
-    w = emb.weight.data
+    w = emb.weight.array
     assert w.shape == (1000, 64) and w.dtype == np.float32
     assert abs(w.mean()) < 0.01 and abs(w.std() - 1.0) < 0.01  # N(0, 1)
     assert emb(dw.tensor([[1, 2, 3]])).shape == (1, 3, 64)

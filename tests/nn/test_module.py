@@ -55,7 +55,7 @@ def test_parameter_is_leaf_float32_and_shares_tensor_data():
     t = dw.tensor(np.arange(3.0))
     p = nn.Parameter(t)
     assert isinstance(p, Tensor) and p.is_leaf and p.requires_grad
-    assert p.dtype == dw.float32 and p.data is t.data
+    assert p.dtype == dw.float32 and p.array is t.array
     assert nn.Parameter(np.zeros(2)).dtype == dw.float32  # float64 data follows the float32 policy
     assert not nn.Parameter(dw.ones(2), requires_grad=False).requires_grad
     assert repr(nn.Parameter(dw.ones(2))) == "Parameter containing:\ntensor([1., 1.], requires_grad=True)"
@@ -203,7 +203,7 @@ def test_state_dict_keys_and_shapes_match_torch(torch):
 def test_state_dict_includes_persistent_buffers_only():
     b = Block()
     assert list(b.state_dict()) == ["scale", "count", "fc.weight", "fc.bias"]
-    b.count.data[...] = 7
+    b.count.array[...] = 7
     fresh = Block()
     fresh.load_state_dict(b.state_dict())
     assert fresh.count.item() == 7
@@ -227,18 +227,18 @@ def test_load_torch_weights_and_compare_outputs_and_grads(torch):
 def test_load_state_dict_copies_into_existing_arrays():
     model = _dw_mlp()
     weight = model[0].weight
-    array_before = weight.data
+    array_before = weight.array
     other = _dw_mlp()
     result = model.load_state_dict(other.state_dict())
     assert result.missing_keys == [] and result.unexpected_keys == []
-    assert model[0].weight is weight and weight.data is array_before  # optimizers keep valid references
-    np.testing.assert_array_equal(weight.data, other[0].weight.data)
-    assert weight.data is not other[0].weight.data
+    assert model[0].weight is weight and weight.array is array_before  # optimizers keep valid references
+    np.testing.assert_array_equal(weight.array, other[0].weight.array)
+    assert weight.array is not other[0].weight.array
 
 
 def test_load_state_dict_reports_every_problem_and_loads_nothing():
     model = _dw_mlp()
-    before = model[0].weight.data.copy()
+    before = model[0].weight.array.copy()
     sd = _dw_mlp().state_dict()
     del sd["3.bias"]
     sd["3.weight"] = dw.zeros(5, 128)
@@ -253,7 +253,7 @@ def test_load_state_dict_reports_every_problem_and_loads_nothing():
     assert ("size mismatch for 3.weight: the state_dict has shape (5, 128), "
             "the model's parameter has shape (10, 128)") in msg
     assert "size mismatch for 0.bias" in msg and "(7,)" in msg
-    np.testing.assert_array_equal(model[0].weight.data, before)
+    np.testing.assert_array_equal(model[0].weight.array, before)
 
 
 def test_load_state_dict_non_strict_returns_the_keys():
@@ -263,7 +263,7 @@ def test_load_state_dict_non_strict_returns_the_keys():
     sd["zzz"] = dw.zeros(1)
     missing, unexpected = model.load_state_dict(sd, strict=False)
     assert missing == ["0.bias"] and unexpected == ["zzz"]
-    np.testing.assert_array_equal(model[3].weight.data, sd["3.weight"].data)
+    np.testing.assert_array_equal(model[3].weight.array, sd["3.weight"].array)
     sd["0.weight"] = dw.zeros(1, 1)
     with pytest.raises(RuntimeError, match="size mismatch for 0.weight"):  # shapes are checked anyway
         model.load_state_dict(sd, strict=False)
@@ -273,8 +273,8 @@ def test_deepcopy_gives_independent_parameters():
     model = _dw_mlp()
     clone = copy.deepcopy(model)
     assert isinstance(clone[0].weight, nn.Parameter)
-    clone[0].weight.data[...] = 0
-    assert np.abs(model[0].weight.data).sum() > 0
+    clone[0].weight.array[...] = 0
+    assert np.abs(model[0].weight.array).sum() > 0
     assert list(clone.state_dict()) == list(model.state_dict())
 
 
@@ -333,7 +333,7 @@ def test_zero_grad_and_requires_grad():
     model = _dw_mlp()
     model(dw.ones(2, 64)).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
-    shared = model[0].weight.grad.data
+    shared = model[0].weight.grad.array
     model.zero_grad(set_to_none=False)
     assert all(float(p.grad.abs().sum()) == 0.0 for p in model.parameters())
     assert np.abs(shared).sum() > 0  # the old gradient array was replaced, not zeroed in place
@@ -453,13 +453,13 @@ def test_parameters_to_vector_round_trip_and_clip_reexports(torch):
     model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1, bias=False))
     vec = nn.utils.parameters_to_vector(model.parameters())
     assert vec.shape == (3 * 2 + 2 + 2,)
-    np.testing.assert_array_equal(vec.detach().numpy()[:6], model[0].weight.data.reshape(-1))
+    np.testing.assert_array_equal(vec.detach().numpy()[:6], model[0].weight.array.reshape(-1))
     (vec * vec).sum().backward()  # differentiable: d/dp sum(p^2) = 2p
-    np.testing.assert_allclose(model[1].weight.grad.numpy(), 2 * model[1].weight.data)
+    np.testing.assert_allclose(model[1].weight.grad.numpy(), 2 * model[1].weight.array)
     new = dw.arange(10, dtype=dw.float32)
     nn.utils.vector_to_parameters(new, model.parameters())
-    np.testing.assert_array_equal(model[0].bias.data, [6.0, 7.0])
-    np.testing.assert_array_equal(model[1].weight.data, [[8.0, 9.0]])
+    np.testing.assert_array_equal(model[0].bias.array, [6.0, 7.0])
+    np.testing.assert_array_equal(model[1].weight.array, [[8.0, 9.0]])
     with pytest.raises(ValueError, match="vec has 4 elements but the parameters hold 10"):
         nn.utils.vector_to_parameters(dw.zeros(4), model.parameters())
     theirs = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1, bias=False))

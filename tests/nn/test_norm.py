@@ -95,7 +95,7 @@ def test_batchnorm2d_on_a_conv_output_layout_matches_torch(torch, grad_layout):
         x = randn(6, 4, 5, 3, seed=s, scale=0.5, shift=100.0 * s).transpose(1, 0, 2, 3)
         xo, xt = Tensor._make(x).requires_grad_(), torch.tensor(x, requires_grad=True)
         yo, yt = ours(xo), theirs(xt)
-        assert yo.data.strides[1] > yo.data.strides[0]
+        assert yo.array.strides[1] > yo.array.strides[0]
         np.testing.assert_allclose(yo.detach().numpy(), yt.detach().numpy(), rtol=1e-4, atol=1e-4)
         up = randn(4, 6, 5, 3, seed=s + 7)
         up = up.transpose(1, 0, 2, 3).copy().transpose(1, 0, 2, 3) if grad_layout == "channels_first" else up
@@ -116,7 +116,7 @@ def test_gradcheck_batch_norm_on_a_conv_output_layout():
     x = Tensor._make(data).requires_grad_()
     gradcheck(lambda a, c, d: batch_norm(a, None, None, c, d, training=True),
               [x, _f64(3, seed=1, shift=1.0), _f64(3, seed=2)])
-    assert x.data.strides[1] > x.data.strides[0]
+    assert x.array.strides[1] > x.array.strides[0]
 
 
 @pytest.mark.parametrize("affine,track,bias", [(False, True, True), (True, False, True), (False, False, True),

@@ -271,7 +271,7 @@ def test_vanishing_gradients_rnn_vs_lstm():
 
     dw.manual_seed(0)
     rnn, lstm = RNN(8, 64), LSTM(8, 64)
-    lstm.bias_ih_l0.data[64:128] += 1.0  # forget-gate rows (i, f, g, o)
+    lstm.bias_ih_l0.array[64:128] += 1.0  # forget-gate rows (i, f, g, o)
     flows = compare_gradient_flow({"RNN": rnn, "LSTM": lstm}, seq_len=40, batch_size=4)
     r, l_ = flows["RNN"], flows["LSTM"]
     assert r.shape == (40,) and r[-1] == 1.0 and l_[-1] == 1.0

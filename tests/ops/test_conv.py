@@ -245,7 +245,7 @@ def test_chained_convs_match_torch():
     def run(lib, conv, convt, tensors):
         x, w1, w2, w3, w4 = tensors
         y = conv(x, w1, None, 1, 1).relu()
-        assert lib is torch or y.data.strides[1] > y.data.strides[0]
+        assert lib is torch or y.array.strides[1] > y.array.strides[0]
         y = conv(y, w2, None, 2, 1)
         y = convt(y, w3, None, 2, 0, 1, 2)
         y = conv(y, w4, None, 1, 0)

@@ -181,7 +181,7 @@ def test_gradcheck_perturbs_inputs_stored_with_any_strides():
     (which would give all-zero finite differences)."""
     data = np.random.default_rng(0).standard_normal((3, 2)).T
     x = Tensor._make(data).requires_grad_()
-    assert not x.data.flags.c_contiguous
+    assert not x.array.flags.c_contiguous
     w = dw.tensor(np.arange(6.0).reshape(2, 3))
     assert dw.autograd.gradcheck(lambda t: (t * t * w).sum(), [x])
-    np.testing.assert_array_equal(x.data, data)  # every perturbation was undone
+    np.testing.assert_array_equal(x.array, data)  # every perturbation was undone

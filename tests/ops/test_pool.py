@@ -222,10 +222,10 @@ def test_channels_first_layout_input():
              (lambda t: pool.avg_pool2d(t, 3, 2, 1, True), lambda t: F.avg_pool2d(t, 3, 2, 1, True))]
     for ours, ref in cases:
         dx = Tensor._make(x).requires_grad_()  # wraps the array as is: no copy, no change of layout
-        assert dx.data.strides[1] > dx.data.strides[0]
+        assert dx.array.strides[1] > dx.array.strides[0]
         tx = torch.tensor(x, requires_grad=True)
         y, ty = ours(dx), ref(tx)
-        assert y.data.strides[1] > y.data.strides[0]  # the layout is kept
+        assert y.array.strides[1] > y.array.strides[0]  # the layout is kept
         g = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
         y.backward(dw.tensor(g))
         ty.backward(torch.tensor(g))

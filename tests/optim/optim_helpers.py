@@ -44,7 +44,7 @@ def torch_params(torch, inits=INITS):
 
 def run_dw(opt, params, steps, sign=1.0, start=0):
     for k in range(start, start + steps):
-        for p, g in zip(params, grads_at([p.data for p in params], k, sign)):
+        for p, g in zip(params, grads_at([p.array for p in params], k, sign)):
             p.grad = Tensor._make(g)
         opt.step()
 
@@ -59,5 +59,5 @@ def run_torch(torch, opt, params, steps, sign=1.0, start=0):
 def assert_params_match(dw_list, torch_list, rtol=1e-5, atol=0.0):
     for i, (a, b) in enumerate(zip(dw_list, torch_list)):
         ref = b.detach().numpy()
-        assert a.data.dtype == np.float32, f"parameter {i} became {a.data.dtype}"
-        np.testing.assert_allclose(a.data, ref, rtol=rtol, atol=atol, err_msg=f"parameter {i}")
+        assert a.array.dtype == np.float32, f"parameter {i} became {a.array.dtype}"
+        np.testing.assert_allclose(a.array, ref, rtol=rtol, atol=atol, err_msg=f"parameter {i}")

@@ -42,7 +42,7 @@ def test_clip_grad_norm_matches_pytorch(norm_type, max_norm):
     np.testing.assert_allclose(ours.item(), theirs.item(), rtol=1e-5)
     for p, t in zip(dw_p, th_p):
         assert p.grad.dtype == np.float32
-        np.testing.assert_allclose(p.grad.data, t.grad.numpy(), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(p.grad.array, t.grad.numpy(), rtol=1e-5, atol=1e-7)
     clipped_norm = clip_grad_norm_(dw_p, 1e9, norm_type=norm_type).item()
     assert clipped_norm == pytest.approx(min(max_norm, ours.item()), rel=1e-4)
 
@@ -67,7 +67,7 @@ def test_shared_gradients_are_not_corrupted():
     params[3].grad = shared_tensor
     total = clip_grad_norm_(params, 1.0)
     np.testing.assert_array_equal(g, snapshot)
-    np.testing.assert_array_equal(shared_tensor.data, snapshot)
+    np.testing.assert_array_equal(shared_tensor.array, snapshot)
     # reference: PyTorch on four independent copies of the same gradient
     refs = [torch.zeros(2, 3, requires_grad=True) for _ in range(4)]
     for r in refs:
@@ -75,7 +75,7 @@ def test_shared_gradients_are_not_corrupted():
     ref_total = torch.nn.utils.clip_grad_norm_(refs, 1.0)
     np.testing.assert_allclose(total.item(), ref_total.item(), rtol=1e-6)
     for p, r in zip(params, refs):
-        np.testing.assert_allclose(p.grad.data, r.grad.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(p.grad.array, r.grad.numpy(), rtol=1e-6)
 
 
 def test_non_finite_norm():
@@ -84,12 +84,12 @@ def test_non_finite_norm():
     dw_p, th_p = _pair(grads)
     with pytest.raises(RuntimeError, match="non-finite"):
         clip_grad_norm_(dw_p, 1.0, error_if_nonfinite=True)
-    assert dw_p[0].grad.data[0, 0] == grads[0][0, 0]  # nothing was scaled before the error
+    assert dw_p[0].grad.array[0, 0] == grads[0][0, 0]  # nothing was scaled before the error
     ours = clip_grad_norm_(dw_p, 1.0)
     theirs = torch.nn.utils.clip_grad_norm_(th_p, 1.0)
     assert math.isnan(ours.item()) and math.isnan(theirs.item())
     for p, t in zip(dw_p, th_p):
-        np.testing.assert_array_equal(np.isnan(p.grad.data), np.isnan(t.grad.numpy()))
+        np.testing.assert_array_equal(np.isnan(p.grad.array), np.isnan(t.grad.numpy()))
 
 
 def test_single_tensor_no_grads_and_bad_arguments():
@@ -98,7 +98,7 @@ def test_single_tensor_no_grads_and_bad_arguments():
     assert total.item() == 0.0 and total.dtype == np.float32 and p.grad is None
     p.grad = Tensor._make(np.array([3.0, 4.0, 0.0], np.float32))
     assert clip_grad_norm_(p, 1.0).item() == pytest.approx(5.0)
-    np.testing.assert_allclose(p.grad.data, [0.6, 0.8, 0.0], rtol=1e-5)
+    np.testing.assert_allclose(p.grad.array, [0.6, 0.8, 0.0], rtol=1e-5)
     with pytest.raises(TypeError, match="max_norm must be a number"):
         clip_grad_norm_([p], "big")
     with pytest.raises(TypeError, match="parameter 1 is a ndarray"):
@@ -111,11 +111,11 @@ def test_clip_grad_value_matches_pytorch_and_leaves_arrays_alone():
     grads = _grads(seed=5, scale=2.0)
     originals = [g.copy() for g in grads]
     dw_p, th_p = _pair(grads)
-    shared = dw_p[0].grad.data
-    dw_p[1].grad = Tensor._make(dw_p[1].grad.data)
+    shared = dw_p[0].grad.array
+    dw_p[1].grad = Tensor._make(dw_p[1].grad.array)
     clip_grad_value_(dw_p, 0.75)
     torch.nn.utils.clip_grad_value_(th_p, 0.75)
     for p, t in zip(dw_p, th_p):
-        np.testing.assert_array_equal(p.grad.data, t.grad.numpy())
+        np.testing.assert_array_equal(p.grad.array, t.grad.numpy())
         assert p.grad.dtype == np.float32
     np.testing.assert_array_equal(shared, originals[0])

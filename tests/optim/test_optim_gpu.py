@@ -26,7 +26,7 @@ def _run(name, kwargs, device, steps=30):
     opt = getattr(dwo, name)(params, **kwargs)
     sign = -1.0 if kwargs.get("maximize") else 1.0
     for k in range(steps):
-        host = [cupy.asnumpy(p.data) if device == "cuda" else p.data for p in params]
+        host = [cupy.asnumpy(p.array) if device == "cuda" else p.array for p in params]
         for p, g in zip(params, grads_at(host, k, sign)):
             p.grad = Tensor._make(cupy.asarray(g) if device == "cuda" else g)
         opt.step()
@@ -39,19 +39,19 @@ def test_optimizer_on_cuda_matches_cpu(name, kwargs):
     opt_gpu, on_gpu = _run(name, kwargs, "cuda")
     _, on_cpu = _run(name, kwargs, "cpu")
     for g, c in zip(on_gpu, on_cpu):
-        assert isinstance(g.data, cupy.ndarray) and g.dtype == np.float32
-        np.testing.assert_allclose(cupy.asnumpy(g.data), c.data, rtol=1e-5, atol=1e-6)
+        assert isinstance(g.array, cupy.ndarray) and g.dtype == np.float32
+        np.testing.assert_allclose(cupy.asnumpy(g.array), c.array, rtol=1e-5, atol=1e-6)
     for state in opt_gpu.state.values():
         for value in state.values():
             if isinstance(value, Tensor):
-                assert isinstance(value.data, cupy.ndarray) and value.dtype == np.float32
+                assert isinstance(value.array, cupy.ndarray) and value.dtype == np.float32
     # a CPU state dict loads onto the GPU parameters
     opt_cpu, _ = _run(name, kwargs, "cpu", steps=3)
     opt_gpu.load_state_dict(opt_cpu.state_dict())
     for state in opt_gpu.state.values():
         for value in state.values():
             if isinstance(value, Tensor):
-                assert isinstance(value.data, cupy.ndarray)
+                assert isinstance(value.array, cupy.ndarray)
 
 
 def test_clip_grad_norm_on_cuda():
@@ -63,10 +63,10 @@ def test_clip_grad_norm_on_cuda():
         p.grad = Tensor._make(cupy.asarray(h))
     total = dwo.clip_grad_norm_(params, 1.0)
     expected = np.sqrt(sum(float((h.astype(np.float64) ** 2).sum()) for h in host))
-    assert isinstance(total.data, cupy.ndarray)
+    assert isinstance(total.array, cupy.ndarray)
     assert total.item() == pytest.approx(expected, rel=1e-5)
     for p, h in zip(params, host):
-        np.testing.assert_allclose(cupy.asnumpy(p.grad.data), h / (expected + 1e-6), rtol=1e-5)
+        np.testing.assert_allclose(cupy.asnumpy(p.grad.array), h / (expected + 1e-6), rtol=1e-5)
     inf_total = dwo.clip_grad_norm_(params, 0.1, norm_type="inf")
-    assert inf_total.item() == pytest.approx(max(float(np.abs(cupy.asnumpy(p.grad.data)).max()) for p in params),
+    assert inf_total.item() == pytest.approx(max(float(np.abs(cupy.asnumpy(p.grad.array)).max()) for p in params),
                                              rel=1e-6)

@@ -25,11 +25,11 @@ IDS = [c[0] for c in CONFIGS]
 
 
 def _copies(params):
-    return [Tensor(p.data.copy(), requires_grad=True) for p in params]
+    return [Tensor(p.array.copy(), requires_grad=True) for p in params]
 
 
 def _state_arrays(opt):
-    return [v.data for s in opt.state.values() for v in s.values() if isinstance(v, Tensor)]
+    return [v.array for s in opt.state.values() for v in s.values() if isinstance(v, Tensor)]
 
 
 @pytest.mark.parametrize("name,kwargs", CONFIGS, ids=IDS)
@@ -60,7 +60,7 @@ def test_state_dict_round_trip_mid_run_continues_identically(name, kwargs):
     run_dw(opt_a, params_a, 50, start=50)
     run_dw(opt_b, params_b, 50, start=50)
     for a, b in zip(params_a, params_b):
-        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a.array, b.array)
 
     torch = pytest.importorskip("torch")
     th_params = torch_params(torch)
@@ -80,7 +80,7 @@ def test_state_dict_survives_json_and_plain_arrays(name, kwargs):
     plain = {
         "param_groups": json.loads(json.dumps(sd["param_groups"])),
         "state": {
-            str(k): {n: (v.data.astype(np.float64) if isinstance(v, Tensor) else v) for n, v in s.items()}
+            str(k): {n: (v.array.astype(np.float64) if isinstance(v, Tensor) else v) for n, v in s.items()}
             for k, s in sd["state"].items()
         },
     }
@@ -98,7 +98,7 @@ def test_state_dict_survives_json_and_plain_arrays(name, kwargs):
     run_dw(opt_a, params_a, 10, start=20)
     run_dw(opt_b, params_b, 10, start=20)
     for a, b in zip(params_a, params_b):
-        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a.array, b.array)
 
 
 ALL_FEATURES = [
@@ -117,7 +117,7 @@ def test_parameters_and_state_stay_float32(name, kwargs):
     opt = getattr(dwo, name)(params, **kwargs)
     run_dw(opt, params, 10)
     for p in params:
-        assert p.data.dtype == np.float32
+        assert p.array.dtype == np.float32
     for state in opt.state.values():
         assert state, "state was created"
         for key, value in state.items():
@@ -141,9 +141,9 @@ def test_shared_gradient_array_is_never_written(name, kwargs):
         p1.grad, p2.grad = Tensor._make(g), Tensor._make(g)
         opt.step()
         np.testing.assert_array_equal(g, snapshot)
-        assert p1.grad.data is g and p2.grad.data is g
-        np.testing.assert_array_equal(p1.data, p2.data)
-    assert not np.array_equal(p1.data, start)
+        assert p1.grad.array is g and p2.grad.array is g
+        np.testing.assert_array_equal(p1.array, p2.array)
+    assert not np.array_equal(p1.array, start)
 
 
 def test_params_without_grad_are_skipped():
@@ -152,9 +152,9 @@ def test_params_without_grad_are_skipped():
     opt = dwo.Adam([p_with, p_without], lr=0.1)
     p_with.grad = Tensor._make(np.ones(3, np.float32))
     opt.step()
-    np.testing.assert_array_equal(p_without.data, np.ones(2, np.float32))
+    np.testing.assert_array_equal(p_without.array, np.ones(2, np.float32))
     assert p_without not in opt.state
-    np.testing.assert_allclose(p_with.data, np.full(3, 0.9, np.float32), rtol=1e-6)
+    np.testing.assert_allclose(p_with.array, np.full(3, 0.9, np.float32), rtol=1e-6)
     assert list(opt.state_dict()["state"]) == [0]
 
 
@@ -165,8 +165,8 @@ def test_zero_grad_set_to_none_and_to_new_zero_arrays():
     params[0].grad = Tensor._make(shared)
     opt.zero_grad(set_to_none=False)
     assert params[1].grad is None  # had none, gets none
-    assert params[0].grad.data is not shared and params[0].grad.dtype == np.float32
-    np.testing.assert_array_equal(params[0].grad.data, np.zeros((5, 3), np.float32))
+    assert params[0].grad.array is not shared and params[0].grad.dtype == np.float32
+    np.testing.assert_array_equal(params[0].grad.array, np.zeros((5, 3), np.float32))
     np.testing.assert_array_equal(shared, np.ones((5, 3), np.float32))  # the old array is untouched
     opt.zero_grad()
     assert params[0].grad is None
@@ -186,7 +186,7 @@ def test_step_runs_closure_with_grad_enabled_and_returns_its_loss():
     with no_grad():
         loss = opt.step(closure)
     assert loss == 1.5 and seen == [True]
-    np.testing.assert_allclose(params[1].data, INITS[1] - 0.1, rtol=1e-6)
+    np.testing.assert_allclose(params[1].array, INITS[1] - 0.1, rtol=1e-6)
 
 
 def test_named_parameters_and_groups():
@@ -220,14 +220,14 @@ def test_base_class_with_required_hyper_parameter():
             for group in self.param_groups:
                 for p in group["params"]:
                     if p.grad is not None:
-                        p.data -= group["lr"] * p.grad.data
+                        p.array -= group["lr"] * p.grad.array
 
     with pytest.raises(ValueError, match="does not give 'lr'"):
         Plain([w])
     opt = Plain([{"params": [w], "lr": 0.5}])
-    w.grad = Tensor._make(np.ones_like(w.data))
+    w.grad = Tensor._make(np.ones_like(w.array))
     opt.step()
-    np.testing.assert_allclose(w.data, INITS[0] - 0.5, rtol=1e-6)
+    np.testing.assert_allclose(w.array, INITS[0] - 0.5, rtol=1e-6)
     # a subclass that writes its own step() still counts as stepped for the schedulers' check
     sched = lr_scheduler.StepLR(opt, step_size=2)
     with warnings.catch_warnings():
@@ -329,13 +329,13 @@ def test_zero_dimensional_parameter_matches_pytorch(name, kwargs):
     sign = -1.0 if kwargs.get("maximize") else 1.0
     for k in range(30):
         target = 3.0 + np.sin(k)  # loss 0.5 * (s - target)^2, a moving target
-        ours.grad = Tensor._make(np.array(sign * (ours.data - target), np.float32))
+        ours.grad = Tensor._make(np.array(sign * (ours.array - target), np.float32))
         theirs.grad = torch.tensor(sign * (theirs.item() - target), dtype=torch.float32)
         opt_ours.step()
         opt_theirs.step()
-    assert isinstance(ours.data, np.ndarray) and ours.data.shape == () and ours.dtype == np.float32
+    assert isinstance(ours.array, np.ndarray) and ours.array.shape == () and ours.dtype == np.float32
     for key, value in opt_ours.state[ours].items():
         if isinstance(value, Tensor):
-            assert isinstance(value.data, np.ndarray) and value.data.shape == (), key
-    np.testing.assert_allclose(ours.data, theirs.item(), rtol=1e-5)
+            assert isinstance(value.array, np.ndarray) and value.array.shape == (), key
+    np.testing.assert_allclose(ours.array, theirs.item(), rtol=1e-5)
     assert abs(ours.item() - 0.5) > 0.02  # it moved (Adam at lr=1e-3 moves ~0.03 in 30 steps)

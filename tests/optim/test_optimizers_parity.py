@@ -57,7 +57,7 @@ def test_matches_pytorch_for_100_steps(case):
     run_torch(torch, th_opt, th_p, STEPS, sign)
     assert_params_match(dw_p, th_p)
     # the run really moved the parameters (a no-op optimizer would fail above only by luck)
-    assert abs(float(dw_p[0].data.sum()) - float(dw_params()[0].data.sum())) > 1e-3
+    assert abs(float(dw_p[0].array.sum()) - float(dw_params()[0].array.sum())) > 1e-3
 
 
 GROUP_CASES = [

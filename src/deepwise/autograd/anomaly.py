@@ -123,7 +123,7 @@ def check_forward(ctx, out, args):
         return
     outs = out if isinstance(out, tuple) else (out,)
     if _non_finite(outs):
-        inputs = [a.data if hasattr(a, "_ctx") else a for a in args]
+        inputs = [a.array if hasattr(a, "_ctx") else a for a in args]
         raise anomaly_error(ctx, "forward", inputs, outs, _describe_site(ctx))
 
 
@@ -132,7 +132,7 @@ def check_backward(ctx, grads_in):
     if mode is not None and not mode.check_nan:
         return
     if _non_finite(grads_in):
-        inputs = [t.data if t is not None else None for t in (ctx.inputs or ())]
+        inputs = [t.array if t is not None else None for t in (ctx.inputs or ())]
         raise anomaly_error(ctx, "backward", inputs, list(grads_in), _describe_site(ctx))
 
 

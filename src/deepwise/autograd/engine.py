@@ -30,19 +30,19 @@ def _root_grads(outputs, grad_outputs, create_graph, what):
     for i, out in enumerate(outputs):
         g = grad_outputs[i] if grad_outputs is not None else None
         if g is None:
-            if out.data.size != 1:
+            if out.array.size != 1:
                 raise RuntimeError(
                     f"{what}: grad can be implicitly created only for scalar outputs, but output {i} has "
                     f"shape {out.shape}; pass gradient= (a tensor of that shape) or reduce it first (.sum())"
                 )
-            g = get_array_module(out.data).ones_like(out.data)
+            g = get_array_module(out.array).ones_like(out.array)
         else:
             if tuple(g.shape) != out.shape:
                 raise RuntimeError(f"{what}: gradient of shape {tuple(g.shape)} for an output of shape {out.shape}")
             if create_graph and isinstance(g, Tensor):  # part of a graph itself: keep it as it is
                 grads.append(g)
                 continue
-            g = (g.data if isinstance(g, Tensor) else g).astype(out.dtype, copy=True)
+            g = (g.array if isinstance(g, Tensor) else g).astype(out.dtype, copy=True)
         grads.append(Tensor._make(g) if create_graph else g)
     return grads
 
@@ -192,7 +192,7 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, capture=N
                         if slots[idx] is not None:
                             new = hook(slots[idx] if create_graph else Tensor._make(slots[idx]))
                             if new is not None:
-                                slots[idx] = new if create_graph else new.data
+                                slots[idx] = new if create_graph else new.array
             if node.retained:
                 for idx, ref in node.retained:
                     t = ref()
@@ -215,7 +215,7 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, capture=N
             if not isinstance(result, tuple):
                 result = (result,)
             if anomaly.anomaly_enabled():
-                anomaly.check_backward(node, [r.data if isinstance(r, Tensor) else r for r in result])
+                anomaly.check_backward(node, [r.array if isinstance(r, Tensor) else r for r in result])
             inputs, needs = node.inputs, node.needs_input_grad
             for t, need, g in zip(inputs, needs, result):
                 if not need or g is None:
@@ -235,7 +235,7 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, capture=N
         for hook in t._hooks or ():
             new = hook(g if create_graph else Tensor._make(g))
             if new is not None:
-                g = new if create_graph else new.data
+                g = new if create_graph else new.array
         if capture is not None and ("leaf", key) in capture:
             captured[capture[("leaf", key)]] = g
         if accumulate:
@@ -244,7 +244,7 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, capture=N
             elif t.grad is None:
                 t.grad = Tensor._make(_private(g, owned))
             else:
-                t.grad = Tensor._make(t.grad.data + g)  # replace, never write into shared arrays
+                t.grad = Tensor._make(t.grad.array + g)  # replace, never write into shared arrays
     return captured
 
 

@@ -85,7 +85,7 @@ class Context:
         if not is_array(a) and not isinstance(a, np.generic):  # 0-d results are NumPy scalars
             return a  # None, or a setting saved alongside
         for t in self.inputs or ():
-            if t is not None and t.data is a:
+            if t is not None and t.array is a:
                 return t
         if id(a) in self.out_ids:
             return Tensor._make(a, True, self, self.out_ids.index(id(a)))
@@ -124,7 +124,7 @@ class Function:
         record = False
         for a in args:
             if isinstance(a, Tensor):
-                arrays.append(a.data)
+                arrays.append(a.array)
                 needs.append(a.requires_grad)
                 record = record or a.requires_grad
             else:

@@ -41,7 +41,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, raise_exceptio
 
     def scalar():
         with no_grad():
-            return sum(float((np.asarray(o.data) * v).sum()) for o, v in zip(_outputs(fn, inputs), projections))
+            return sum(float((np.asarray(o.array) * v).sum()) for o, v in zip(_outputs(fn, inputs), projections))
 
     total = None
     for o, v in zip(outs, projections):
@@ -50,9 +50,9 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, raise_exceptio
     analytic = grad(total, wrt, allow_unused=True)
 
     for k, (t, a) in enumerate(zip(wrt, analytic)):
-        a = np.zeros(t.shape) if a is None else np.asarray(a.data)
+        a = np.zeros(t.shape) if a is None else np.asarray(a.array)
         numeric = np.zeros(t.shape)
-        data = t.data  # perturbed in place, element by element (any strides: no flattened copy)
+        data = t.array  # perturbed in place, element by element (any strides: no flattened copy)
         for i in np.ndindex(*t.shape):
             orig = data[i]
             data[i] = orig + eps

@@ -76,7 +76,7 @@ def default_collate(samples):
         raise ValueError("default_collate: got an empty list of samples")
     first = samples[0]
     if isinstance(first, Tensor):
-        return Tensor._make(_stack([s.data if isinstance(s, Tensor) else s for s in samples], "tensors"))
+        return Tensor._make(_stack([s.array if isinstance(s, Tensor) else s for s in samples], "tensors"))
     if backend.is_array(first):
         return Tensor._make(to_default_dtype(_stack(samples, "arrays")))
     if isinstance(first, (bool, int, float, np.generic)):

@@ -36,7 +36,7 @@ class Dataset:
 def _as_data_array(value, position: int):
     """A Tensor/array/array-like argument -> the array it holds (CuPy arrays stay on the GPU)."""
     if isinstance(value, Tensor):
-        arr = value.data
+        arr = value.array
     elif backend.is_array(value):
         arr = value
     else:

@@ -48,7 +48,7 @@ class Transform:
 
     def __call__(self, x):
         if isinstance(x, Tensor):
-            return Tensor._make(self.apply(x.data))
+            return Tensor._make(self.apply(x.array))
         if backend.is_array(x):
             return self.apply(x)
         raise TypeError(f"{type(self).__name__}: expected a NumPy/CuPy array or a deepwise Tensor, "

@@ -77,10 +77,10 @@ def find_nan(tensor) -> NanSource | None:
     tensor is finite. Raises when the graph was already freed by ``backward()``."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"find_nan: expected a deepwise Tensor, got {type(tensor).__name__}")
-    if is_finite(tensor.data):
+    if is_finite(tensor.array):
         return None
     if tensor._ctx is None:
-        return NanSource("input", output_shape=tuple(tensor.shape), values=count_non_finite([tensor.data]))
+        return NanSource("input", output_shape=tuple(tensor.shape), values=count_non_finite([tensor.array]))
     # collect the nodes and, for each, one output tensor seen (the root, or an input of a consumer)
     outputs = {id(tensor._ctx): tensor}
     nodes, order, seen = {}, [], set()
@@ -108,19 +108,19 @@ def find_nan(tensor) -> NanSource | None:
     leaves_bad = []
     for node in order:
         for t in node.inputs:
-            if t is not None and t._ctx is None and not is_finite(t.data):
+            if t is not None and t._ctx is None and not is_finite(t.array):
                 leaves_bad.append(t)
         out = outputs.get(id(node))
-        if out is None or is_finite(out.data):
+        if out is None or is_finite(out.array):
             continue
-        inputs = [t.data if t is not None else None for t in node.inputs]
+        inputs = [t.array if t is not None else None for t in node.inputs]
         if all(is_finite(a) for a in inputs):
             filename, lineno, line = creation_site(node)
             return NanSource(node.name, [tuple(a.shape) for a in inputs if a is not None], tuple(out.shape),
-                             hint(node.name, "forward", inputs), filename, lineno, line, count_non_finite([out.data]))
+                             hint(node.name, "forward", inputs), filename, lineno, line, count_non_finite([out.array]))
         if leaves_bad:
             leaf = leaves_bad[0]
-            return NanSource("input", output_shape=tuple(leaf.shape), values=count_non_finite([leaf.data]))
+            return NanSource("input", output_shape=tuple(leaf.shape), values=count_non_finite([leaf.array]))
     return None  # NaN in a node whose single output we never saw (an unused output of a multi-output op)
 
 
@@ -129,7 +129,7 @@ def explain_nan(tensor) -> str:
     causes it; "no NaN or Inf" when it is finite."""
     source = find_nan(tensor)
     if source is None:
-        if is_finite(tensor.data):
+        if is_finite(tensor.array):
             return f"the tensor of shape {tuple(tensor.shape)} holds no NaN or Inf"
         return "NaN/Inf found, but no op in the graph produced it from finite inputs"
     return str(source)

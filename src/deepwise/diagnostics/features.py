@@ -108,7 +108,7 @@ def feature_maps(model, x, layers=None) -> dict:
         t = _first_tensor(out)
         if t is not None:
             outputs.pop(id(module), None)  # re-insert: the dict keeps running order
-            outputs[id(module)] = _host(t.data)
+            outputs[id(module)] = _host(t.array)
 
     handles = [m.register_forward_hook(hook) for m in chosen]
     modes = [(m, m.training) for _, m in named]
@@ -147,7 +147,7 @@ def plot_filters(conv_layer, max_filters: int = 64, channel: int | None = None, 
         got = None if weight is None else tuple(weight.shape)
         raise ValueError(f"plot_filters: expected a 2-D convolution layer (weight of shape (out, in, kh, kw)), got "
                          f"{type(conv_layer).__name__} with weight shape {got}")
-    w = _host(weight.data).astype(np.float64)
+    w = _host(weight.array).astype(np.float64)
     n_out, n_in = w.shape[:2]
     n = min(n_out, max_filters)
     if channel is not None and not 0 <= channel < n_in:

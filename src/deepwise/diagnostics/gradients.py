@@ -237,17 +237,17 @@ class GradientMonitor(Callback):
         names = {id(p): name for name, p in self.model.named_parameters()}
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         labels = [names.get(id(p)) or trainer.parameter_name(p) for p in params]
-        grad_norms = _norms([p.grad.data for p in params])
-        weight_norms = _norms([p.data for p in params])
+        grad_norms = _norms([p.grad.array for p in params])
+        weight_norms = _norms([p.array for p in params])
         total = math.sqrt(sum(g * g for g in grad_norms)) if all(math.isfinite(g) for g in grad_norms) else math.inf
         record = {
             "step": self._opt_steps, "epoch": trainer.state.epoch, "batch": trainer.state.batch_index,
             "grad_norm": dict(zip(labels, grad_norms)), "weight_norm": dict(zip(labels, weight_norms)),
             "update_ratio": {}, "total_grad_norm": total, "dead_relu": {}, "saturated": {},
-            "numel": {label: int(p.data.size) for label, p in zip(labels, params)},
+            "numel": {label: int(p.array.size) for label, p in zip(labels, params)},
             "shape": {label: tuple(p.shape) for label, p in zip(labels, params)},
         }
-        self._snapshot = (params, labels, [p.data.copy() for p in params], weight_norms)
+        self._snapshot = (params, labels, [p.array.copy() for p in params], weight_norms)
         self._record = record
         self._opt_steps += 1
 
@@ -263,7 +263,7 @@ class GradientMonitor(Callback):
         self._record = None
         if self._snapshot is not None and not self.trainer.state.stop_training:
             params, labels, before, weight_norms = self._snapshot
-            deltas = _norms([p.data - old for p, old in zip(params, before)])
+            deltas = _norms([p.array - old for p, old in zip(params, before)])
             for label, d, w in zip(labels, deltas, weight_norms):
                 record["update_ratio"][label] = d / w if w > 0 else (math.inf if d > 0 else 0.0)
         self._snapshot = None
@@ -292,7 +292,7 @@ class GradientMonitor(Callback):
         self._acts, self._final = {}, None
         margin = self.saturation_margin
         for key, (kind, out) in acts.items():
-            data = getattr(out, "data", None)
+            data = getattr(out, "array", None)
             if data is None or data.ndim < 2 or data.size == 0:
                 continue
             name = self._names[key]

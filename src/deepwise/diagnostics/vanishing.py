@@ -67,7 +67,7 @@ def gradient_norms_through_time(layer_or_model, seq_len: int, batch_size: int = 
         last = out[:, -1] if batch_first else out[-1]
         v = Tensor(backend.to_device(rng.standard_normal(tuple(last.shape)).astype(last.dtype), device))
         (last * v).sum().backward()
-    g = backend.to_device(x.grad.data, backend.Device("cpu")).astype(np.float64)
+    g = backend.to_device(x.grad.array, backend.Device("cpu")).astype(np.float64)
     if batch_first:
         g = g.swapaxes(0, 1)
     norms = np.sqrt((g.reshape(seq_len, -1) ** 2).sum(axis=1))

@@ -88,7 +88,7 @@ def _to_numpy(value, name: str) -> np.ndarray:
         return backend.to_device(value, backend.Device("cpu"))
 
     if isinstance(value, Tensor):
-        return backend.to_device(value.data, backend.Device("cpu"))
+        return backend.to_device(value.array, backend.Device("cpu"))
     try:
         arr = np.asarray(value)
     except ValueError as exc:  # ragged nested lists

@@ -74,7 +74,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         raise TypeError(f"{what}: norm_type must be a number or 'inf', got {norm_type!r}") from None
     if not params:
         return Tensor._make(np.zeros((), dtype=backend.DEFAULT_FLOAT))
-    grads = [p.grad.data for p in params]
+    grads = [p.grad.array for p in params]
     devices = {backend.device_of(g) for g in grads}
     if len(devices) > 1:
         raise RuntimeError(f"{what}: the gradients are on several devices ({sorted(map(str, devices))}); "
@@ -92,7 +92,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     coef = xp.minimum(coef, xp.asarray(1.0, dtype=dtype))
     if not float(coef) >= 1.0:  # below 1, or NaN from a non-finite norm (then, like PyTorch, NaN grads)
         for p in params:
-            g = p.grad.data
+            g = p.grad.array
             p.grad = Tensor._make(xp.multiply(g, coef.astype(g.dtype), out=xp.empty_like(g)))
     return Tensor._make(total)
 
@@ -104,6 +104,6 @@ def clip_grad_value_(parameters, clip_value):
     if clip_value < 0:
         raise ValueError(f"{what}: clip_value must be >= 0, got {clip_value}")
     for p in _with_grads(parameters, what):
-        g = p.grad.data
+        g = p.grad.array
         xp = get_array_module(g)
         p.grad = Tensor._make(xp.clip(g, -clip_value, clip_value, out=xp.empty_like(g)))

@@ -29,7 +29,7 @@ def eval_mode(model):
 
 def to_host(t) -> np.ndarray:
     """A Tensor or array (on any device) as a NumPy array."""
-    arr = t.data if isinstance(t, Tensor) else t
+    arr = t.array if isinstance(t, Tensor) else t
     if backend.is_array(arr) and not isinstance(arr, np.ndarray):
         arr = backend.to_device(arr, backend.Device("cpu"))
     return np.asarray(arr)

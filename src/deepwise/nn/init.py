@@ -1,7 +1,7 @@
 """Weight initialisation, as in ``torch.nn.init``: each function fills ``tensor`` in place and returns it.
 
 Values are drawn on the CPU from ``deepwise.random.generator()`` (or the ``generator`` passed in), in
-the tensor's own floating dtype, then written into ``tensor.data`` (moved to its device). Nothing is
+the tensor's own floating dtype, then written into ``tensor.array`` (moved to its device). Nothing is
 recorded by autograd.
 """
 
@@ -70,7 +70,7 @@ def _fan(tensor, mode):
 
 def _write(tensor, values):
     with no_grad():
-        tensor.data[...] = backend.to_device(np.asarray(values), tensor.device).astype(tensor.dtype, copy=False)
+        tensor.array[...] = backend.to_device(np.asarray(values), tensor.device).astype(tensor.dtype, copy=False)
     return tensor
 
 

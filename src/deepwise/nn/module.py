@@ -312,7 +312,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             else:  # a fresh array: gradient arrays may be shared, never zero them in place
-                p.grad = Tensor._make(backend.get_array_module(p.grad.data).zeros_like(p.grad.data))
+                p.grad = Tensor._make(backend.get_array_module(p.grad.array).zeros_like(p.grad.array))
 
     # --------------------------------------------------------------------------- device / dtype
     def _convert(self, fn_param, fn_buffer):
@@ -323,9 +323,9 @@ class Module:
                 if id(t) in seen:  # a tensor registered both as a parameter and as a buffer
                     continue
                 seen.add(id(t))
-                t.data = fn(t.data)
+                t.array = fn(t.array)
                 if t.grad is not None:
-                    t.grad = Tensor._make(fn(t.grad.data))
+                    t.grad = Tensor._make(fn(t.grad.array))
         return self
 
     def to(self, *args, dtype=None, device=None):
@@ -409,7 +409,7 @@ class Module:
                 continue
             value = state_dict[key]
             if isinstance(value, Tensor):
-                arr = value.data
+                arr = value.array
             elif backend.is_array(value):
                 arr = value
             else:
@@ -435,7 +435,7 @@ class Module:
         with no_grad():
             for target, arr in planned:
                 arr = backend.to_device(arr, target.device)
-                target.data[...] = arr.astype(target.dtype, copy=False)
+                target.array[...] = arr.astype(target.dtype, copy=False)
         return IncompatibleKeys(missing, unexpected)
 
     # ----------------------------------------------------------------------------------- hooks

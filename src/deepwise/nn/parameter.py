@@ -18,10 +18,10 @@ class Parameter(Tensor):
         if data is None:
             arr = as_array([], dtype="float32")
         elif isinstance(data, Tensor):
-            arr = data.data
+            arr = data.array
         else:
             arr = as_array(data)
-        self.data = arr
+        self.array = arr
         self.grad = None
         self._ctx = None
         self._out_index = 0
@@ -36,9 +36,9 @@ class Parameter(Tensor):
     def __deepcopy__(self, memo):
         if id(self) in memo:
             return memo[id(self)]
-        out = Parameter(self.data.copy(), requires_grad=self.requires_grad)
+        out = Parameter(self.array.copy(), requires_grad=self.requires_grad)
         if self.grad is not None:
-            out.grad = Tensor._make(self.grad.data.copy())
+            out.grad = Tensor._make(self.grad.array.copy())
         memo[id(self)] = out
         return out
 

@@ -173,7 +173,7 @@ def _shape_of(out):
 
 def _nbytes(out) -> int:
     if isinstance(out, Tensor):
-        return int(out.data.nbytes)
+        return int(out.array.nbytes)
     if isinstance(out, (tuple, list)):
         return sum(_nbytes(o) for o in out)
     return 0
@@ -223,8 +223,8 @@ def _make_inputs(input_shape, dtype, device, batch_dim):
 
 
 def _twice(t, batch_dim):
-    xp = backend.get_array_module(t.data)
-    return Tensor._make(xp.concatenate([t.data, t.data], axis=batch_dim))
+    xp = backend.get_array_module(t.array)
+    return Tensor._make(xp.concatenate([t.array, t.array], axis=batch_dim))
 
 
 def _run(model, named, shown, names, root_name, inputs):
@@ -345,8 +345,8 @@ def summary(model, input_shape=None, dtype=backend.float32, batch_size: int = 1,
             result.trainable_params += n
         else:
             result.frozen_params += n
-        result.param_bytes += p.data.nbytes
-    result.buffer_bytes = sum(b.data.nbytes for b in model.buffers())
-    result.input_bytes = int(sum(t.data.nbytes for t in inputs) * scale)
+        result.param_bytes += p.array.nbytes
+    result.buffer_bytes = sum(b.array.nbytes for b in model.buffers())
+    result.input_bytes = int(sum(t.array.nbytes for t in inputs) * scale)
     result.activation_bytes = sum(r.output_bytes for r in result.rows)
     return result

@@ -43,7 +43,7 @@ def vector_to_parameters(vec: Tensor, parameters) -> None:
     with no_grad():
         for p in params:
             n = p.numel()
-            p.data[...] = vec.data[offset:offset + n].reshape(p.shape).astype(p.dtype, copy=False)
+            p.array[...] = vec.array[offset:offset + n].reshape(p.shape).astype(p.dtype, copy=False)
             offset += n
 
 

@@ -76,10 +76,10 @@ def weight_array(w, op, name, like, shape=None):
     """An optional weight-like argument as an array of ``like``'s dtype and device (no gradient)."""
     if w is None:
         return None
-    w = w.data if isinstance(w, Tensor) else w
+    w = w.array if isinstance(w, Tensor) else w
     if not backend.is_array(w):
         w = np.asarray(w)
-    w = backend.to_device(w, backend.device_of(like.data))
+    w = backend.to_device(w, backend.device_of(like.array))
     if shape is not None and tuple(w.shape) != tuple(shape):
         raise ValueError(f"{op}: {name} must have shape {tuple(shape)}, got {tuple(w.shape)}")
     return w.astype(like.dtype, copy=False)

@@ -44,7 +44,7 @@ def adaptive_avg_pool2d(input, output_size):
     keeps that dim)."""
     out = _adaptive_size("adaptive_avg_pool2d", input, output_size)
     h, w = input.shape[-2:]
-    xp = xp_of(input.data)
+    xp = xp_of(input.array)
     ah = None if out[0] == h else averaging_matrix(h, out[0], xp, input.dtype)
     aw = None if out[1] == w else averaging_matrix(w, out[1], xp, input.dtype)
     if ah is None and aw is None:

@@ -25,15 +25,15 @@ def coerce(a, b, op, floating=False):
         raise TypeError(f"{op}: expected at least one tensor")
     if ta and not tb:
         a_dt = a.dtype
-        b = _scalar_or_array(b, a_dt, a.data)
+        b = _scalar_or_array(b, a_dt, a.array)
         b_dt = b.dtype
     elif tb and not ta:
         b_dt = b.dtype
-        a = _scalar_or_array(a, b_dt, b.data)
+        a = _scalar_or_array(a, b_dt, b.array)
         a_dt = a.dtype
     else:
         a_dt, b_dt = a.dtype, b.dtype
-        if a.data.__class__ is not b.data.__class__:
+        if a.array.__class__ is not b.array.__class__:
             raise RuntimeError(f"{op}: tensors on different devices ({a.device} and {b.device})")
     dt = backend.result_dtype(a_dt, b_dt)
     if floating and dt.kind != "f":
@@ -55,7 +55,7 @@ def _scalar_or_array(v, tensor_dtype, like):
         v = v.item()
     if isinstance(v, (int, float, bool)):
         return xp.asarray(v, dtype=backend.scalar_dtype(v, tensor_dtype))
-    return Tensor(v).data
+    return Tensor(v).array
 
 
 class Add(Function):
@@ -292,7 +292,7 @@ def minimum(input, other):
 
 def where(condition, input, other):
     """Elements of ``input`` where ``condition`` holds, else of ``other`` (gradient routed likewise)."""
-    cond = condition.data if isinstance(condition, Tensor) else condition
+    cond = condition.array if isinstance(condition, Tensor) else condition
     if not isinstance(input, Tensor) and not isinstance(other, Tensor):
         input = Tensor(input)
     a, b = coerce(input, other, "where")
@@ -315,7 +315,7 @@ clip = clamp
 
 
 def _data(x):
-    return x.data if isinstance(x, Tensor) else x
+    return x.array if isinstance(x, Tensor) else x
 
 
 def _compare(np_name, name=None, doc=None):
@@ -352,9 +352,9 @@ greater, less, not_equal = gt, lt, ne
 
 
 def logical_not(input):
-    return Tensor._make(xp_of(input.data).logical_not(input.data))
+    return Tensor._make(xp_of(input.array).logical_not(input.array))
 
 
 def equal(input, other) -> bool:
     """True when both tensors have the same shape and values (``torch.equal``)."""
-    return input.shape == other.shape and bool((input.data == other.data).all())
+    return input.shape == other.shape and bool((input.array == other.array).all())

@@ -65,7 +65,7 @@ def sigmoid(x):
 def where(condition, a, b):
     """``a`` where ``condition`` holds, else ``b`` (either may be a Python number)."""
     if _any_tensor((condition, a, b)):
-        cond = condition.data if isinstance(condition, Tensor) else condition
+        cond = condition.array if isinstance(condition, Tensor) else condition
         return tensor.ops.where(cond, a, b)
     xp = _xp(condition, a, b)
     out = xp.where(condition, a, b)

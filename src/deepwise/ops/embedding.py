@@ -71,8 +71,8 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
         raise NotImplementedError("embedding: sparse gradients are not supported; use sparse=False")
     if weight.ndim != 2:
         raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got {weight.shape}")
-    indices = input.data if isinstance(input, Tensor) else input
-    xp = xp_of(weight.data)
+    indices = input.array if isinstance(input, Tensor) else input
+    xp = xp_of(weight.array)
     indices = xp.asarray(indices)
     if indices.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be an integer tensor, got {indices.dtype}")

@@ -20,7 +20,7 @@ def to_index(index):
     if isinstance(index, tuple):
         return tuple(to_index(i) for i in index)
     if isinstance(index, Tensor):
-        return index.data
+        return index.array
     if isinstance(index, list):
         return np.asarray([i.item() if isinstance(i, Tensor) else i for i in index])
     return index
@@ -71,7 +71,7 @@ def getitem(input, index):
     try:
         if input.requires_grad:
             return GetItem.apply(input, index)
-        return Tensor._make(input.data[index])
+        return Tensor._make(input.array[index])
     except IndexError as exc:
         raise IndexError(f"index {_describe(index)} is invalid for a tensor of shape {input.shape}: {exc}") from None
 
@@ -149,7 +149,7 @@ def _check_index(name, input, index, axis):
 def gather(input, dim, index):
     """out[i][j] = input[i][index[i][j]] along ``dim`` (for dim=1)."""
     axis = normalize_dim(dim, input.ndim, "gather")[0]
-    idx = index.data if isinstance(index, Tensor) else index
+    idx = index.array if isinstance(index, Tensor) else index
     _check_index("gather", input, idx, axis)
     return Gather.apply(input, axis, idx)
 
@@ -177,7 +177,7 @@ class ScatterAdd(Function):
 def scatter_add(input, dim, index, src):
     """A copy of ``input`` with ``src`` added at ``index`` along ``dim`` (repeats accumulate)."""
     axis = normalize_dim(dim, input.ndim, "scatter_add")[0]
-    idx = index.data if isinstance(index, Tensor) else index
+    idx = index.array if isinstance(index, Tensor) else index
     _check_index("scatter_add", input, idx, axis)
     if isinstance(src, Tensor) and src.dtype != input.dtype:  # adding into the input must not round src
         dtype = backend.result_dtype(input.dtype, src.dtype)
@@ -199,7 +199,7 @@ class MaskedFill(Function):
 
 
 def masked_fill(input, mask, value):
-    m = mask.data if isinstance(mask, Tensor) else mask
+    m = mask.array if isinstance(mask, Tensor) else mask
     if m.dtype != backend.bool_:
         raise TypeError(f"masked_fill: mask must be a bool tensor, got {m.dtype}")
     if isinstance(value, Tensor):
@@ -214,14 +214,14 @@ def masked_fill(input, mask, value):
 
 def index_select(input, dim, index):
     axis = normalize_dim(dim, input.ndim, "index_select")[0]
-    idx = index.data if isinstance(index, Tensor) else index
+    idx = index.array if isinstance(index, Tensor) else index
     sl = (slice(None),) * axis + (idx,)
     return getitem(input, sl)
 
 
 def one_hot(tensor, num_classes=-1):
     """int64 tensor of shape (*, num_classes) with a 1 at each label."""
-    labels = tensor.data
+    labels = tensor.array
     if labels.dtype.kind not in "iu":
         raise TypeError(f"one_hot: needs integer class labels, got {labels.dtype}")
     xp = xp_of(labels)
@@ -238,10 +238,10 @@ def one_hot(tensor, num_classes=-1):
 def sort(input, dim=-1, descending=False, stable=False):
     """(values, indices); values carry gradient back to the positions they came from."""
     axis = normalize_dim(dim, input.ndim, "sort")[0] if input.ndim else 0
-    xp = xp_of(input.data)
+    xp = xp_of(input.array)
     if input.ndim == 0:
         return values_indices(input, Tensor._make(xp.zeros((), backend.int64)))
-    key = -input.data if descending and input.dtype.kind != "b" else input.data
+    key = -input.array if descending and input.dtype.kind != "b" else input.array
     idx = xp.argsort(key, axis=axis, kind="stable").astype(backend.int64)
     return values_indices(Gather.apply(input, axis, idx), Tensor._make(idx))
 
@@ -255,5 +255,5 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
     if not 0 <= k <= input.shape[axis]:
         raise ValueError(f"topk: k={k} is out of range for dim {axis} of size {input.shape[axis]}")
     _, idx = sort(input.detach(), axis, descending=largest)
-    idx = idx.data.take(range(k), axis=axis) if k else idx.data[(slice(None),) * axis + (slice(0, 0),)]
+    idx = idx.array.take(range(k), axis=axis) if k else idx.array[(slice(None),) * axis + (slice(0, 0),)]
     return values_indices(Gather.apply(input, axis, idx), Tensor._make(idx))

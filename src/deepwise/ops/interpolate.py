@@ -173,7 +173,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     spatial = tuple(x.shape[2:])
     out = (1,) * (2 - dims) + out
     scales = (None,) * (2 - dims) + scales
-    xp = xp_of(input.data)
+    xp = xp_of(input.array)
     mats, idx = [], []
     for n, o, s in zip(spatial, out, scales):
         if mode == "area":

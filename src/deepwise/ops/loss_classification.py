@@ -53,7 +53,7 @@ def _check_class_target(op, input, target, ignore_index):
             f"{op}: class-index target of shape {target.shape} does not match input of shape "
             f"{input.shape}: expected target shape {expected}{why}"
         )
-    t = target.data
+    t = target.array
     if t.size:
         bad = (t != ignore_index) & ((t < 0) | (t >= n_classes))
         if bool(bad.any()):
@@ -280,7 +280,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if target.dtype.kind not in "iu":
         raise TypeError(f"{op}: target must hold integer class indices or float probabilities, got {target.dtype}")
     _check_class_target(op, input, target, ignore_index)
-    return CrossEntropy.apply(input, target.data, weight=w, ignore_index=ignore_index,
+    return CrossEntropy.apply(input, target.array, weight=w, ignore_index=ignore_index,
                               label_smoothing=float(label_smoothing), reduction=reduction)
 
 
@@ -297,7 +297,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
         raise TypeError(f"{op}: target must hold integer class indices, got {target.dtype} (use target.long())")
     _check_class_target(op, input, target, ignore_index)
     w = _class_weight(op, weight, input)
-    return NLLLoss.apply(input, target.data, weight=w, ignore_index=ignore_index, reduction=reduction)
+    return NLLLoss.apply(input, target.array, weight=w, ignore_index=ignore_index, reduction=reduction)
 
 
 # ---------------------------------------------------------------------------- binary classification
@@ -399,8 +399,8 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     reduction = check_reduction(op, reduction, size_average, reduce)
     input, target = float_pair(op, input, target)
     check_same_shape(op, input, target)
-    if input.data.size:
-        lo, hi = float(input.data.min()), float(input.data.max())
+    if input.array.size:
+        lo, hi = float(input.array.min()), float(input.array.max())
         if lo < 0 or hi > 1:
             raise ValueError(f"{op}: input must hold probabilities in [0, 1], got values in [{lo:g}, {hi:g}]; "
                              "for logits use binary_cross_entropy_with_logits")

@@ -125,7 +125,7 @@ def _batch_norm_ops(x, w, b, *, running_mean, running_var, training, momentum, e
     if training:
         xhat = _standardize_ops(x, (0,) + tuple(range(2, x.ndim)), eps)
     else:
-        xp = xp_of(x.data)
+        xp = xp_of(x.array)
         invstd = (1 / xp.sqrt(running_var + eps)).astype(x.dtype, copy=False).reshape(bshape)
         mean = running_mean.reshape(bshape).astype(x.dtype, copy=False)
         xhat = (x - Tensor._make(mean)) * Tensor._make(invstd)
@@ -278,7 +278,7 @@ def _param(op, name, t, shape, dtype):
 def _buffer(op, name, t, n_ch):
     if t is None:
         return None
-    arr = t.data if isinstance(t, Tensor) else t
+    arr = t.array if isinstance(t, Tensor) else t
     if tuple(arr.shape) != (n_ch,):
         raise ValueError(f"{op}: {name} must have shape ({n_ch},) for {n_ch} channels, got {tuple(arr.shape)}")
     return arr
@@ -298,7 +298,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     rv = _buffer(op, "running_var", running_var, n_ch)
     if not training and (rm is None or rv is None):
         raise ValueError(f"{op}: evaluation (training=False) needs running_mean and running_var")
-    if training and input.data.size // max(n_ch, 1) <= 1:
+    if training and input.array.size // max(n_ch, 1) <= 1:
         raise ValueError(f"{op}: expected more than 1 value per channel when training, got input of shape "
                          f"{input.shape}")
     if momentum is None:

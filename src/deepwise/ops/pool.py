@@ -352,7 +352,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     unbatched = input.ndim == 3
     if unbatched:
         input = input.unsqueeze(0)
-    xp = xp_of(input.data)
+    xp = xp_of(input.array)
     div = _avg_divisor(input.shape[2:], k, s, p, out_hw, count_include_pad, divisor_override, xp, input.dtype)
     out = AvgPool2dFn.apply(input, k, s, p, out_hw, div)
     return out.squeeze(0) if unbatched else out

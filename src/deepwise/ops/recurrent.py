@@ -317,7 +317,7 @@ def lengths_array(lengths, B, T, op):
     """``lengths`` (list, array or Tensor) -> validated int64 NumPy array of shape (B,)."""
     if lengths is None:
         return None
-    data = lengths.data if isinstance(lengths, Tensor) else lengths
+    data = lengths.array if isinstance(lengths, Tensor) else lengths
     if backend.is_array(data):
         data = backend.to_device(data, backend.Device("cpu"))
     arr = np.asarray(data)

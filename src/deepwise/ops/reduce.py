@@ -301,13 +301,13 @@ def amin(input, dim=None, keepdim=False):
 def _max_min(input, dim, keepdim, use_min, name):
     if isinstance(dim, Tensor):  # max(a, b) elementwise
         return arithmetic.minimum(input, dim) if use_min else arithmetic.maximum(input, dim)
-    if input.data.size == 0:
+    if input.array.size == 0:
         raise RuntimeError(f"{name}(): the tensor is empty, it has no {name}imum")
     if dim is None:
         return AMax.apply(input, tuple(range(input.ndim)), False, use_min)
     axis = normalize_dim(dim, input.ndim, name)[0] if input.ndim else None
     if axis is None:
-        return values_indices(input, Tensor._make(xp_of(input.data).zeros((), backend.int64)))
+        return values_indices(input, Tensor._make(xp_of(input.array).zeros((), backend.int64)))
     return values_indices(*MaxDim.apply(input, axis, keepdim, use_min))
 
 
@@ -352,14 +352,14 @@ def cumsum(input, dim, dtype=None):
 
 def _index_reduce(name):
     def fn(input, dim=None, keepdim=False):
-        xp = xp_of(input.data)
+        xp = xp_of(input.array)
         if dim is None:
-            out = getattr(input.data.reshape(-1), name)()
+            out = getattr(input.array.reshape(-1), name)()
             if keepdim:
                 out = xp.asarray(out).reshape((1,) * input.ndim)
             return Tensor._make(xp.asarray(out, dtype=backend.int64))
         axis = normalize_dim(dim, input.ndim, name)[0]
-        out = getattr(input.data, name)(axis=axis, keepdims=keepdim)
+        out = getattr(input.array, name)(axis=axis, keepdims=keepdim)
         return Tensor._make(out.astype(backend.int64, copy=False))
 
     fn.__name__ = name
@@ -374,7 +374,7 @@ argmin = _index_reduce("argmin")
 def _bool_reduce(name):
     def fn(input, dim=None, keepdim=False):
         axes = normalize_dim(dim, input.ndim, name)
-        return Tensor._make(xp_of(input.data).asarray(getattr(input.data, name)(axis=axes, keepdims=keepdim)))
+        return Tensor._make(xp_of(input.array).asarray(getattr(input.array, name)(axis=axes, keepdims=keepdim)))
 
     fn.__name__ = name
     fn.__doc__ = f"``{name}`` over ``dim`` (a bool tensor)."

@@ -248,7 +248,7 @@ def clone(input):
 
 def _no_grad_unary(name, np_name=None):
     def fn(input):
-        return Tensor._make(getattr(xp_of(input.data), np_name or name)(input.data))
+        return Tensor._make(getattr(xp_of(input.array), np_name or name)(input.array))
 
     fn.__name__ = name
     fn.__doc__ = f"Elementwise ``{name}`` (no gradient flows through it)."

@@ -31,10 +31,10 @@ class Adagrad(Optimizer):
                 self._init_state(p, group)
 
     def _init_state(self, p, group):
-        xp = get_array_module(p.data)
+        xp = get_array_module(p.array)
         state = self.state[p]
         state["step"] = 0
-        state["sum"] = Tensor._make(xp.full_like(p.data, float(group["initial_accumulator_value"])))
+        state["sum"] = Tensor._make(xp.full_like(p.array, float(group["initial_accumulator_value"])))
 
     def _check_group(self, group, where):
         for key in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
@@ -46,20 +46,20 @@ class Adagrad(Optimizer):
         eps = float(group["eps"])
         weight_decay = float(group["weight_decay"])
         for p, g in self._grads(group):
-            xp = get_array_module(p.data)
+            xp = get_array_module(p.array)
             state = self.state[p]
             if not state:  # a parameter added with add_param_group after construction
                 self._init_state(p, group)
             state["step"] += 1
             g, _ = neg_or_same(g, group["maximize"])
             if weight_decay != 0:
-                g = with_weight_decay(g, p.data, weight_decay)
+                g = with_weight_decay(g, p.array, weight_decay)
             clr = lr / (1.0 + (state["step"] - 1) * lr_decay)
-            tmp = product(xp, g, g, p.data)
-            total = state["sum"].data
+            tmp = product(xp, g, g, p.array)
+            total = state["sum"].array
             total += tmp
             std = xp.sqrt(total, out=tmp)
             std += eps
-            step = product(xp, g, clr, p.data)  # PyTorch's addcdiv order: (clr * g) / std
+            step = product(xp, g, clr, p.array)  # PyTorch's addcdiv order: (clr * g) / std
             step /= std
-            p.data -= step
+            p.array -= step

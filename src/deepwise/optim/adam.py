@@ -47,25 +47,25 @@ class Adam(Optimizer):
         amsgrad = bool(group["amsgrad"])
         decoupled = bool(group["decoupled_weight_decay"])
         for p, g in self._grads(group):
-            xp = get_array_module(p.data)
+            xp = get_array_module(p.array)
             state = self.state[p]
             if not state:
                 state["step"] = 0
-                state["exp_avg"] = Tensor._make(xp.zeros_like(p.data))
-                state["exp_avg_sq"] = Tensor._make(xp.zeros_like(p.data))
+                state["exp_avg"] = Tensor._make(xp.zeros_like(p.array))
+                state["exp_avg_sq"] = Tensor._make(xp.zeros_like(p.array))
                 if amsgrad:
-                    state["max_exp_avg_sq"] = Tensor._make(xp.zeros_like(p.data))
+                    state["max_exp_avg_sq"] = Tensor._make(xp.zeros_like(p.array))
             state["step"] += 1
             step = state["step"]
             g, _ = neg_or_same(g, group["maximize"])
             if weight_decay != 0:
                 if decoupled:
-                    p.data *= 1.0 - lr * weight_decay
+                    p.array *= 1.0 - lr * weight_decay
                 else:
-                    g = with_weight_decay(g, p.data, weight_decay)
-            m = state["exp_avg"].data
-            v = state["exp_avg_sq"].data
-            tmp = xp.empty_like(p.data)
+                    g = with_weight_decay(g, p.array, weight_decay)
+            m = state["exp_avg"].array
+            v = state["exp_avg_sq"].array
+            tmp = xp.empty_like(p.array)
             lerp_(xp, m, g, 1.0 - beta1, tmp)
             xp.multiply(g, 1.0 - beta2, out=tmp)  # PyTorch's addcmul order: (value * g) * g
             tmp *= g
@@ -76,16 +76,16 @@ class Adam(Optimizer):
             step_size = lr / bias_correction1
             if amsgrad:
                 if "max_exp_avg_sq" not in state:
-                    state["max_exp_avg_sq"] = Tensor._make(xp.zeros_like(p.data))
-                v_max = state["max_exp_avg_sq"].data
+                    state["max_exp_avg_sq"] = Tensor._make(xp.zeros_like(p.array))
+                v_max = state["max_exp_avg_sq"].array
                 xp.maximum(v_max, v, out=v_max)
                 v = v_max
             denom = xp.sqrt(v, out=tmp)
             denom /= bias_correction2**0.5
             denom += eps
-            update = product(xp, m, step_size, p.data)  # PyTorch's addcdiv order: (value * m) / denom
+            update = product(xp, m, step_size, p.array)  # PyTorch's addcdiv order: (value * m) / denom
             update /= denom
-            p.data -= update
+            p.array -= update
 
 
 class AdamW(Adam):

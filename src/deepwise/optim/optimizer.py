@@ -3,7 +3,7 @@
 An optimizer holds ``param_groups`` (a list of dicts: ``"params"`` plus every hyper-parameter, so
 each group can have its own learning rate) and ``state`` (a dict keyed by parameter). ``step()``
 walks the groups and calls ``_update_group(group)``, which a subclass implements by changing
-``p.data`` in place. Gradients are read, never written: a gradient array may be shared by several
+``p.array`` in place. Gradients are read, never written: a gradient array may be shared by several
 tensors, so anything derived from it (weight decay, ``maximize``) is a new array.
 
 ``state_dict()`` numbers the parameters in group order, as PyTorch does::
@@ -193,7 +193,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 else:
-                    g = p.grad.data
+                    g = p.grad.array
                     p.grad = Tensor._make(backend.get_array_module(g).zeros_like(g))
 
     def step(self, closure=None):
@@ -217,8 +217,8 @@ class Optimizer:
             grad = p.grad
             if grad is None:
                 continue
-            g = grad.data
-            if g.shape != p.data.shape:
+            g = grad.array
+            if g.shape != p.array.shape:
                 raise RuntimeError(
                     f"{self._name}.step: a parameter of shape {p.shape} has a gradient of shape "
                     f"{tuple(g.shape)}"
@@ -307,7 +307,7 @@ class Optimizer:
                 return int(value)
             return value
         if isinstance(value, Tensor):
-            arr = value.data
+            arr = value.array
         elif backend.is_array(value):
             arr = value
         else:

@@ -41,26 +41,26 @@ class RMSprop(Optimizer):
         momentum = float(group["momentum"])
         centered = bool(group["centered"])
         for p, g in self._grads(group):
-            xp = get_array_module(p.data)
+            xp = get_array_module(p.array)
             state = self.state[p]
             if not state:
                 state["step"] = 0
-                state["square_avg"] = Tensor._make(xp.zeros_like(p.data))
+                state["square_avg"] = Tensor._make(xp.zeros_like(p.array))
             if momentum > 0 and "momentum_buffer" not in state:
-                state["momentum_buffer"] = Tensor._make(xp.zeros_like(p.data))
+                state["momentum_buffer"] = Tensor._make(xp.zeros_like(p.array))
             if centered and "grad_avg" not in state:
-                state["grad_avg"] = Tensor._make(xp.zeros_like(p.data))
+                state["grad_avg"] = Tensor._make(xp.zeros_like(p.array))
             state["step"] += 1
             g, _ = neg_or_same(g, group["maximize"])
             if weight_decay != 0:
-                g = with_weight_decay(g, p.data, weight_decay)
-            square_avg = state["square_avg"].data
-            tmp = product(xp, g, 1.0 - alpha, p.data)  # PyTorch's addcmul order: (value * g) * g
+                g = with_weight_decay(g, p.array, weight_decay)
+            square_avg = state["square_avg"].array
+            tmp = product(xp, g, 1.0 - alpha, p.array)  # PyTorch's addcmul order: (value * g) * g
             tmp *= g
             square_avg *= alpha
             square_avg += tmp
             if centered:
-                grad_avg = state["grad_avg"].data
+                grad_avg = state["grad_avg"].array
                 lerp_(xp, grad_avg, g, 1.0 - alpha, tmp)
                 xp.multiply(grad_avg, grad_avg, out=tmp)
                 xp.subtract(square_avg, tmp, out=tmp)
@@ -69,12 +69,12 @@ class RMSprop(Optimizer):
                 avg = xp.sqrt(square_avg, out=tmp)
             avg += eps
             if momentum > 0:
-                buf = state["momentum_buffer"].data
+                buf = state["momentum_buffer"].array
                 buf *= momentum
                 buf += xp.divide(g, avg, out=tmp)
                 xp.multiply(buf, lr, out=tmp)
-                p.data -= tmp
+                p.array -= tmp
             else:
-                step = product(xp, g, lr, p.data)  # PyTorch's addcdiv order: (lr * g) / avg
+                step = product(xp, g, lr, p.array)  # PyTorch's addcdiv order: (lr * g) / avg
                 step /= avg
-                p.data -= step
+                p.array -= step

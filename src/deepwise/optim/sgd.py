@@ -45,22 +45,22 @@ class SGD(Optimizer):
         weight_decay = float(group["weight_decay"])
         nesterov = bool(group["nesterov"])
         for p, g in self._grads(group):
-            xp = get_array_module(p.data)
+            xp = get_array_module(p.array)
             g, owned = neg_or_same(g, group["maximize"])
             if weight_decay != 0:
-                g, owned = with_weight_decay(g, p.data, weight_decay), True
+                g, owned = with_weight_decay(g, p.array, weight_decay), True
             if momentum != 0:
                 state = self.state[p]
                 buf = state.get("momentum_buffer")
                 if buf is None:
-                    b = g if owned and g.dtype == p.data.dtype else g.astype(p.data.dtype, copy=True)
+                    b = g if owned and g.dtype == p.array.dtype else g.astype(p.array.dtype, copy=True)
                     state["momentum_buffer"] = Tensor._make(b)
                 else:
-                    b = buf.data
+                    b = buf.array
                     b *= momentum
-                    b += g if dampening == 0 else product(xp, g, 1.0 - dampening, p.data)
+                    b += g if dampening == 0 else product(xp, g, 1.0 - dampening, p.array)
                 if nesterov:  # g + momentum * buf
-                    step, owned = product(xp, b, momentum, p.data), True
+                    step, owned = product(xp, b, momentum, p.array), True
                     step += g
                 else:
                     step, owned = b, False  # the buffer itself: never scaled in place
@@ -70,5 +70,5 @@ class SGD(Optimizer):
             if owned:
                 step *= lr
             else:
-                step = product(xp, step, lr, p.data)
-            xp.subtract(p.data, step, out=p.data)
+                step = product(xp, step, lr, p.array)
+            xp.subtract(p.array, step, out=p.array)

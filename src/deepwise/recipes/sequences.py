@@ -227,7 +227,7 @@ class ParityGRU(Module):
         self.head = Linear(hidden, 2)
 
     def forward(self, ids):
-        lengths = (backend.to_device(ids.data, backend.Device("cpu")) != PAD).sum(axis=1)
+        lengths = (backend.to_device(ids.array, backend.Device("cpu")) != PAD).sum(axis=1)
         _, h_n = self.gru(self.embed(ids), lengths=lengths)
         return self.head(h_n[-1])
 

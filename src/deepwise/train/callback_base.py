@@ -44,7 +44,7 @@ def monitored_value(who: str, monitor: str, logs: dict | None) -> float:
 
 def copy_weights(model) -> dict:
     """A snapshot of the model's state dict (parameters and buffers) as arrays on their device."""
-    return {name: t.data.copy() for name, t in model.state_dict().items()}
+    return {name: t.array.copy() for name, t in model.state_dict().items()}
 
 
 def takes_metric(scheduler) -> bool:

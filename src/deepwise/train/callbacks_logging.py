@@ -153,7 +153,7 @@ class TerminateOnNaN(Callback):
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not params:
             return
-        grads = [p.grad.data for p in params]
+        grads = [p.grad.array for p in params]
         xp = backend.get_array_module(grads[0])
         # a sum is finite only if every element is: one cheap reduction per parameter, one sync in all
         sums = xp.stack([g.sum(dtype=xp.float64) if g.dtype.kind == "f" else xp.float64(0) for g in grads])

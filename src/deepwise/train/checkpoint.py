@@ -54,7 +54,7 @@ def pack_state(obj, arrays: dict, prefix: str, where: str = "state"):
     """``obj`` as JSON-able data; every Tensor / array inside goes into ``arrays`` under a key
     starting with ``prefix`` and is replaced by ``{"__array__": key}``."""
     if isinstance(obj, Tensor):
-        obj = obj.data
+        obj = obj.array
     if backend.is_array(obj):
         key = prefix
         if key in arrays:
@@ -145,7 +145,7 @@ def save_training_checkpoint(path, *, model_state: Mapping, objects: Mapping, ca
     arrays: dict[str, np.ndarray] = {}
     model_keys = []
     for name, value in model_state.items():
-        arr = value.data if isinstance(value, Tensor) else value
+        arr = value.array if isinstance(value, Tensor) else value
         arrays[f"model/{name}"] = _host_c(arr)
         model_keys.append(name)
     meta = {

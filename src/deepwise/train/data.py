@@ -71,7 +71,7 @@ def _is_dataset(x) -> bool:
 
 def _as_array(value, what, name):
     if isinstance(value, Tensor):
-        return value.data
+        return value.array
     if backend.is_array(value):
         return value
     try:

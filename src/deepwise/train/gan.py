@@ -156,11 +156,11 @@ class GANTrainer(UnsupervisedFitMixin, Trainer):
         if self.penalty == "r1":
             x, out = real_in, real_logits
             if x is None:
-                x = Tensor._make(real.data, True)
+                x = Tensor._make(real.array, True)
                 out = self._logits(x)
         else:
             eps = rand(n, *([1] * (real.ndim - 1)), dtype=real.dtype, device=real.device)
-            x = Tensor._make((real.detach() * eps + fake.detach() * (1.0 - eps)).data, True)
+            x = Tensor._make((real.detach() * eps + fake.detach() * (1.0 - eps)).array, True)
             out = self._logits(x)
         (g,) = grad(out.sum(), x, create_graph=True)
         sq = (g * g).reshape(n, -1).sum(dim=1)
@@ -178,7 +178,7 @@ class GANTrainer(UnsupervisedFitMixin, Trainer):
         with no_grad():
             fake = gen(self.noise(n))
         r1 = self.gradient_penalty > 0 and self.penalty == "r1"
-        real_in = Tensor._make(real.data, True) if r1 else real
+        real_in = Tensor._make(real.array, True) if r1 else real
         real_logits = self._logits(real_in)
         fake_logits = self._logits(fake)
         d_loss = self._bce(real_logits, 1.0 - self.label_smoothing) + self._bce(fake_logits, 0.0)

@@ -216,7 +216,7 @@ class Tracker:
         sums, counts = self.sums, self.counts
         for key, value in step_logs.items():
             if isinstance(value, Tensor):
-                data = value.data
+                data = value.array
                 if data.size != 1:
                     continue  # not a loggable number
                 value = data.item()  # the one host sync of a step
@@ -410,7 +410,7 @@ def predict_batches(model, predict_step, data, state, device) -> list:
 
 
 def _host(t) -> np.ndarray:
-    arr = t.data if isinstance(t, Tensor) else t
+    arr = t.array if isinstance(t, Tensor) else t
     return backend.to_device(arr, Device("cpu")) if backend.is_array(arr) else np.asarray(arr)
 
 

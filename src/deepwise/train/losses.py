@@ -138,7 +138,7 @@ def class_weight_vector(class_weight, loss: Loss):
             vec[int(k)] = float(v)
     else:
         if isinstance(class_weight, Tensor):
-            class_weight = class_weight.data
+            class_weight = class_weight.array
         vec = np.asarray(backend.to_device(class_weight, backend.Device("cpu")) if backend.is_array(class_weight)
                          else class_weight, dtype=np.float32).reshape(-1)
         if vec.size == 0:

@@ -13,7 +13,7 @@ __all__ = ["Metric", "as_array", "safe_div", "sample_weights", "to_host", "weigh
 def as_array(value):
     """Tensor / array / array-like -> array (device kept); a Tensor's graph is never touched."""
     if isinstance(value, Tensor):
-        return value.data
+        return value.array
     if backend.is_array(value):
         return value
     return np.asarray(value)
@@ -89,7 +89,7 @@ class Metric:
         for key in self._state:
             value = state[key]
             if isinstance(value, Tensor):
-                value = value.data
+                value = value.array
             if backend.is_array(value) or isinstance(value, np.generic):
                 value = np.array(to_host(value))
                 if value.ndim == 0:  # running sums come back as Python numbers

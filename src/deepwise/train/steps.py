@@ -39,7 +39,7 @@ def rebuild(exc: BaseException, message: str) -> BaseException:
 def batch_size_of(batch) -> int:
     """Number of samples in a batch (the first dimension of its first tensor)."""
     if type(batch) is tuple and batch and type(batch[0]) is Tensor:  # what the DataLoader yields
-        shape = batch[0].data.shape
+        shape = batch[0].array.shape
         if shape:
             return int(shape[0])
     first = batch
@@ -60,7 +60,7 @@ def move_to(t, device):
         return None
     if not isinstance(t, Tensor):
         t = Tensor(t)
-    if device.type == "cpu" and isinstance(t.data, np.ndarray):
+    if device.type == "cpu" and isinstance(t.array, np.ndarray):
         return t  # the common case, without building a Device to compare
     return t if t.device == device else t.to(device)
 
@@ -80,20 +80,20 @@ def check_finite(t: Tensor, what: str, state) -> None:
     """Raise if a float tensor holds NaN / inf, naming ``what`` ("inputs (x)"), where the loop is
     (``state``, the ``LoopState``) and the first bad sample. Skipped when ``state.data`` was checked
     whole."""
-    if t.dtype.kind != "f" or t.data.size == 0:
+    if t.dtype.kind != "f" or t.array.size == 0:
         return
     data = state.data
     if data is not None and data.inputs_finite:
         return  # checked once for the whole array
-    xp = backend.get_array_module(t.data)
-    if math.isfinite(float(t.data.sum())):  # a sum is finite only if every element is
+    xp = backend.get_array_module(t.array)
+    if math.isfinite(float(t.array.sum())):  # a sum is finite only if every element is
         return
-    bad = ~xp.isfinite(t.data.reshape(t.shape[0], -1) if t.ndim > 1 else t.data.reshape(-1, 1))
+    bad = ~xp.isfinite(t.array.reshape(t.shape[0], -1) if t.ndim > 1 else t.array.reshape(-1, 1))
     rows = bad.any(axis=1)
     if not bool(rows.any()):  # the sum overflowed on huge but finite values
         return
     sample = int(rows.argmax())
-    kind = "NaN" if bool(xp.isnan(t.data).any()) else "infinite values"
+    kind = "NaN" if bool(xp.isnan(t.array).any()) else "infinite values"
     raise ValueError(f"Trainer: the {what} of {state.where()} contain {kind} (first in sample {sample} of the "
                      f"batch, batch shape {t.shape}); clean the data (e.g. numpy.nan_to_num) or drop those "
                      "samples")
@@ -123,7 +123,7 @@ def check_class_targets(loss_name: str, pred, y, state) -> None:
     """Targets of a loss that takes class indices (``cross_entropy``, ``nll``): integer labels in range
     (or class probabilities for cross-entropy). ``state``: the ``LoopState``, for where the loop is
     and the (min, max) of all the labels when known for the whole data (``FitData.label_range``)."""
-    labels, pred_shape = y.data, pred.data.shape
+    labels, pred_shape = y.array, pred.array.shape
     if labels.dtype.kind not in "iu":
         if loss_name == "cross_entropy" and labels.dtype.kind == "f" and labels.shape == pred_shape:
             return  # class probabilities
@@ -151,8 +151,8 @@ def check_class_targets(loss_name: str, pred, y, state) -> None:
 def class_weights_for(loss_name: str, class_weight: tuple, pred, y):
     """Per-sample weights for this batch's labels from ``class_weight`` = (vector, given as a dict)."""
     vec, from_dict = class_weight
-    xp = backend.get_array_module(y.data)
-    labels = y.data
+    xp = backend.get_array_module(y.array)
+    labels = y.array
     if loss_name == "bce_with_logits":
         if labels.size != labels.shape[0]:
             raise ValueError("Trainer.fit: class_weight with 'bce_with_logits' needs one 0/1 target per "

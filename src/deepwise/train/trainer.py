@@ -384,7 +384,7 @@ class Trainer:
             steps.check_class_targets(self.loss.name, pred, y, state)
         else:
             y = self.loss.prepare_target(pred, y)
-        weight = None if sample_weight is None else sample_weight.data.reshape(-1)
+        weight = None if sample_weight is None else sample_weight.array.reshape(-1)
         if class_weight and state.class_weight is not None:
             cw = steps.class_weights_for(self.loss.name, state.class_weight, pred, y)
             weight = cw if weight is None else weight * cw.astype(weight.dtype)
@@ -410,7 +410,7 @@ class Trainer:
         """``loss.backward()``, scaled by ``state.loss_scale`` for gradient accumulation; the loss is
         kept in ``state.step_losses`` for the ``on_before_optimizer_step`` checks (TerminateOnNaN)."""
         state = self.state
-        state.step_losses.append(Tensor._make(loss.data))  # detached
+        state.step_losses.append(Tensor._make(loss.array))  # detached
         (loss * state.loss_scale if state.loss_scale != 1.0 else loss).backward()
 
     def optimizer_step(self, optimizer=None) -> bool:

@@ -62,7 +62,7 @@ class Embedding(Module):
     def _zero_padding_row(self):
         if self.padding_idx is not None:
             with no_grad():
-                self.weight.data[self.padding_idx] = 0
+                self.weight.array[self.padding_idx] = 0
 
     def forward(self, input):
         return embedding(input, self.weight, self.padding_idx, None, self.norm_type, self.scale_grad_by_freq)
