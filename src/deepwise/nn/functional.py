@@ -14,6 +14,7 @@ from deepwise.ops.adaptive_pool import (
     adaptive_max_pool2d,
 )
 from deepwise.ops.arithmetic import clamp, where
+from deepwise.ops.attention import scaled_dot_product_attention
 from deepwise.ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from deepwise.ops.dropout import alpha_dropout, dropout, dropout1d, dropout2d
 from deepwise.ops.embedding import embedding
@@ -131,7 +132,7 @@ __all__ = [
     "batch_norm", "group_norm", "layer_norm",
     "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "interpolate", "upsample",
     "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "avg_pool1d",
-    "avg_pool2d", "max_pool1d", "max_pool2d",
+    "avg_pool2d", "max_pool1d", "max_pool2d", "scaled_dot_product_attention",
     # losses
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "huber_loss", "kl_div",
     "l1_loss", "mse_loss", "nll_loss", "smooth_l1_loss",
