@@ -11,6 +11,8 @@ from deepwise.models.generative import (
     dcgan_init_,
     vae_loss_terms,
 )
+from deepwise.models.gpt import GPT, CausalSelfAttention, GPTBlock
 
-__all__ = ["GAN", "VAE", "BasicBlock", "ConvAutoencoder", "DenseAutoencoder", "Discriminator", "Generator",
-           "LeNet5", "SmallResNet", "SmallVGG", "dcgan_init_", "vae_loss_terms"]
+__all__ = ["GAN", "GPT", "VAE", "BasicBlock", "CausalSelfAttention", "ConvAutoencoder", "DenseAutoencoder",
+           "Discriminator", "GPTBlock", "Generator", "LeNet5", "SmallResNet", "SmallVGG", "dcgan_init_",
+           "vae_loss_terms"]
