@@ -24,8 +24,9 @@ SRC = pathlib.Path(deepwise.__file__).parent
 # writes checkpoints and histories with it; models are compositions of layers, below training.
 LAYERS = {
     "_malloc": 0, "backend": 0,
-    "random": 1, "tensor": 1, "autograd": 1, "creation": 1,
+    "random": 1, "cuda": 1, "tensor": 1, "autograd": 1, "creation": 1,
     "ops": 2,
+    "distributed": 2.5,
     "nn": 3,
     "io": 3.5,
     "models": 3.7,

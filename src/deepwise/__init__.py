@@ -6,7 +6,22 @@
     loss.backward()
 """
 
-from deepwise import _malloc, autograd, backend, callbacks, data, diagnostics, io, nn, ops, optim, random, text, train
+from deepwise import (
+    _malloc,
+    autograd,
+    backend,
+    callbacks,
+    cuda,
+    data,
+    diagnostics,
+    io,
+    nn,
+    ops,
+    optim,
+    random,
+    text,
+    train,
+)
 from deepwise.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from deepwise.backend import (
     Device,
@@ -61,5 +76,6 @@ int = int32
 bool = bool_
 
 
-def device(spec="cpu"):
-    return Device(spec)
+def device(spec="cpu", index=None):
+    """``dw.device("cuda:1")``, ``dw.device("cuda", 1)`` or ``dw.device(1)`` (CUDA device 1), as in torch."""
+    return Device(spec, index)

@@ -43,6 +43,22 @@ def cupy_module():
     return _cupy
 
 
+def cuda_module():
+    """The module serving ``"cuda"`` if one is loaded already (CuPy, or what ``set_cuda_module``
+    installed), else None. Never imports anything: ``dw.cuda`` asks without paying for CuPy's import."""
+    return _cupy
+
+
+def set_cuda_module(module):
+    """Serve the ``"cuda"`` device with ``module`` instead of CuPy, and return the one it replaces
+    (None: CuPy is imported on first use). ``module`` offers CuPy's surface: ``ndarray``, ``asarray``,
+    the array functions, and ``cuda.Device`` / ``cuda.runtime``. This is the seam a test double of a
+    GPU plugs into (tests/device/); ``set_cuda_module(None)`` goes back to CuPy."""
+    global _cupy
+    previous, _cupy = _cupy, module
+    return previous
+
+
 def get_array_module(*arrays):
     """Return ``cupy`` if any argument is a CuPy array, else ``numpy``."""
     if _cupy is not None:
@@ -56,6 +72,11 @@ def is_array(x) -> bool:
     return isinstance(x, np.ndarray) or (_cupy is not None and isinstance(x, _cupy.ndarray))
 
 
+def is_device_array(x) -> bool:
+    """True for an array on a GPU (a CuPy array)."""
+    return _cupy is not None and isinstance(x, _cupy.ndarray)
+
+
 class Device:
     """Where a tensor's data lives: ``Device("cpu")`` or ``Device("cuda")`` / ``Device("cuda:1")``."""
 
@@ -65,12 +86,19 @@ class Device:
         if isinstance(spec, Device):
             self.type, self.index = spec.type, spec.index
             return
+        if isinstance(spec, int) and not isinstance(spec, bool):  # torch: device(1) is cuda:1
+            spec, index = "cuda", spec
         spec = str(spec)
         kind, _, idx = spec.partition(":")
         if kind not in ("cpu", "cuda"):
             raise ValueError(f"unknown device {spec!r}: expected 'cpu', 'cuda' or 'cuda:N'")
         self.type = kind
-        self.index = int(idx) if idx else index
+        try:
+            self.index = int(idx) if idx else (None if index is None else int(index))
+        except ValueError:
+            raise ValueError(f"device {spec!r}: the index after ':' must be a whole number, as in 'cuda:1'") from None
+        if self.index is not None and self.index < 0:
+            raise ValueError(f"device {spec!r}: the index must be >= 0, got {self.index}")
         if kind == "cpu" and self.index not in (None, 0):
             raise ValueError(f"device {spec!r}: the CPU has no index")
 
@@ -98,13 +126,20 @@ def device_of(array) -> Device:
 
 
 def to_device(array, device: Device):
-    """Move an array to ``device`` (no copy when it is already there)."""
+    """Move an array to ``device`` (no copy when it is already there). ``"cuda"`` without an index
+    means the current CUDA device (as in PyTorch); an array on another GPU is copied over."""
     if device.type == "cpu":
         if isinstance(array, np.ndarray):
             return array
         return array.get()
     cp = cupy_module()
-    with cp.cuda.Device(device.index or 0):
+    target = cp.cuda.Device(device.index)  # index None: the current device
+    if isinstance(array, cp.ndarray):
+        if array.device.id == target.id:
+            return array
+        with target:
+            return array.copy()  # CuPy copies to the current device
+    with target:
         return cp.asarray(array)
 
 

@@ -1,0 +1,122 @@
+"""dw.cuda: PyTorch's torch.cuda names, on the device double and with no CUDA at all."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import deepwise as dw
+from deepwise import backend
+from device import double
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    """No CUDA module loaded and none to load: CuPy missing, or present without a GPU."""
+    def missing():
+        raise RuntimeError("device 'cuda' needs CuPy and an NVIDIA GPU")
+
+    previous = backend.set_cuda_module(None)
+    monkeypatch.setattr(backend, "cupy_module", missing)
+    yield
+    backend.set_cuda_module(previous)
+
+
+def test_without_cuda_the_queries_say_no_and_the_chores_do_nothing(no_cuda):
+    assert dw.cuda.is_available() is False
+    assert dw.cuda.device_count() == 0
+    assert dw.cuda.is_initialized() is False
+    assert dw.cuda.memory_allocated() == 0 and dw.cuda.memory_reserved() == 0
+    assert dw.cuda.synchronize() is None and dw.cuda.empty_cache() is None
+    dw.cuda.manual_seed(3)
+    a = dw.rand(4).numpy()
+    dw.cuda.manual_seed_all(3)
+    np.testing.assert_array_equal(dw.rand(4).numpy(), a)
+    for ask in (dw.cuda.current_device, dw.cuda.get_device_name, lambda: dw.cuda.set_device(0)):
+        with pytest.raises(RuntimeError, match="no CUDA device is available"):
+            ask()
+    with pytest.raises(RuntimeError, match="CuPy"):
+        dw.ones(2).to("cuda")
+
+
+def test_the_real_cupy_without_a_gpu_is_not_available():
+    """CuPy installs and imports without a GPU; then CUDA is simply not available."""
+    pytest.importorskip("cupy")
+    previous = backend.set_cuda_module(None)
+    try:
+        try:
+            backend.cupy_module()
+            pytest.skip("this machine has a GPU")
+        except RuntimeError as exc:
+            assert "CuPy and an NVIDIA GPU" in str(exc)
+        assert dw.cuda.is_available() is False and dw.cuda.device_count() == 0
+        with pytest.raises(RuntimeError, match="CuPy"):
+            dw.zeros(3, device="cuda")
+    finally:
+        backend.set_cuda_module(previous)
+
+
+def test_on_the_double_the_queries_see_its_two_devices():
+    assert dw.cuda.is_available() and dw.cuda.device_count() == double.DEVICE_COUNT == 2
+    assert dw.cuda.is_initialized()
+    assert dw.cuda.current_device() == 0
+    assert dw.cuda.get_device_name() == "Device double 0"
+    assert dw.cuda.get_device_name("cuda:1") == "Device double 1"
+    assert dw.cuda.get_device_capability(1) == (9, 0)
+    with pytest.raises(ValueError, match="out of range: 2 CUDA device"):
+        dw.cuda.get_device_name(2)
+    with pytest.raises(ValueError, match="expected a CUDA device"):
+        dw.cuda.get_device_name("cpu")
+
+
+def test_set_device_and_the_device_context_choose_where_cuda_tensors_go():
+    with dw.cuda.device(1):
+        assert dw.cuda.current_device() == 1
+        t = dw.ones(3, device="cuda")
+        assert t.device == dw.device("cuda:1") and str(t.device) == "cuda:1"
+    assert dw.cuda.current_device() == 0
+    assert dw.ones(3, device="cuda").device == dw.device("cuda:0")
+    dw.cuda.set_device("cuda:1")
+    assert dw.cuda.current_device() == 1
+    assert dw.ones(2).to("cuda").device.index == 1
+    dw.cuda.set_device(0)
+
+
+def test_synchronize_reaches_the_device_and_the_memory_pool_is_read_and_emptied():
+    syncs = double.stats["syncs"]
+    dw.cuda.synchronize()
+    dw.cuda.synchronize("cuda:1")
+    assert double.stats["syncs"] == syncs + 2
+    before = dw.cuda.memory_allocated()
+    dw.zeros(1000, device="cuda")
+    assert dw.cuda.memory_allocated() >= before + 4000 and dw.cuda.memory_reserved() >= dw.cuda.memory_allocated()
+    freed = double.namespace.get_default_memory_pool().freed
+    dw.cuda.empty_cache()
+    assert double.namespace.get_default_memory_pool().freed == freed + 1
+
+
+def test_manual_seed_makes_cuda_draws_repeat_and_seeds_the_module():
+    dw.cuda.manual_seed(7)
+    a = dw.randn(5, device="cuda").cpu().numpy()
+    assert double.stats["seed"] == 7
+    dw.cuda.manual_seed_all(7)
+    b = dw.randn(5, device="cuda").cpu().numpy()
+    np.testing.assert_array_equal(a, b)
+    dw.manual_seed(7)
+    np.testing.assert_array_equal(dw.randn(5).numpy(), a)  # one generator: same draw on every device
+
+
+def test_device_strings_cuda_n():
+    assert dw.device("cuda:1") == dw.device("cuda", 1) == dw.device(1)
+    assert dw.device("cuda") == dw.device("cuda:0")
+    assert repr(dw.device("cuda:1")) == "device(type='cuda', index=1)"
+    for bad, match in (("cuda:x", "whole number"), ("cuda:-1", ">= 0"), ("cpu:1", "no index"), ("tpu", "unknown")):
+        with pytest.raises(ValueError, match=match):
+            dw.device(bad)
+    t = dw.arange(4.0).to("cuda:1")
+    assert t.device == dw.device("cuda:1")
+    u = t.to("cuda:0")
+    assert u.device == dw.device("cuda:0") and t.device == dw.device("cuda:1")
+    np.testing.assert_array_equal(u.cpu().numpy(), [0, 1, 2, 3])
+    with pytest.raises(ValueError, match="different devices"):
+        t + u
