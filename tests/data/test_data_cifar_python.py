@@ -12,6 +12,7 @@ import os
 import pickle
 import pickletools
 import re
+import struct
 import tarfile
 import urllib.request
 
@@ -202,7 +203,7 @@ def test_other_globals_refused(tmp_path, payload, refused):
     (_Calls(np.dtype, "u1", False, True, state=(3, "|", None, ("a",), {"a": (np.dtype("u1"), 0)}, -1, -1, 0)),
      "state NumPy never writes"),
     # numpy.ndarray itself is never callable, _reconstruct only takes the placeholder arguments
-    (_Calls(np.ndarray, (10**12,), "u1"), "TypeError"),
+    (_Calls(np.ndarray, (10**12,), "u1"), "calls <numpy.ndarray placeholder>, which is not callable"),
     (_Calls(np.zeros(1).__reduce__()[0], np.ndarray, (10**9,), b"b"), "unexpected array constructor"),
     (_Calls(__import__("codecs").encode, "abc", "zlib"), "allowed only for latin-1 text"),
 ])
@@ -241,7 +242,7 @@ def test_truncated_and_corrupt_python_batch(tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({b"data": np.zeros((2, 3072), np.int16)}, r"'data' must be a uint8 array of shape \(N, 3072\), got int16"),
     ({b"data": np.zeros((2, 1024), np.uint8)}, r"got uint8 array of shape \(2, 1024\)"),
-    ({b"data": [1, 2]}, "'data' must be a uint8 array .* got list"),
+    ({b"data": [1, 2]}, "'data' must be a uint8 array .* got a list of 2 items"),
     ({b"labels": [1, 2, 3]}, "'data' holds 2 images but 'labels' has 3 entries"),
     ({b"labels": [1, 10]}, "image 1 has label 10, outside 0..9"),
     ({b"labels": [-1, 0]}, "image 0 has label -1, outside 0..9"),
@@ -359,3 +360,107 @@ def test_python2_written_batch(tmp_path):
     (tmp_path / "batches.meta").write_bytes(py2_style_pickle({b"num_cases_per_batch": 10000,
                                                               b"label_names": names, b"num_vis": 3072}))
     assert read_cifar_meta(tmp_path / "batches.meta") == cifar.CLASSES
+
+
+# ------------------------------------------------------------------ hostile files: bounded time and memory
+from fuzz.limits import run_bounded  # noqa: E402
+
+
+def _put(i):
+    return b"r" + struct.pack("<I", i)  # LONG_BINPUT
+
+
+def _get(i):
+    return b"j" + struct.pack("<I", i)  # LONG_BINGET
+
+
+def _tuple_dag(depth):
+    """t0 = (); t(k+1) = (tk, tk): a few bytes per level, a repr (and a hash) 2**depth long."""
+    ops = b"()q\x00"  # MARK, EMPTY_TUPLE, BINPUT 0
+    for k in range(depth):
+        ops += b"h%ch%c\x86q%c" % (k, k, k + 1)  # BINGET k, BINGET k, TUPLE2, BINPUT k+1
+    return ops + b"1h%c" % depth  # POP_MARK, BINGET depth: only the last tuple stays on the stack
+
+
+def _read_in_child(path, what="read_cifar_python_batch"):
+    return run_bounded(f"""
+        try:
+            cifar.{what}({str(path)!r})
+        except cifar.DatasetFormatError as exc:
+            raise RuntimeError("FormatError: " + str(exc)) from None
+    """, extra_mb=600, timeout=30)
+
+
+def test_huge_memo_index_is_refused_before_allocating(tmp_path):
+    path = tmp_path / "b"
+    path.write_bytes(b"\x80\x02N" + _put(2**28) + b".")  # 9 bytes: a memo table of 2**28 slots
+    assert len(path.read_bytes()) == 9
+    out = _read_in_child(path)
+    assert out["error"] == "RuntimeError" and "memo index 268435456 is beyond any this 9-byte file" in out["message"]
+    assert out["rss_mb"] < 50 and out["seconds"] < 5
+
+
+def test_rejected_values_are_described_without_their_repr(tmp_path):
+    """A 504-byte-style DAG of tuples as an argument the reader refuses: a full repr never ends."""
+    ops = b"\x80\x02cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + _tuple_dag(60)
+    ops += b"C\x01b" + b"\x87R."  # SHORT_BINBYTES b"b", TUPLE3, REDUCE
+    path = tmp_path / "b"
+    path.write_bytes(ops)
+    assert len(ops) < 700
+    out = _read_in_child(path)
+    assert not out["timed_out"] and out["seconds"] < 5
+    assert "unexpected array constructor arguments (<numpy.ndarray placeholder>, a tuple of 2 items, bytes b'b')" \
+        in out["message"]
+
+
+def test_a_tuple_dag_as_a_dict_key_is_refused(tmp_path):
+    ops = b"\x80\x02}" + _tuple_dag(60) + b"K\x01s."  # EMPTY_DICT, key: the DAG, value 1, SETITEM
+    path = tmp_path / "b"
+    path.write_bytes(ops)
+    out = _read_in_child(path)
+    assert not out["timed_out"] and out["seconds"] < 5
+    assert "dict keys must be ints, bytes or text, got a tuple of 2 items" in out["message"]
+
+
+def test_repeated_encoding_of_one_text_is_bounded_by_the_file_size(tmp_path):
+    """One 1 MB text stored once, encoded 4000 times: 4 GB from a 1 MB file without a budget."""
+    ops = b"\x80\x02c_codecs\nencode\n" + _put(0) + b"X" + struct.pack("<I", 2**20) + b"a" * 2**20 + _put(1)
+    ops += b"(" + (_get(0) + _get(1) + b"X\x06\x00\x00\x00latin1\x86R") * 4000 + b"l."
+    path = tmp_path / "b"
+    path.write_bytes(ops)
+    out = _read_in_child(path)
+    assert not out["timed_out"] and out["error"] == "RuntimeError"
+    assert "encoded text of 1048576 bytes would take the reader past its memory budget" in out["message"]
+    assert out["rss_mb"] < 150
+
+
+def test_one_file_cannot_change_how_the_next_is_read(tmp_path):
+    """BUILD on the reader's own _codecs.encode tried to set its __defaults__ (and so refuse every later
+    protocol-2 batch); the reader's functions take no state, and every file gets fresh ones."""
+    hostile = tmp_path / "hostile"
+    state = b"N}X\x0c\x00\x00\x00__defaults__X\x01\x00\x00\x00xX\x01\x00\x00\x00y\x86s\x86"  # (None, {...})
+    hostile.write_bytes(b"\x80\x02c_codecs\nencode\n" + state + b"b.")
+    with pytest.raises(DatasetFormatError, match=r"BUILD at byte \d+ sets state on <_codecs.encode \(checked\)>"):
+        read_cifar_python_batch(hostile)
+    good = tmp_path / "good"
+    d = batch_dict(n=2)
+    good.write_bytes(pickle.dumps(d, protocol=2))
+    x, _ = read_cifar_python_batch(good)
+    np.testing.assert_array_equal(x.reshape(2, -1), d[b"data"])
+
+
+@pytest.mark.parametrize("ops, message", [
+    (b"\x80\x02c__builtin__\nset\n)R.", "refusing to load __builtin__.set"),
+    (b"\x80\x02\x8f.", "opcode EMPTY_SET at byte 2 is not allowed"),
+    (b"\x80\x02G?\xf0\x00\x00\x00\x00\x00\x00.", "opcode BINFLOAT at byte 2 is not allowed"),
+    (b"\x80\x02(N(o.", "opcode OBJ at byte 5 is not allowed"),
+    (b"\x80\x02j\x05\x00\x00\x00.", "memo index 5 was never stored"),
+    (b"\x80\x02a.", "APPEND at byte 2 finds the stack empty"),
+    (b"\x80\x02N\x8a\x10" + b"\xff" * 15 + b"\x7f\x86.", "an int of 127 bits at byte 3"),  # LONG1
+    (b"\x80\x02(K\x01K\x02K\x03d.", "DICT at byte 9 has an odd number of items"),
+])
+def test_structural_refusals_name_the_opcode(tmp_path, ops, message):
+    path = tmp_path / "b"
+    path.write_bytes(ops)
+    with pytest.raises(DatasetFormatError, match=re.escape(message)):
+        read_cifar_python_batch(path)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepwise.data.datasets._pickle_safe import load_restricted
+from deepwise.data.datasets._pickle_safe import describe_value, load_restricted
 from deepwise.data.datasets.errors import DatasetFormatError
 from deepwise.data.datasets.idx import scale_images
 from deepwise.data.datasets.remote import dataset_folder, download
@@ -60,6 +60,13 @@ def read_cifar_binary_batch(path) -> tuple[np.ndarray, np.ndarray]:
     return records[:, 1:].reshape(-1, 3, 32, 32), labels
 
 
+def _key_list(keys) -> str:
+    """At most 10 keys, each cut to 40 characters: a hostile file cannot make the message huge."""
+    keys = sorted(keys)
+    shown = [k if len(k) <= 40 else k[:40] + "..." for k in keys[:10]]
+    return repr(shown) + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")
+
+
 def _str_keys(obj, path: Path, what: str) -> dict:
     if not isinstance(obj, dict):
         raise DatasetFormatError(f"{path}: {what} must hold a dict, found {type(obj).__name__}")
@@ -80,16 +87,16 @@ def read_cifar_python_batch(path) -> tuple[np.ndarray, np.ndarray]:
     missing = [k for k in ("data", "labels") if k not in batch]
     if missing:
         raise DatasetFormatError(f"{path}: a CIFAR-10 python batch needs the keys 'data' and 'labels'; "
-                                 f"missing {missing}, found {sorted(batch)}")
+                                 f"missing {missing}, found {_key_list(batch)}")
     data = batch["data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        desc = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        desc = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else describe_value(data)
         raise DatasetFormatError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), got {desc}")
     n = data.shape[0]
     labels = batch["labels"]
     if isinstance(labels, list) and not all(type(v) is int for v in labels):
         bad = next(v for v in labels if type(v) is not int)
-        raise DatasetFormatError(f"{path}: 'labels' must be ints, found {type(bad).__name__} {bad!r:.40}")
+        raise DatasetFormatError(f"{path}: 'labels' must be ints, found {describe_value(bad)}")
     if isinstance(labels, (list, np.ndarray)):
         labels = np.asarray(labels)
     if not isinstance(labels, np.ndarray) or labels.ndim != 1 or (labels.size and labels.dtype.kind not in "iu"):
@@ -116,7 +123,7 @@ def read_cifar_meta(path) -> tuple[str, ...]:
         names = meta.get("label_names")
         if not isinstance(names, list) or not all(isinstance(n, (bytes, str)) for n in names):
             raise DatasetFormatError(f"{path}: batches.meta needs 'label_names', a list of names; "
-                                     f"found keys {sorted(meta)}")
+                                     f"found keys {_key_list(meta)}")
         names = [n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names]
     if len(names) != 10:
         raise DatasetFormatError(f"{path}: expected 10 CIFAR-10 class names, found {len(names)}")
