@@ -1,5 +1,6 @@
 import gzip
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -184,3 +185,59 @@ def test_cifar_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"neither the binary batches \(test_batch.bin\).*nor the python "
                                                 r"batches \(test_batch\).*download"):
         load_cifar10(tmp_path, split="test")
+
+
+# ------------------------------------------------------------------ hostile IDX files
+from fuzz.limits import run_bounded  # noqa: E402
+
+
+def _gz_bomb(path, header: bytes, zero_mib: int):
+    """A .gz whose stream is ``header`` then ``zero_mib`` MiB of zeros (about 1 KB per MiB)."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: a gzip container
+    chunk = bytes(2**20)
+    parts = [comp.compress(header)] + [comp.compress(chunk) for _ in range(zero_mib)] + [comp.flush()]
+    path.write_bytes(b"".join(parts))
+
+
+def test_gzip_expansion_is_bounded_by_the_declared_shape(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    _gz_bomb(path, bytes([0, 0, 8, 3]) + struct.pack(">3I", 1, 28, 28), zero_mib=512)
+    assert path.stat().st_size < 1_000_000  # 512 MiB once expanded
+    out = run_bounded(f"""
+        try:
+            idx.read_idx({str(path)!r})
+        except idx.DatasetFormatError as exc:
+            raise RuntimeError(str(exc)) from None
+    """, extra_mb=200, timeout=30)
+    assert out["error"] == "RuntimeError", out
+    assert "unexpected bytes after the data of shape (1, 28, 28)" in out["message"]
+    assert out["rss_mb"] < 50 and out["seconds"] < 5
+
+
+def test_gzip_declared_size_over_the_cap(tmp_path):
+    path = tmp_path / "big.gz"
+    path.write_bytes(gzip.compress(bytes([0, 0, 8, 2]) + struct.pack(">2I", 2**31, 2**31)))
+    with pytest.raises(DatasetFormatError, match=r"declares shape \(2147483648, 2147483648\), 4611686018427387916 "
+                                                 r"bytes once decompressed, more than the 1073741824-byte limit"):
+        read_idx(path)
+    small = tmp_path / "small.gz"
+    small.write_bytes(gzip.compress(idx_bytes(np.zeros((10, 10), np.uint8), 0x08)))
+    assert read_idx(small).shape == (10, 10)
+    with pytest.raises(DatasetFormatError, match="more than the 50-byte limit"):
+        read_idx(small, max_bytes=50)
+
+
+def test_dimension_product_does_not_wrap_around(tmp_path):
+    """(2**16,)*4 uint8 is 2**64 bytes: in int64 that product was 0, and the header alone passed."""
+    path = tmp_path / "wrap"
+    path.write_bytes(bytes([0, 0, 8, 4]) + struct.pack(">4I", *[2**16] * 4))
+    with pytest.raises(DatasetFormatError, match=r"truncated: shape \(65536, 65536, 65536, 65536\) of uint8 needs "
+                                                 r"18446744073709551636 bytes, the data has 20"):
+        read_idx(path)
+
+
+def test_more_dimensions_than_numpy_allows(tmp_path):
+    path = tmp_path / "rank"
+    path.write_bytes(bytes([0, 0, 8, 65]) + struct.pack(">65I", *[1] * 65) + b"\x07")
+    with pytest.raises(DatasetFormatError, match="declares 65 dimensions; NumPy arrays have at most"):
+        read_idx(path)

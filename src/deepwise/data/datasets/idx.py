@@ -8,6 +8,7 @@ the data in C order. Files may be gzipped (detected from the content, not the na
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -18,20 +19,16 @@ from deepwise.data.datasets.remote import dataset_folder, download
 
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _GZIP_MAGIC = b"\x1f\x8b"
+# NumPy's limit on the number of dimensions (32 before NumPy 2)
+MAX_DIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
+# The most a gzipped IDX file may expand to (the MNIST training images are 47 MB). Set it higher
+# for bigger files, here or per call with ``read_idx(path, max_bytes=...)``.
+MAX_DECOMPRESSED_BYTES = 2**30
 
 
-def _read_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DatasetFormatError(f"{path}: truncated or corrupt gzip data ({exc})") from None
-    return raw
-
-
-def parse_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
-    """Decode IDX bytes into a native-endian array (a copy, writable)."""
+def _header(raw: bytes, name: str) -> tuple[np.dtype, tuple[int, ...], int, int]:
+    """(dtype, dims, header bytes, total bytes the file must have) from the first bytes of IDX data;
+    ``raw`` needs only the header. The sizes are Python ints: no product can wrap around."""
     if len(raw) < 4:
         raise DatasetFormatError(f"{name}: only {len(raw)} bytes; an IDX file starts with a 4-byte "
                                  "magic number")
@@ -42,29 +39,70 @@ def parse_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
             f"({', '.join(f'0x{c:02X}' for c in _IDX_TYPES)}) and the number of dimensions "
             "(e.g. 0x00000803 for images, 0x00000801 for labels)")
     ndim = raw[3]
+    if ndim > MAX_DIMS:
+        raise DatasetFormatError(f"{name}: the header declares {ndim} dimensions; NumPy arrays have at most "
+                                 f"{MAX_DIMS} (MNIST files have 1 or 3)")
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DatasetFormatError(f"{name}: truncated header: {ndim} dimensions need {header} bytes, "
                                  f"the data has {len(raw)}")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_TYPES[raw[2]])
-    count = int(np.prod(dims, dtype=np.int64))
-    expected = header + count * dtype.itemsize
+    return dtype, dims, header, header + math.prod(dims) * dtype.itemsize
+
+
+def _gunzip(path: Path, max_bytes: int) -> bytes:
+    """Decompress a gzipped IDX file, reading no more than its header declares (and never more than
+    ``max_bytes``), so a small .gz cannot expand into gigabytes."""
+    try:
+        with gzip.open(path, "rb") as fh:
+            head = fh.read(4)
+            if len(head) == 4 and head[3]:
+                head += fh.read(4 * head[3])
+            _, dims, _, expected = _header(head, str(path))
+            if expected > max_bytes:
+                raise DatasetFormatError(
+                    f"{path}: the header declares shape {dims}, {expected} bytes once decompressed, more "
+                    f"than the {max_bytes}-byte limit (read_idx(path, max_bytes=...) or "
+                    "deepwise.data.datasets.idx.MAX_DECOMPRESSED_BYTES raise it)")
+            raw = head + fh.read(expected - len(head) + 1)  # one byte more shows trailing data
+            if len(raw) > expected:
+                raise DatasetFormatError(f"{path}: unexpected bytes after the data of shape {dims} (the "
+                                         "gzip stream holds more than its header declares)")
+            return raw
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DatasetFormatError(f"{path}: truncated or corrupt gzip data ({exc})") from None
+
+
+def _read_bytes(path: Path, max_bytes: int) -> bytes:
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == _GZIP_MAGIC:
+        return _gunzip(path, max_bytes)
+    return path.read_bytes()
+
+
+def parse_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
+    """Decode IDX bytes into a native-endian array (a copy, writable)."""
+    dtype, dims, header, expected = _header(raw, name)
     if len(raw) < expected:
         raise DatasetFormatError(f"{name}: truncated: shape {dims} of {dtype.newbyteorder('=')} needs "
                                  f"{expected} bytes, the data has {len(raw)}")
     if len(raw) > expected:
         raise DatasetFormatError(f"{name}: {len(raw) - expected} unexpected bytes after the data of "
                                  f"shape {dims}")
+    count = (expected - header) // dtype.itemsize
     arr = np.frombuffer(raw, dtype=dtype, count=count, offset=header).reshape(dims)
     return arr.astype(dtype.newbyteorder("="))
 
 
-def read_idx(path) -> np.ndarray:
+def read_idx(path, max_bytes: int | None = None) -> np.ndarray:
     """Read an IDX file (gzipped or not) into a NumPy array, with clear errors for a wrong magic
-    number or truncated data."""
+    number, an impossible shape or truncated data. A gzipped file is decompressed only as far as its
+    header declares, and at most ``max_bytes`` (default ``MAX_DECOMPRESSED_BYTES``, 1 GiB)."""
     path = Path(path)
-    return parse_idx(_read_bytes(path), str(path))
+    limit = MAX_DECOMPRESSED_BYTES if max_bytes is None else int(max_bytes)
+    return parse_idx(_read_bytes(path, limit), str(path))
 
 
 _MNIST_KINDS = {"mnist": "mnist", "fashion": "fashion-mnist", "fashion-mnist": "fashion-mnist",
