@@ -51,17 +51,17 @@ def test_format_helpers():
 
 def test_builtin_bar_shows_steps_eta_rate_and_logs():
     out = io.StringIO()
-    bar = EpochBar(0, 3, total=10, stream=out, use_tqdm=False)
+    bar = EpochBar(0, 3, total=10, stream=out, use_tqdm=False, columns=120)
     bar.update(4, 128, {"loss": 0.75, "accuracy": 0.5}, force=True)
     text = out.getvalue()
-    assert text.startswith("\rEpoch 1/3  4/10 [============>")
-    assert "ETA" in text and "samples/s" in text and "loss: 0.7500 - accuracy: 0.5000" in text
+    assert text.startswith("\rEpoch 1/3   4/10 [===========>")
+    assert "ETA" in text and "samples/s" in text and "loss 0.7500, acc 0.5000" in text
     bar.update(5, 160, {"loss": 0.7}, force=False)  # within 0.1 s of the last draw: not redrawn
     assert out.getvalue() == text
     bar.update(10, 320, {"loss": 0.5}, force=True)
     bar.close({"loss": 0.5, "val_loss": 0.6})
     final = out.getvalue().split("\r")[-1]
-    assert "10/10 [==============================]" in final and "val_loss: 0.6000" in final
+    assert "10/10 [============================]" in final and "val_loss 0.6000" in final
     assert final.endswith("\n") and "ETA" not in final
 
 
@@ -73,7 +73,7 @@ def test_tqdm_bar_when_installed():
         bar.update(step, step * 32, {"loss": 1.0 / step}, force=step == 4)
     bar.close({"loss": 0.25, "val_loss": 0.5})
     text = out.getvalue()
-    assert "Epoch 2/2" in text and "4/4" in text and "samples/s" in text and "val_loss: 0.5000" in text
+    assert "Epoch 2/2" in text and "4/4" in text and "val_loss 0.5000" in text
 
 
 def test_progress_bar_callback_draws_live_bar_on_a_terminal(trainer_factory, cls_data, monkeypatch, capsys):
@@ -83,6 +83,7 @@ def test_progress_bar_callback_draws_live_bar_on_a_terminal(trainer_factory, cls
     x, y = cls_data
     from deepwise.train import ProgressBar
 
+    monkeypatch.setenv("COLUMNS", "120")
     trainer_factory().fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[ProgressBar(use_tqdm=False)])
     out = capsys.readouterr().out
     assert out.count("\n") == 2 and "\rEpoch 1/2" in out and "\rEpoch 2/2" in out

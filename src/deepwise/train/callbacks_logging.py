@@ -10,7 +10,6 @@ import io
 import math
 import os
 import sys
-import time
 
 from deepwise import backend
 from deepwise.io import atomic_write_text
@@ -178,18 +177,24 @@ class TerminateOnNaN(Callback):
 
 # ---------------------------------------------------------------------------------------------
 class ProgressBar(Callback):
-    """Shows progress: ``verbose=1`` a live bar per epoch (tqdm when installed, else a built-in bar)
-    with steps, ETA, samples/s and the running loss and metrics — or, when standard output is not a
-    terminal, one line per epoch; ``verbose=2`` one line per epoch. The Trainer adds one for
-    ``fit(verbose=1|2)`` unless the callbacks already include a ProgressBar."""
+    """Shows progress: ``verbose=1`` a live bar per epoch that fits the terminal (steps, ETA,
+    samples/s, the running loss and metrics; at the epoch's end every log, validation and lr
+    included), or, when standard output is not a terminal, one line per epoch plus a heartbeat line
+    every ``heartbeat`` seconds within an epoch (None: none); ``verbose=2`` the lines even on a
+    terminal. ``use_tqdm=True`` draws the live bar with tqdm. The Trainer adds one for
+    ``fit(verbose=1|2)`` unless the callbacks already include a ProgressBar. After a Ctrl-C that
+    ``fit(checkpoint_on_interrupt=...)`` caught, the live line is ended before anything else is printed."""
 
-    def __init__(self, verbose: int = 1, use_tqdm: bool | None = None):
+    def __init__(self, verbose: int = 1, use_tqdm: bool | None = False,
+                 heartbeat: float | None = progress.HEARTBEAT_SECONDS):
         if verbose not in (1, 2):
             raise ValueError(f"ProgressBar: verbose must be 1 (bar) or 2 (one line per epoch), got {verbose!r}")
+        if heartbeat is not None and not (isinstance(heartbeat, (int, float)) and heartbeat > 0):
+            raise ValueError(f"ProgressBar: heartbeat must be a positive number of seconds or None, got {heartbeat!r}")
         self.verbose = verbose
         self.use_tqdm = use_tqdm
+        self.heartbeat = heartbeat
         self._bar = None
-        self._start = None
         self._line_mode = True
 
     def on_train_begin(self, logs=None):
@@ -198,9 +203,11 @@ class ProgressBar(Callback):
         self._bar = None
 
     def _begin(self, epoch):
-        self._start = time.perf_counter()
-        if not self._line_mode:
-            state = self.trainer.state
+        state = self.trainer.state
+        if self._line_mode:
+            self._bar = progress.EpochLines(epoch, state.epochs, state.steps_per_epoch, stream=sys.stdout,
+                                            heartbeat=self.heartbeat)
+        else:
             self._bar = progress.EpochBar(epoch, state.epochs, state.steps_per_epoch, stream=sys.stdout,
                                           use_tqdm=self.use_tqdm)
 
@@ -208,22 +215,22 @@ class ProgressBar(Callback):
         self._begin(epoch)
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._start is None:  # resumed in the middle of an epoch
+        if self._bar is None:  # resumed in the middle of an epoch
             self._begin(self.trainer.state.epoch)
-        if self._bar is not None:
-            self._bar.update(batch + 1, self.trainer.state.epoch_samples, logs or {})
+        self._bar.update(batch + 1, self.trainer.state.epoch_samples, logs or {})
+        if self.trainer.state.interrupted:  # Ctrl-C: its message comes next, on a line of its own
+            self._bar.end_line()
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._start is None:
+        if self._bar is None:
             self._begin(epoch)
-        if self._bar is not None:
-            self._bar.close(logs or {})
+        self._bar.close(logs or {}, steps=self.trainer.state.epoch_steps)
+        self._bar = None
+
+    def on_train_end(self, logs=None):
+        if self._bar is not None:  # training ended inside an epoch (Ctrl-C)
+            self._bar.end_line()
             self._bar = None
-        else:
-            seconds = time.perf_counter() - self._start
-            state = self.trainer.state
-            print(progress.epoch_line(epoch, state.epochs, seconds, state.epoch_steps, logs or {}), flush=True)
-        self._start = None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -106,6 +106,9 @@ class LoopState:
     checkpoint_dir: str | None = None
     checkpoint_every: int | str = "epoch"
     checkpoint_on_interrupt: str | None = None
+    # how to resume, printed after a caught Ctrl-C (a callback may set it, e.g. a shell command); None: the
+    # trainer.fit(resume_from=...) call
+    resume_hint: str | None = None
     log_names: list = field(default_factory=list)
 
     accumulation_boundary: bool = True

@@ -68,9 +68,8 @@ def write_interrupt_checkpoint(state, history, save, mid_epoch: bool) -> None:
     history.interrupted = True
     where = (f"epoch {state.epoch + 1}, after batch {state.batch_index}" if mid_epoch
              else f"the end of epoch {state.epoch + 1}")
-    print(f"Training interrupted at {where}. Checkpoint saved to {path}\n"
-          f"Resume with: trainer.fit(<same data and settings>, epochs={state.epochs}, resume_from={path!r})",
-          flush=True)
+    hint = state.resume_hint or f"trainer.fit(<same data and settings>, epochs={state.epochs}, resume_from={path!r})"
+    print(f"Training interrupted at {where}. Checkpoint saved to {path}\nResume with: {hint}", flush=True)
 
 
 def restore_objects(model, objects: dict, ck, what: str) -> None:
