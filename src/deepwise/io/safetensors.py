@@ -45,6 +45,9 @@ __all__ = [
 # Largest header accepted (the reference implementation uses the same bound): a header is a few bytes
 # per tensor, so anything bigger is corrupt or hostile.
 MAX_HEADER_BYTES = 100_000_000
+# NumPy's limits: dimensions per array (32 before NumPy 2) and bytes per array
+MAX_DIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
+_MAX_INTP = 2**63 - 1
 
 # safetensors dtype code -> NumPy dtype (little-endian, as stored).
 _NUMPY_DTYPES = {
@@ -205,7 +208,39 @@ def _unique_pairs(pairs):
 
 
 def _is_count(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= _MAX_INTP
+
+
+def _short(value) -> str:
+    """A bounded description of a header value for an error message (never a full repr: a header
+    can be 100 MB)."""
+    if isinstance(value, str):
+        return repr(value[:60]) + ("..." if len(value) > 60 else "")
+    if isinstance(value, (list, dict)):
+        return f"a JSON {'array' if isinstance(value, list) else 'object'} of {len(value)} items"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)
+
+
+def _check_shape(shape, itemsize: int, where: str, fail) -> int:
+    """Validate a header shape; returns its byte size (a Python int: nothing wraps around)."""
+    if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+        items = shape if isinstance(shape, list) else []
+        bad = next((d for d in items if not _is_count(d)), None)
+        detail = f" ({_short(bad)} is not)" if isinstance(shape, list) and len(shape) <= MAX_DIMS else ""
+        fail(f"{where}: shape must be a list of non-negative integers below 2**63, got {_short(shape)}{detail}")
+    if len(shape) > MAX_DIMS:
+        fail(f"{where}: shape has {len(shape)} dimensions; NumPy arrays have at most {MAX_DIMS}")
+    # NumPy refuses any array whose nonzero dimensions multiply (with the item size) past 2**63 - 1,
+    # even when another dimension is 0 and the array holds nothing
+    extent = itemsize
+    for d in shape:
+        extent *= max(d, 1)
+        if extent > _MAX_INTP:
+            fail(f"{where}: shape {_short(shape) if len(shape) > 8 else tuple(shape)} is too big for any array "
+                 "(its dimensions multiply past 2**63 bytes)")
+    return math.prod(shape) * itemsize
 
 
 class _Entry:
@@ -274,31 +309,32 @@ def _parse_header(read, total: int, source: str) -> _Header:
 
     entries = []
     for name, info in header.items():
-        where = f"tensor {name!r}"
+        where = f"tensor {_short(name)}"
         if not isinstance(info, dict):
-            fail(f"{where}: expected an object with dtype, shape and data_offsets, got {info!r:.80}")
+            fail(f"{where}: expected an object with dtype, shape and data_offsets, got {_short(info)}")
         missing = [k for k in ("dtype", "shape", "data_offsets") if k not in info]
         if missing:
             fail(f"{where}: the header entry lacks {', '.join(missing)}")
         code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if code in _NUMPY_DTYPES:
+        if isinstance(code, str) and code in _NUMPY_DTYPES:
             itemsize = _NUMPY_DTYPES[code].itemsize
-        elif code in _UNSUPPORTED_ITEMSIZE:
+        elif isinstance(code, str) and code in _UNSUPPORTED_ITEMSIZE:
             itemsize = _UNSUPPORTED_ITEMSIZE[code]
         else:
             known = ", ".join(list(_NUMPY_DTYPES) + list(_UNSUPPORTED_ITEMSIZE))
-            fail(f"{where}: unknown dtype {code!r:.40} (known: {known})")
-        if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
-            fail(f"{where}: shape must be a list of non-negative integers, got {shape!r:.80}")
+            what = "unknown dtype" if isinstance(code, str) else "dtype must be a string, got"
+            fail(f"{where}: {what} {_short(code)} (known: {known})")
+        expected = _check_shape(shape, itemsize, where, fail)
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)):
-            fail(f"{where}: data_offsets must be two non-negative integers [begin, end], got {offsets!r:.80}")
+            fail(f"{where}: data_offsets must be two non-negative integers [begin, end], got {_short(offsets)}"
+                 + (f" {offsets}" if isinstance(offsets, list) and len(offsets) <= 4
+                    and all(isinstance(o, int) and o.bit_length() <= 64 for o in offsets) else ""))
         begin, end = offsets
         if begin > end:
             fail(f"{where}: data_offsets [{begin}, {end}] end before they begin")
         if end > buffer_len:
             fail(f"{where}: data_offsets [{begin}, {end}] run past the end of the data, which is "
                  f"{buffer_len} bytes (the file is truncated or its header is wrong)")
-        expected = math.prod(shape) * itemsize
         if end - begin != expected:
             fail(f"{where}: shape {tuple(shape)} of {code} needs {expected} bytes, but data_offsets "
                  f"[{begin}, {end}] hold {end - begin}")
@@ -307,10 +343,10 @@ def _parse_header(read, total: int, source: str) -> _Header:
     pos, prev = 0, None
     for e in sorted(entries, key=lambda e: (e.begin, e.end)):
         if e.begin < pos:
-            fail(f"tensor {e.name!r}: data_offsets [{e.begin}, {e.end}] overlap tensor {prev.name!r} "
+            fail(f"tensor {_short(e.name)}: data_offsets [{e.begin}, {e.end}] overlap tensor {_short(prev.name)} "
                  f"[{prev.begin}, {prev.end}]")
         if e.begin > pos:
-            fail(f"tensor {e.name!r}: data_offsets [{e.begin}, {e.end}] leave bytes {pos}..{e.begin} "
+            fail(f"tensor {_short(e.name)}: data_offsets [{e.begin}, {e.end}] leave bytes {pos}..{e.begin} "
                  "of the data unused (the format requires the tensors to cover it exactly)")
         pos, prev = e.end, e
     if pos != buffer_len:
