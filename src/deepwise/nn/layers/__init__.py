@@ -24,6 +24,7 @@ from deepwise.nn.layers.activation import (
     Softsign,
     Tanh,
 )
+from deepwise.nn.layers.attention import MultiheadAttention
 from deepwise.nn.layers.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from deepwise.nn.layers.dropout import AlphaDropout, Dropout, Dropout1d, Dropout2d
 from deepwise.nn.layers.embedding import Embedding
