@@ -23,8 +23,8 @@ SRC = pathlib.Path(deepwise.__file__).parent
 # listed here fails the test (add it). io (file formats, atomic writes) sits low because training
 # writes checkpoints and histories with it; models are compositions of layers, below training.
 LAYERS = {
-    "_malloc": 0, "backend": 0,
-    "random": 1, "cuda": 1, "tensor": 1, "autograd": 1, "creation": 1,
+    "_malloc": 0, "backend": 0, "backends": 0,
+    "random": 1, "cuda": 1, "accelerator": 1, "tensor": 1, "autograd": 1, "creation": 1,
     "ops": 2,
     "distributed": 2.5,
     "nn": 3,
@@ -34,6 +34,7 @@ LAYERS = {
     "data": 5, "text": 5.5,
     "train": 6,
     "diagnostics": 8, "callbacks": 8.5,
+    "utils": 9,  # torch.utils' module paths over the layers below (data, and tensorboard's writer)
     "recipes": 10,
     "cli": 11, "__main__": 11,
 }

@@ -8,8 +8,10 @@
 
 from deepwise import (
     _malloc,
+    accelerator,
     autograd,
     backend,
+    backends,
     callbacks,
     cuda,
     data,
@@ -21,8 +23,9 @@ from deepwise import (
     random,
     text,
     train,
+    utils,
 )
-from deepwise.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from deepwise.autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from deepwise.backend import (
     Device,
     bool_,
@@ -37,8 +40,10 @@ from deepwise.backend import (
     uint8,
 )
 from deepwise.creation import (
+    Generator,
     arange,
     as_tensor,
+    bfloat16,
     empty,
     empty_like,
     eye,
@@ -46,6 +51,7 @@ from deepwise.creation import (
     full,
     full_like,
     linspace,
+    multinomial,
     ones,
     ones_like,
     rand,

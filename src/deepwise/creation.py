@@ -110,28 +110,156 @@ def eye(n, m=None, dtype=None, device=None, requires_grad=False):
     return _finish(np.eye(n, m, dtype=_dtype(dtype)), dtype, device, requires_grad)
 
 
-def rand(*size, dtype=None, device=None, requires_grad=False):
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
     """Uniform on [0, 1)."""
-    arr = random.generator().random(_shape(size), dtype=np.float64).astype(_dtype(dtype))
+    arr = _gen(generator, "rand").random(_shape(size), dtype=np.float64).astype(_dtype(dtype))
     return _finish(arr, dtype, device, requires_grad)
 
 
-def randn(*size, dtype=None, device=None, requires_grad=False):
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
     """Standard normal."""
-    arr = random.generator().standard_normal(_shape(size)).astype(_dtype(dtype))
+    arr = _gen(generator, "randn").standard_normal(_shape(size)).astype(_dtype(dtype))
     return _finish(arr, dtype, device, requires_grad)
 
 
-def randint(low, high=None, size=(), dtype=None, device=None):
-    """Integers uniform on [low, high)."""
+def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None, requires_grad=False):
+    """Integers uniform on [low, high), as ``torch.randint``: ``randint(low, high, size)`` or the
+    one-bound form ``randint(high, size)`` (``low`` = 0), where the second argument is the shape."""
+    if size is None and isinstance(high, (tuple, list)):
+        low, high, size = 0, low, high  # randint(high, size)
+    elif high is None and size is not None:
+        low, high = 0, low  # randint(high, size=size)
     if high is None:
-        low, high = 0, low
-    arr = random.generator().integers(low, high, size=_shape((size,))).astype(_dtype(dtype, backend.int64))
-    return _finish(arr, dtype, device, False)
+        raise TypeError("randint() needs high and size: randint(high, size) or randint(low, high, size)")
+    if size is None:
+        raise TypeError("randint() is missing size (a tuple of ints, e.g. (3,))")
+    if int(low) >= int(high):
+        raise ValueError(f"randint(): low ({low}) must be smaller than high ({high})")
+    gen = _gen(generator, "randint")
+    arr = gen.integers(int(low), int(high), size=_shape((size,))).astype(_dtype(dtype, backend.int64))
+    return _finish(arr, dtype, device, requires_grad)
 
 
-def randperm(n, dtype=None, device=None):
-    return _finish(random.generator().permutation(n).astype(_dtype(dtype, backend.int64)), dtype, device, False)
+def _gen(generator, where):
+    return random.generator() if generator is None else as_numpy_generator(generator, where)
+
+
+def as_numpy_generator(generator, where="generator"):
+    """The ``numpy.random.Generator`` behind ``generator`` (one itself, or a ``dw.Generator``)."""
+    if isinstance(generator, np.random.Generator):
+        return generator
+    inner = getattr(generator, "numpy_generator", None)  # an object wrapping one
+    if isinstance(inner, np.random.Generator):
+        return inner
+    raise TypeError(f"{where}(): generator must be a numpy.random.Generator, got {type(generator).__name__}")
+
+
+class Generator:
+    """``torch.Generator``: a random-number generator of its own, for ``DataLoader(generator=...)``,
+    ``randint``, ``multinomial`` and samplers. ``Generator().manual_seed(0)`` returns itself; the
+    NumPy generator behind it is ``numpy_generator``."""
+
+    def __init__(self, device="cpu"):
+        self.device = Device(device)
+        self._seed = int(np.random.SeedSequence().entropy % 2**63)
+        self.numpy_generator = np.random.default_rng(self._seed)
+
+    def manual_seed(self, seed):
+        self._seed = int(seed)
+        self.numpy_generator = np.random.default_rng(self._seed)
+        return self
+
+    def seed(self):
+        """Reseed from fresh entropy; returns the new seed."""
+        self.manual_seed(int(np.random.SeedSequence().entropy % 2**63))
+        return self._seed
+
+    def initial_seed(self):
+        return self._seed
+
+    def get_state(self):
+        return self.numpy_generator.bit_generator.state
+
+    def set_state(self, state):
+        self.numpy_generator.bit_generator.state = state
+        return self
+
+
+def multinomial(input, num_samples, replacement=False, *, generator=None):
+    """Category indices drawn from the rows of ``input`` (non-negative weights, 1-D or 2-D), as
+    ``torch.multinomial``: ``num_samples`` per row, int64, without replacement by default (each
+    category at most once per row, in the order drawn)."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"multinomial(): input must be a Tensor, got {type(input).__name__}")
+    if input.ndim not in (1, 2):
+        raise RuntimeError(f"multinomial(): prob_dist must be 1 or 2 dim, got shape {input.shape}")
+    if input.dtype.kind != "f":
+        raise RuntimeError(f"multinomial(): expected a floating point input, got {input.dtype}")
+    num_samples = int(num_samples)
+    if num_samples <= 0:
+        raise RuntimeError(f"multinomial(): cannot sample {num_samples} <= 0 samples")
+    w = np.asarray(backend.to_device(input.array, Device("cpu")), dtype=np.float64)
+    rows = w.reshape(1, -1) if w.ndim == 1 else w
+    n = rows.shape[1]
+    if not np.isfinite(rows).all() or (rows < 0).any():
+        raise RuntimeError("multinomial(): probability tensor contains either inf, nan or element < 0")
+    total = rows.sum(axis=1)
+    if (total <= 0).any():
+        raise RuntimeError("multinomial(): invalid multinomial distribution (sum of probabilities <= 0)")
+    if not replacement and num_samples > n:
+        raise RuntimeError(f"multinomial(): cannot sample n_sample > prob_dist.size(-1) samples without "
+                           f"replacement (num_samples={num_samples}, categories={n})")
+    gen = _gen(generator, "multinomial")
+    r = rows.shape[0]
+    if replacement:  # inverse CDF: every row's CDF shifted by its row number, one search for all
+        cdf = np.cumsum(rows / total[:, None], axis=1)
+        cdf[:, -1] = 1.0
+        cdf += np.arange(r)[:, None]
+        u = gen.random((r, num_samples)) + np.arange(r)[:, None]
+        out = np.searchsorted(cdf.ravel(), u.ravel(), side="right").reshape(r, num_samples)
+        out -= np.arange(r)[:, None] * n
+        np.minimum(out, n - 1, out=out)
+    else:  # sequential draws without replacement = the smallest exponential race times E / w
+        with np.errstate(divide="ignore"):
+            keys = gen.standard_exponential((r, n)) / rows
+        if num_samples > (rows > 0).sum(axis=1).min():
+            raise RuntimeError("multinomial(): invalid multinomial distribution (with replacement=False, "
+                               "not enough non-negative category to sample)")
+        out = np.argsort(keys, axis=1, kind="stable")[:, :num_samples]
+    out = out.astype(np.int64)
+    if w.ndim == 1:
+        out = out[0]
+    return _finish(out, None, input.device, False)
+
+
+class UnsupportedDtype:
+    """A dtype name PyTorch programs mention that deepwise cannot hold (NumPy and CuPy arrays have no
+    such type): naming it works (``dtype = dw.bfloat16 if ... else dw.float32``), making a tensor of
+    it raises a TypeError that says so."""
+
+    def __init__(self, name, advice):
+        self.name = name
+        self.advice = advice
+
+    @property
+    def dtype(self):  # what numpy.dtype(obj) asks for; the error reaches the user
+        raise TypeError(repr(self))
+
+    @property
+    def is_floating_point(self):
+        return True
+
+    def __repr__(self):
+        return f"{self.name} (deepwise cannot make {self.name} tensors: {self.advice})"
+
+
+bfloat16 = UnsupportedDtype("bfloat16", "NumPy and CuPy have no bfloat16 arrays; use float32, or float16 "
+                                        "for half precision")
+
+
+def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False):
+    arr = _gen(generator, "randperm").permutation(int(n)).astype(_dtype(dtype, backend.int64))
+    return _finish(arr, dtype, device, requires_grad)
 
 
 def rand_like(input, dtype=None, device=None, requires_grad=False):

@@ -82,6 +82,12 @@ def _nested_tensors_to_arrays(seq):
     ]
 
 
+def _size(size):
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        return tuple(int(s) for s in size[0])
+    return tuple(int(s) for s in size)
+
+
 class Tensor:
     """A multi-dimensional array that can record the operations applied to it."""
 
@@ -157,6 +163,10 @@ class Tensor:
     def mT(self):
         return self.transpose(-2, -1)
 
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
     def size(self, dim=None):
         return self.shape if dim is None else self.shape[dim]
 
@@ -211,6 +221,41 @@ class Tensor:
 
     def __hash__(self):
         return id(self)
+
+    def __format__(self, spec):
+        """``f"{loss:.4f}"`` formats a one-element tensor as its number; others take only ``{}``."""
+        if self.array.size == 1 and self.ndim == 0:
+            return format(self.item(), spec)
+        if not spec:
+            return repr(self)
+        raise TypeError(f"unsupported format string {spec!r} for a Tensor of shape {self.shape}: only "
+                        "0-d tensors format as numbers (use t.item() or index one element)")
+
+    # ------------------------------------------------------------------------ new tensors like this
+    def _new(self, arr, dtype, device, requires_grad):
+        dtype = self.dtype if dtype is None else backend.to_dtype(dtype)
+        device = self.device if device is None else Device(device)
+        t = Tensor._make(backend.to_device(arr.astype(dtype, copy=False), device))
+        return t.requires_grad_(True) if requires_grad else t
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        """Zeros of ``size`` with this tensor's dtype and device (unless given)."""
+        return self._new(np.zeros(_size(size)), dtype, device, requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        return self._new(np.ones(_size(size)), dtype, device, requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False):
+        return self._new(np.empty(_size(size)), dtype, device, requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
+        return self._new(np.full(_size((size,)), fill_value), dtype, device, requires_grad)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+        """A copy of ``data`` with this tensor's dtype and device (unless given)."""
+        if isinstance(data, Tensor):
+            data = backend.to_device(data.array, Device("cpu"))
+        return self._new(np.array(data), dtype, device, requires_grad)
 
     # ---------------------------------------------------------------------------- autograd API
     def requires_grad_(self, requires_grad: bool = True):
@@ -530,6 +575,14 @@ class Tensor:
         """-self."""
         return ops.neg(self)
 
+    def mm(self, mat2):
+        """Matrix product of two 2-d tensors."""
+        return ops.mm(self, mat2)
+
+    def bmm(self, mat2):
+        """Batched matrix product of two 3-d tensors."""
+        return ops.bmm(self, mat2)
+
     def matmul(self, other):
         """Matrix product self @ other (batched, NumPy rules)."""
         return ops.matmul(self, other)
@@ -830,6 +883,24 @@ class Tensor:
     def flip(self, dims):
         """Order reversed along ``dims``."""
         return ops.flip(self, dims)
+
+    def narrow(self, dim, start, length):
+        """Elements ``start`` .. ``start + length - 1`` along ``dim`` (a view in PyTorch; here a slice)."""
+        d = dim + self.ndim if dim < 0 else dim
+        if not 0 <= d < self.ndim:
+            raise IndexError(f"narrow(): dim {dim} out of range for a tensor of {self.ndim} dims")
+        start = int(start) + (self.shape[d] if int(start) < 0 else 0)
+        if start < 0 or length < 0 or start + length > self.shape[d]:
+            raise IndexError(f"narrow(): start ({start}) + length ({length}) exceeds dimension size "
+                             f"({self.shape[d]}) of dim {dim}")
+        return self[(slice(None),) * d + (slice(start, start + int(length)),)]
+
+    def t(self):
+        """The transpose of a matrix (0-d and 1-d tensors come back as they are)."""
+        if self.ndim > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, got {self.ndim} "
+                               f"(shape {self.shape}); use transpose(dim0, dim1) or .mT")
+        return self if self.ndim < 2 else self.transpose(0, 1)
 
     # ------------------------------------------------------------------------------ indexing
     def gather(self, dim, index):

@@ -169,6 +169,8 @@ def test_dropout2d_and_1d_drop_whole_channels():
     unbatched = nn.Dropout1d(0.5)(dw.ones(30, 7)).numpy()  # (C, L)
     assert np.all((unbatched == 0).all(-1) | (unbatched == 2.0).all(-1))
     with pytest.raises(ValueError, match="dropout2d: expected a 3-D .* or 4-D"):
+        dw.nn.functional.dropout2d(dw.ones(2, 3))
+    with pytest.warns(UserWarning, match="2-D input"):  # the layer warns instead, as PyTorch's does
         nn.Dropout2d()(dw.ones(2, 3))
 
 

@@ -11,9 +11,16 @@ from deepwise.autograd.anomaly import detect_anomaly
 from deepwise.autograd.engine import backward, grad, run_backward
 from deepwise.autograd.function import Context, Function
 from deepwise.autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck
-from deepwise.autograd.mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from deepwise.autograd.mode import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 
 __all__ = [
     "Context", "Function", "GradcheckError", "backward", "detect_anomaly", "enable_grad", "grad",
-    "gradcheck", "gradgradcheck", "is_grad_enabled", "no_grad", "run_backward", "set_grad_enabled",
+    "gradcheck", "gradgradcheck", "inference_mode", "is_grad_enabled", "no_grad", "run_backward",
+    "set_grad_enabled",
 ]

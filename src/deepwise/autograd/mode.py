@@ -80,3 +80,37 @@ class enable_grad(_GradMode):
     mode = True
 
 
+
+
+class inference_mode:
+    """``torch.inference_mode``: no graph is built inside (``with dw.inference_mode():`` or as a
+    decorator, bare or called). deepwise has no separate inference tensors, so this is ``no_grad``
+    with PyTorch's signature: ``inference_mode(mode=True)``; ``mode=False`` leaves grad mode as it is."""
+
+    def __new__(cls, mode=True):
+        if callable(mode):  # used bare: @dw.inference_mode
+            return cls(True)(mode)
+        return super().__new__(cls)
+
+    def __init__(self, mode=True):
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        global _grad_enabled
+        self._prev = _grad_enabled
+        if self.mode:
+            _grad_enabled = False
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._prev
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with inference_mode(self.mode):
+                return fn(*args, **kwargs)
+
+        return wrapper
+

@@ -32,11 +32,15 @@ import threading
 import numpy as np
 
 from deepwise import backend
+from deepwise.creation import as_numpy_generator
 from deepwise.data import randomness
 from deepwise.data.collate import default_collate, default_convert, to_default_dtype
 from deepwise.data.dataset import Subset, TensorDataset
-from deepwise.data.sampler import BatchSampler, RandomSampler, SequentialSampler
+from deepwise.data.sampler import BatchSampler, RandomSampler, SequentialSampler, is_lazy
+from deepwise.data.workers import WorkerPool, get_worker_info
 from deepwise.tensor import Tensor
+
+__all__ = ["DataLoader", "get_worker_info"]
 
 
 def _make_fetch(dataset, collate_fn):
@@ -77,10 +81,40 @@ class DataLoader:
             batches, with their original traceback. Leaving a loop early stops the thread. Plain
             in-memory array datasets (no transform, no collate_fn) are always fetched in the calling
             thread: their batch is a row take, cheaper than a thread hand-off (module docstring).
+        num_workers: > 0 fetches batches in that many worker processes (``deepwise.data.workers``:
+            seeded per worker, delivered in order, errors re-raised here with the worker's traceback).
+        prefetch_factor: batches each worker keeps ready (2 when workers run).
+        persistent_workers: keep the worker processes from one epoch to the next.
+        worker_init_fn: called in each worker with its id, after seeding, before any fetch.
+        generator: a ``numpy.random.Generator`` or ``dw.Generator`` for shuffling and worker seeds.
+        timeout: seconds to wait for a batch from the workers before raising (0: forever).
+        multiprocessing_context: "fork", "spawn", "forkserver" or a context (default: fork where
+            the platform has it).
+        pin_memory, pin_memory_device, in_order: PyTorch's arguments, accepted; batches are always
+            delivered in order, and host batches need no pinning on deepwise's CuPy path.
     """
 
-    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, sampler=None, batch_sampler=None,
-                 drop_last: bool = False, collate_fn=None, prefetch: int = 2):
+    def __init__(self, dataset, batch_size: int | None = 1, shuffle: bool | None = None, sampler=None,
+                 batch_sampler=None, num_workers: int = 0, collate_fn=None, pin_memory: bool = False,
+                 drop_last: bool = False, timeout: float = 0, worker_init_fn=None, multiprocessing_context=None,
+                 generator=None, *, prefetch_factor: int | None = None, persistent_workers: bool = False,
+                 pin_memory_device: str = "", in_order: bool = True, prefetch: int = 2):
+        shuffle = bool(shuffle)
+        if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
+            raise ValueError(f"DataLoader: num_workers must be an int >= 0 (0 loads in the main process), "
+                             f"got {num_workers!r}")
+        if num_workers == 0 and prefetch_factor is not None:
+            raise ValueError("DataLoader: prefetch_factor option could only be specified in multiprocessing; "
+                             "let num_workers > 0 to enable multiprocessing, otherwise set prefetch_factor "
+                             "to None")
+        if num_workers == 0 and persistent_workers:
+            raise ValueError("DataLoader: persistent_workers option needs num_workers > 0")
+        if prefetch_factor is not None and (isinstance(prefetch_factor, bool) or prefetch_factor < 1):
+            raise ValueError(f"DataLoader: prefetch_factor must be an int >= 1, got {prefetch_factor!r}")
+        if timeout < 0:
+            raise ValueError(f"DataLoader: timeout option should be non-negative, got {timeout!r}")
+        if worker_init_fn is not None and not callable(worker_init_fn):
+            raise TypeError(f"DataLoader: worker_init_fn must be callable, got {type(worker_init_fn).__name__}")
         if batch_sampler is not None:
             if batch_size != 1 or shuffle or sampler is not None or drop_last:
                 raise ValueError("DataLoader: batch_sampler already decides batches; do not also pass "
@@ -93,9 +127,12 @@ class DataLoader:
         if collate_fn is not None and not callable(collate_fn):
             raise TypeError(f"DataLoader: collate_fn must be callable, got {type(collate_fn).__name__}")
         self.dataset = dataset
+        self.generator = generator
+        self._np_generator = None if generator is None else as_numpy_generator(generator)
         if batch_sampler is None:
             if sampler is None:
-                sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+                sampler = (RandomSampler(dataset, generator=self._np_generator) if shuffle
+                           else SequentialSampler(dataset))
             batch_sampler = BatchSampler(sampler, batch_size, drop_last)
             self.batch_size = int(batch_size)
         else:
@@ -105,6 +142,18 @@ class DataLoader:
         self.drop_last = bool(drop_last)
         self.collate_fn = collate_fn
         self.prefetch = int(prefetch)
+        self.num_workers = int(num_workers)
+        self.prefetch_factor = 2 if prefetch_factor is None and num_workers > 0 else prefetch_factor
+        self.persistent_workers = bool(persistent_workers)
+        self.worker_init_fn = worker_init_fn
+        self.multiprocessing_context = multiprocessing_context
+        self.timeout = float(timeout)
+        # Batches are NumPy arrays in host memory, which CuPy copies to a GPU from wherever they are:
+        # there is no pinned staging buffer to fill, so pin_memory is accepted and changes nothing.
+        self.pin_memory = bool(pin_memory)
+        self.pin_memory_device = pin_memory_device
+        self.in_order = bool(in_order)
+        self._pool = None  # the persistent worker processes
         self._epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -140,10 +189,19 @@ class DataLoader:
         epoch = self._epoch
         self._epoch += 1
         self._announce_epoch(epoch)
+        if is_lazy(self.batch_sampler.sampler if hasattr(self.batch_sampler, "sampler") else self.batch_sampler):
+            seed = randomness.child_seed()
+            batches = _LazyBatches(self.batch_sampler)
+            if self.num_workers > 0:
+                return self._worker_epoch(batches, seed)
+            gen = np.random.default_rng(seed)
+            return _SerialIterator(batches, _make_fetch(self.dataset, self.collate_fn), gen)
         indices, offsets = self._draw_plan()
         # the seed of the epoch's generator for random transforms (see deepwise.data.randomness), drawn on
         # every path so that the shared generator moves on the same way whichever path runs
         seed = randomness.child_seed()
+        if self.num_workers > 0:
+            return self._worker_epoch([indices[a:b] for a, b in zip(offsets, offsets[1:])], seed)
         source = _row_source(self.dataset, self.collate_fn)
         if source is not None:
             taker = _TakeIterator.for_epoch(indices, offsets, *source)
@@ -156,8 +214,25 @@ class DataLoader:
             return _SerialIterator(batches, fetch, gen)
         return _PrefetchIterator(batches, fetch, gen, self.prefetch)
 
+    def _worker_epoch(self, batches, seed):
+        pool = self._pool
+        if pool is None:
+            gen = self._np_generator if self._np_generator is not None else randomness.rng()
+            base_seed = int(gen.integers(0, 2**62))
+            pool = WorkerPool(self.dataset, _make_fetch(self.dataset, self.collate_fn), self.num_workers,
+                              base_seed, self.worker_init_fn, self.prefetch_factor, self.timeout,
+                              self.multiprocessing_context)
+            if self.persistent_workers:
+                self._pool = pool
+        return pool.run_epoch(batches, seed, own_pool=not self.persistent_workers)
+
     def __len__(self) -> int:
         return len(self.batch_sampler)
+
+    def __getstate__(self):  # the worker pool stays with the process that started it
+        state = dict(self.__dict__)
+        state["_pool"] = None
+        return state
 
     def __repr__(self):
         return (f"DataLoader({type(self.dataset).__name__} of {len(self.dataset)} samples, "
@@ -238,9 +313,23 @@ class _TakeIterator:
         self._next = self._n
 
 
+class _LazyBatches:
+    """The batches of an epoch too long to draw at once, drawn as they are consumed."""
+
+    def __init__(self, batch_sampler):
+        self._batch_sampler = batch_sampler
+
+    def __len__(self):
+        return len(self._batch_sampler)
+
+    def __iter__(self):
+        return (np.asarray(b, dtype=np.int64).reshape(-1) for b in self._batch_sampler)
+
+
 class _SerialIterator:
     def __init__(self, batches, fetch, gen):
-        self._batches = batches
+        self._n = len(batches)
+        self._batches = iter(batches)
         self._fetch = fetch
         self._gen = gen
         self._next = 0
@@ -249,12 +338,12 @@ class _SerialIterator:
         return self
 
     def __len__(self):
-        return len(self._batches) - self._next
+        return self._n - self._next
 
     def __next__(self):
-        if self._next >= len(self._batches):
+        if self._next >= self._n:
             raise StopIteration
-        indices = self._batches[self._next]
+        indices = next(self._batches)
         self._next += 1
         with randomness.using(self._gen):
             return self._fetch(indices)

@@ -16,6 +16,19 @@ import numpy as np
 
 from deepwise.data.randomness import rng
 
+# An epoch of more indices than this is drawn lazily, chunk by chunk, as it is consumed (a
+# RandomSampler(replacement=True, num_samples=10**10) must not build 80 GB of indices up front).
+LAZY_ABOVE = 1 << 24
+_CHUNK = 1 << 15
+
+
+def is_lazy(sampler) -> bool:
+    """True when an epoch of ``sampler`` is too long to draw at once (see ``LAZY_ABOVE``)."""
+    try:
+        return len(sampler) > LAZY_ABOVE
+    except TypeError:
+        return False
+
 
 class Sampler:
     """Base class: implement ``__iter__`` (yielding int indices) and ``__len__``; optionally
@@ -95,6 +108,21 @@ class RandomSampler(Sampler):
         perm = np.concatenate([gen.permutation(n) for _ in range(rounds)])
         return perm[:k].astype(np.int64, copy=False)
 
+    def __iter__(self):
+        if not is_lazy(self):
+            yield from self.epoch_indices().tolist()
+            return
+        n = len(self.data_source)
+        gen = self.generator if self.generator is not None else rng()
+        left = self.num_samples
+        while left > 0:
+            if self.replacement:
+                chunk = gen.integers(0, n, size=min(_CHUNK, left), dtype=np.int64)
+            else:
+                chunk = gen.permutation(n)[:left]
+            left -= len(chunk)
+            yield from chunk.tolist()
+
     def __len__(self) -> int:
         return self.num_samples
 
@@ -131,7 +159,19 @@ class BatchSampler(Sampler):
         return [idx[a:b] for a, b in zip(offsets, offsets[1:])]
 
     def __iter__(self):
+        if is_lazy(self.sampler):
+            return self._lazy_batches()
         return iter([b.tolist() for b in self.epoch_batches()])
+
+    def _lazy_batches(self):
+        batch = []
+        for i in self.sampler:
+            batch.append(i)
+            if len(batch) == self.batch_size:
+                yield batch
+                batch = []
+        if batch and not self.drop_last:
+            yield batch
 
     def __len__(self) -> int:
         n = len(self.sampler)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from deepwise.nn.module import Module
 from deepwise.ops.dropout import alpha_dropout, dropout, dropout1d, dropout2d
 
@@ -36,9 +38,26 @@ class Dropout1d(_DropoutNd):
 
 
 class Dropout2d(_DropoutNd):
-    """Zero whole feature maps of (N, C, H, W) inputs with probability ``p`` while training."""
+    """Zero whole feature maps of (N, C, H, W) or (C, H, W) inputs with probability ``p`` while
+    training. As in PyTorch, a 2-D input warns and gets element-wise dropout, and a 3-D input warns
+    and is read as (N, C, L) (channel-wise 1-D dropout)."""
 
     _fn = staticmethod(dropout2d)
+
+    def forward(self, input):
+        if input.ndim == 2:
+            warnings.warn(
+                "Dropout2d: received a 2-D input, which is deprecated (PyTorch too will reject it): "
+                "dropping single elements as Dropout does; use nn.Dropout for 2-D inputs, and "
+                "Dropout2d for (N, C, H, W) or (C, H, W) feature maps", UserWarning, stacklevel=2)
+            return dropout(input, self.p, self.training)
+        if input.ndim == 3:
+            warnings.warn(
+                "Dropout2d: received a 3-D input and, as PyTorch does, reading it as (N, C, L) with "
+                "channel-wise 1-D dropout; use nn.Dropout1d to say so, or add the batch dim for "
+                "(C, H, W) feature maps", UserWarning, stacklevel=2)
+            return dropout1d(input, self.p, self.training)
+        return dropout2d(input, self.p, self.training)
 
 
 class AlphaDropout(_DropoutNd):

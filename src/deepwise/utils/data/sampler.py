@@ -1,0 +1,5 @@
+"""``torch.utils.data.sampler``: the samplers of ``deepwise.data.sampler``."""
+
+from deepwise.data.sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler
+
+__all__ = ["BatchSampler", "RandomSampler", "Sampler", "SequentialSampler"]
