@@ -8,11 +8,12 @@
 """
 
 from deepwise.io.atomic import atomic_open, atomic_write_bytes, atomic_write_text
-from deepwise.io.checkpoint import load_checkpoint, save_checkpoint
+from deepwise.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from deepwise.io.safetensors import SafetensorsError, read_header, read_metadata
 from deepwise.io.weights import load, save
 
 __all__ = [
+    "CheckpointError",
     "SafetensorsError",
     "atomic_open",
     "atomic_write_bytes",

@@ -28,12 +28,12 @@ from collections.abc import Mapping
 import numpy as np
 
 from deepwise import backend
-from deepwise.io import load_checkpoint, save_checkpoint
+from deepwise.io import CheckpointError, load_checkpoint, save_checkpoint
 from deepwise.tensor import Tensor
 
 __all__ = [
-    "CHECKPOINT_NAME", "FORMAT", "TrainingCheckpoint", "load_training_checkpoint", "pack_state", "resolve_path",
-    "save_training_checkpoint", "unpack_state",
+    "CHECKPOINT_NAME", "FORMAT", "CheckpointError", "TrainingCheckpoint", "load_training_checkpoint", "pack_state",
+    "resolve_path", "save_training_checkpoint", "unpack_state",
 ]
 
 FORMAT = "deepwise-trainer-checkpoint"
@@ -84,22 +84,33 @@ def pack_state(obj, arrays: dict, prefix: str, where: str = "state"):
                     "(state dicts may hold numbers, strings, lists, tuples, dicts and arrays/Tensors)")
 
 
-def unpack_state(obj, arrays: Mapping):
-    """The inverse of ``pack_state``: arrays come back as NumPy arrays."""
+def unpack_state(obj, arrays: Mapping, source: str = "checkpoint"):
+    """The inverse of ``pack_state``: arrays come back as NumPy arrays. A tag that ``pack_state``
+    would not have written (an array reference that is not a key of ``arrays``, a tuple that is not a
+    list, dict items that are not [key, value] pairs) raises ``CheckpointError`` naming ``source``."""
     if isinstance(obj, list):
-        return [unpack_state(v, arrays) for v in obj]
+        return [unpack_state(v, arrays, source) for v in obj]
     if isinstance(obj, dict):
         if len(obj) == 1:
             (tag, value), = obj.items()
             if tag == "__array__":
-                if value not in arrays:
-                    raise ValueError(f"checkpoint: the state refers to an array {value!r} the file does not hold")
+                if not isinstance(value, str) or value not in arrays:
+                    shown = repr(value[:80]) if isinstance(value, str) else f"a {type(value).__name__}"
+                    raise CheckpointError(f"{source}: the state refers to an array {shown} the file does not hold")
                 return arrays[value]
             if tag == "__tuple__":
-                return tuple(unpack_state(v, arrays) for v in value)
+                if not isinstance(value, list):
+                    raise CheckpointError(f"{source}: a tuple in the state is stored as a {type(value).__name__}, "
+                                          "not a list")
+                return tuple(unpack_state(v, arrays, source) for v in value)
             if tag == "__dict__":
-                return {k: unpack_state(v, arrays) for k, v in value}
-        return {k: unpack_state(v, arrays) for k, v in obj.items()}
+                if not isinstance(value, list) or not all(
+                        isinstance(kv, list) and len(kv) == 2
+                        and (kv[0] is None or isinstance(kv[0], (str, int, float))) for kv in value):
+                    raise CheckpointError(f"{source}: a dict in the state is not stored as [key, value] pairs "
+                                          "with string or number keys")
+                return {k: unpack_state(v, arrays, source) for k, v in value}
+        return {k: unpack_state(v, arrays, source) for k, v in obj.items()}
     return obj
 
 
@@ -168,19 +179,68 @@ def load_training_checkpoint(path) -> TrainingCheckpoint:
     path = resolve_path(path)
     arrays, meta = load_checkpoint(path)
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: a deepwise checkpoint, but not one written by the Trainer (format "
-                         f"{meta.get('format')!r}); the Trainer resumes only from its own checkpoints")
+        raise CheckpointError(f"{path}: a deepwise checkpoint, but not one written by the Trainer (format "
+                              f"{_shown(meta.get('format'))}); the Trainer resumes only from its own checkpoints")
     if meta.get("version") != VERSION:
-        raise ValueError(f"{path}: trainer checkpoint version {meta.get('version')!r}, this deepwise reads "
-                         f"version {VERSION}")
-    model = {name: arrays[f"model/{name}"] for name in meta["model_keys"]}
+        raise CheckpointError(f"{path}: trainer checkpoint version {_shown(meta.get('version'))}, this deepwise "
+                              f"reads version {VERSION}")
+    fields = {name: _field(meta, name, kind, path) for name, kind in _FIELDS.items()}
+    model = {}
+    for name in fields["model_keys"]:
+        if not isinstance(name, str) or f"model/{name}" not in arrays:
+            raise CheckpointError(f"{path}: the checkpoint lists the model weight {_shown(name)} but holds no "
+                                  f"tensor 'model/{name if isinstance(name, str) else '?'}' (corrupt or edited)")
+        model[name] = arrays[f"model/{name}"]
+    position = unpack_state(fields["position"], arrays, path)
+    for key in ("epoch", "batch", "global_step"):
+        value = position.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise CheckpointError(f"{path}: the checkpoint's 'position' needs a non-negative integer {key!r}, "
+                                  f"got {_shown(value)}")
+    _check_rng(fields["rng_state"], path, "'rng_state'")
+    if position["batch"]:
+        _check_rng(position.get("epoch_rng_state"), path, "'position' 'epoch_rng_state'")
     return TrainingCheckpoint(
         path=path,
         model=model,
-        objects={k: unpack_state(v, arrays) for k, v in meta["objects"].items()},
-        callbacks={k: unpack_state(v, arrays) for k, v in meta["callbacks"].items()},
-        history=meta["history"],
-        position=unpack_state(meta["position"], arrays),
-        rng_state=meta["rng_state"],
-        settings=meta["settings"],
+        objects={k: unpack_state(v, arrays, path) for k, v in fields["objects"].items()},
+        callbacks={k: unpack_state(v, arrays, path) for k, v in fields["callbacks"].items()},
+        history=fields["history"],
+        position=position,
+        rng_state=fields["rng_state"],
+        settings=fields["settings"],
     )
+
+
+# what a Trainer checkpoint's JSON holds besides format and version, and of what kind
+_FIELDS = {"model_keys": list, "objects": dict, "callbacks": dict, "history": dict, "position": dict,
+           "rng_state": dict, "settings": dict}
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+def _shown(value) -> str:
+    """A short description of a value read from a checkpoint, for a message."""
+    if isinstance(value, str):
+        return repr(value[:80])
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value) if not isinstance(value, int) or value.bit_length() <= 64 else "a huge integer"
+    return f"a {type(value).__name__}"
+
+
+def _field(meta: dict, name: str, kind: type, path: str):
+    if name not in meta:
+        raise CheckpointError(f"{path}: the checkpoint has no {name!r} field (it was not written by "
+                              "Trainer.fit, or has been edited or damaged)")
+    value = meta[name]
+    if not isinstance(value, kind):
+        raise CheckpointError(f"{path}: the checkpoint's {name!r} field is {_shown(value)}, expected a JSON "
+                              f"{'array' if kind is list else 'object'}")
+    return value
+
+
+def _check_rng(state, path: str, where: str) -> None:
+    """A generator state names its bit generator; only NumPy's are accepted (the name is looked up)."""
+    if not isinstance(state, dict) or state.get("bit_generator") not in _BIT_GENERATORS:
+        got = state.get("bit_generator") if isinstance(state, dict) else state
+        raise CheckpointError(f"{path}: the checkpoint's {where} must be a NumPy generator state (bit_generator "
+                              f"one of {', '.join(_BIT_GENERATORS)}), got {_shown(got)}")
