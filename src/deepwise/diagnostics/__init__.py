@@ -3,6 +3,7 @@ the computation graph, and the HTML run report that shows them."""
 
 from deepwise.autograd.anomaly import detect_anomaly
 from deepwise.diagnostics.anomaly import explain_nan, find_nan
+from deepwise.diagnostics.attention import AttentionMap, attention_maps, describe_attention, describe_head
 from deepwise.diagnostics.features import feature_maps, plot_feature_maps, plot_filters
 from deepwise.diagnostics.gradients import Diagnosis, GradientMonitor
 from deepwise.diagnostics.graphviz import graph, render_graph
@@ -12,6 +13,7 @@ from deepwise.diagnostics.vanishing import compare_gradient_flow, format_gradien
 from deepwise.nn.summary import Summary, summary  # reads a model only: it lives with nn
 
 __all__ = [
+    "AttentionMap", "attention_maps", "describe_attention", "describe_head",
     "Diagnosis", "GradientMonitor", "OverfittingAdvisor", "ReportError", "Summary", "build_report",
     "compare_gradient_flow", "format_gradient_flow", "gradient_norms_through_time",
     "detect_anomaly", "diagnose_overfitting", "explain_nan", "feature_maps", "find_nan", "graph",

@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from deepwise.diagnostics.attention import plot_attention_map
 from deepwise.io import atomic_write_bytes
 
 
@@ -213,6 +214,22 @@ def build_report(run_dir, out_path=None) -> str:
                      f"src='data:image/png;base64,{png}'></figure>")
     if metrics.get("generated_text"):
         parts.append("<h2>Generated text</h2><pre>" + html.escape(metrics["generated_text"]) + "</pre>")
+    if metrics.get("translations"):
+        rows = "".join(f"<tr><td>{html.escape(t['source'])}</td><td>{html.escape(t['reference'])}</td>"
+                       f"<td>{html.escape(t['greedy'])}</td><td>{html.escape(t.get('beam', ''))}</td></tr>"
+                       for t in metrics["translations"])
+        parts.append("<h2>Test translations</h2><table><tr><th>source</th><th>reference</th><th>greedy</th>"
+                     f"<th>beam search</th></tr>{rows}</table>")
+    if metrics.get("attention_maps"):
+        parts.append("<h2>What attention looks at</h2>")
+        if metrics.get("attention_sample"):
+            parts.append("<pre>" + html.escape(metrics["attention_sample"]) + "</pre>")
+        for line in metrics.get("attention_text", []):
+            parts.append(f"<p class='diag'>{html.escape(str(line))}</p>")
+        for entry in metrics["attention_maps"]:
+            png = _png(plot_attention_map(entry, plt), plt)
+            parts.append(f"<figure><img alt='{html.escape(entry.get('title', 'attention'))}' "
+                         f"src='data:image/png;base64,{png}'></figure>")
     if config:
         parts.append("<h2>Configuration</h2>" + _table(config))
     page = (
