@@ -26,8 +26,8 @@ the first time it is seen (``verbose=1``) and kept in ``monitor.diagnoses``:
   training is noise, not an explosion), or an update larger than ``max_update_ratio`` times the weights.
   The advice follows the fit's clipping (``trainer.state.grad_clip_norm``): a run that does not clip
   is told to; one that does is told what its clipping can and cannot do;
-- dead ReLUs: a ReLU layer where ``dead_threshold`` (half) or more of the units output 0 for every
-  sample of the batch;
+- dead ReLUs: a ReLU layer where ``dead_threshold`` (a quarter) or more of the units output 0 for
+  every sample of the batch;
 - saturated sigmoid/tanh: ``saturation_threshold`` (half) or more of a hidden layer's outputs within
   0.01 of the bounds (an activation producing the model's output is not checked).
 
@@ -43,7 +43,11 @@ from dataclasses import dataclass, field
 from deepwise import backend, nn
 from deepwise.train.callbacks import Callback
 
-__all__ = ["Diagnosis", "GradientMonitor"]
+__all__ = ["DEAD_THRESHOLD", "SATURATION_THRESHOLD", "Diagnosis", "GradientMonitor", "dead_relu_remedies"]
+
+# a quarter of a layer's units that never fire is capacity the model pays for and does not use
+DEAD_THRESHOLD = 0.25
+SATURATION_THRESHOLD = 0.5
 
 
 @dataclass
@@ -86,6 +90,25 @@ def _norms(arrays) -> list[float]:
     return [float(v) for v in host]
 
 
+SATURATED_REMEDIES = [
+    "normalise the inputs (mean 0, variance 1: data.transforms.Normalize) and initialise with Xavier init "
+    "(nn.init.xavier_uniform_(layer.weight))",
+    "use ReLU-family activations in hidden layers (nn.ReLU(), nn.GELU()), or normalise before the activation "
+    "(nn.BatchNorm1d, nn.LayerNorm)",
+]
+
+
+def dead_relu_remedies(trainer=None) -> list[str]:
+    """The two cures for dead ReLUs: an activation that keeps a gradient, and a smaller step."""
+    lr = None
+    opt = getattr(trainer, "optimizer", None)
+    if opt is not None and opt.param_groups:
+        lr = opt.param_groups[0].get("lr")
+    now = f" (it is {lr:g} now)" if isinstance(lr, (int, float)) else ""
+    return ["use an activation with a slope for negative inputs: nn.LeakyReLU(0.01), nn.ELU() or nn.GELU()",
+            f"lower the learning rate{now}, the usual cause of units pushed to negative inputs for good"]
+
+
 def _fmt(v: float) -> str:
     return f"{v:.2g}"
 
@@ -100,7 +123,8 @@ class GradientMonitor(Callback):
 
     def __init__(self, every: int = 10, verbose: int = 1, log_to_history: bool = True,
                  vanishing_ratio: float = 1e-3, spike_factor: float = 10.0, window: int = 20,
-                 max_update_ratio: float = 1.0, dead_threshold: float = 0.5, saturation_threshold: float = 0.5,
+                 max_update_ratio: float = 1.0, dead_threshold: float = DEAD_THRESHOLD,
+                 saturation_threshold: float = SATURATION_THRESHOLD,
                  saturation_margin: float = 0.01, patience: int = 2):
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"GradientMonitor: every must be an int >= 1 (measure every N steps), got {every!r}")
@@ -360,21 +384,22 @@ class GradientMonitor(Callback):
         message = (f"Vanishing gradients: the gradients shrink by {orders:.1f} orders of magnitude from the last "
                    f"layer ({last}, RMS {_fmt(rms1)}) to the first ({first}, RMS {_fmt(rms0)}), so the first layers "
                    f"barely learn while the last ones do. {why}.")
+        # the two cures that fit this model: the cause first (squashing activations, a plain RNN), then
+        # what shortens or steadies the path back (normalisation; residual connections for deep stacks)
         remedies = []
+        if classes & {"RNN", "RNNCell"}:
+            remedies.append("use nn.LSTM or nn.GRU instead of nn.RNN: their gates keep gradients alive through time")
         if squash:
             remedies.append(f"use ReLU-family activations in the hidden layers (nn.ReLU(), nn.LeakyReLU(0.01), "
                             f"nn.GELU()) instead of {' / '.join('nn.' + s + '()' for s in squash)}")
         else:
-            remedies.append("keep ReLU-family activations (nn.ReLU, nn.LeakyReLU, nn.GELU) in the hidden layers")
-        remedies += [
-            "initialise for the activation: He init for ReLU (nn.init.kaiming_normal_(layer.weight, "
-            "nonlinearity='relu')), Xavier for tanh/sigmoid (nn.init.xavier_uniform_(layer.weight))",
-            "normalise between layers (nn.BatchNorm1d / nn.BatchNorm2d, or nn.LayerNorm)",
-            "add residual connections (out = x + block(x)) so the gradient has a short path back",
-        ]
-        if classes & {"RNN", "RNNCell"}:
-            remedies.append("use nn.LSTM or nn.GRU instead of nn.RNN: their gates keep gradients alive through time")
-        remedies.append(f"use fewer layers ({depth} weight layers now)")
+            remedies.append("initialise for ReLU: He init (nn.init.kaiming_normal_(layer.weight, nonlinearity='relu'))")
+        if not classes & {"BatchNorm1d", "BatchNorm2d", "LayerNorm"}:
+            remedies.append("normalise between layers (nn.BatchNorm1d / nn.BatchNorm2d, or nn.LayerNorm)")
+        else:
+            remedies.append(f"add residual connections (out = x + block(x)) or use fewer layers ({depth} weight "
+                            "layers now)")
+        remedies = remedies[:2]
         self._report(Diagnosis("vanishing", message, remedies, rec["step"], [first, last], rec["epoch"]))
 
     def _check_exploding(self, rec):
@@ -429,12 +454,11 @@ class GradientMonitor(Callback):
         else:
             message += (f" This run already clips the gradient norm to {clip:g}: these are the steps after "
                         "clipping, so the step size itself is too large.")
-        remedies += [
-            "lower the learning rate (by 10x to start with), or warm it up (optim.lr_scheduler.LinearLR)",
-            "normalise inputs and activations (data.transforms.Normalize, nn.BatchNorm1d/2d, nn.LayerNorm)",
-            "check the initialisation: default or He/Xavier scales (nn.init.kaiming_normal_, nn.init.xavier_uniform_)",
-        ]
-        self._report(Diagnosis("exploding", message, remedies, rec["step"], bad, rec["epoch"]))
+        remedies.append("lower the learning rate (by 10x to start with), or warm it up (optim.lr_scheduler.LinearLR)")
+        if len(remedies) < 2:
+            remedies.append("normalise inputs and activations (data.transforms.Normalize, nn.BatchNorm1d/2d, "
+                            "nn.LayerNorm)")
+        self._report(Diagnosis("exploding", message, remedies[:2], rec["step"], bad, rec["epoch"]))
 
     def _check_dead(self, rec):
         hits = {}
@@ -452,14 +476,8 @@ class GradientMonitor(Callback):
                    "A ReLU passes no gradient where its input is negative, so a unit whose input is negative for "
                    "every sample never gets a gradient, its weights never change, and it stays dead. It usually "
                    "follows a learning rate that is too high or a large negative bias.")
-        remedies = [
-            "lower the learning rate",
-            "use an activation with a slope for negative inputs: nn.LeakyReLU(0.01), nn.ELU(), nn.GELU()",
-            "initialise with He init (nn.init.kaiming_normal_(w, nonlinearity='relu')) and zero biases "
-            "(nn.init.zeros_)",
-            "normalise before the activation (nn.BatchNorm1d / nn.BatchNorm2d)",
-        ]
-        self._report(Diagnosis("dead_relu", message, remedies, rec["step"], list(hits), rec["epoch"]))
+        self._report(Diagnosis("dead_relu", message, dead_relu_remedies(self.trainer), rec["step"], list(hits),
+                               rec["epoch"]))
 
     def _check_saturated(self, rec):
         hits = {}
@@ -474,11 +492,4 @@ class GradientMonitor(Callback):
                    "its slope is nearly 0, and almost no gradient flows back through those units: the layers "
                    "below stop learning. Inputs to the activation are too large, from unscaled data, weights "
                    "initialised too large, or a learning rate that pushed them there.")
-        remedies = [
-            "normalise the inputs (mean 0, variance 1: data.transforms.Normalize)",
-            "initialise with Xavier init (nn.init.xavier_uniform_(layer.weight))",
-            "normalise before the activation (nn.BatchNorm1d, nn.LayerNorm)",
-            "use ReLU-family activations in hidden layers (nn.ReLU(), nn.GELU())",
-            "lower the learning rate",
-        ]
-        self._report(Diagnosis("saturated", message, remedies, rec["step"], list(hits), rec["epoch"]))
+        self._report(Diagnosis("saturated", message, SATURATED_REMEDIES, rec["step"], list(hits), rec["epoch"]))
