@@ -54,5 +54,12 @@ from deepwise.nn.layers.pool import (
 )
 from deepwise.nn.layers.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 from deepwise.nn.layers.shape import Flatten, Identity, Unflatten
+from deepwise.nn.layers.transformer import (
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 
 __all__ = [n for n in dir() if not n.startswith("_")]
