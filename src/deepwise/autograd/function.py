@@ -29,6 +29,18 @@ freely, but an intermediate that depends on the inputs must be recomputed from s
 outputs, or its second derivative is lost. Settings (shapes, dims, flags) are plain ``ctx``
 attributes.
 
+PyTorch's style works too, for custom Functions written as in PyTorch: ``forward(ctx, *tensors)``
+receives Tensors (history-free views of the inputs, run without building a graph) and returns
+Tensors; ``ctx.save_for_backward(*tensors)``, ``ctx.saved_tensors``, ``ctx.needs_input_grad`` and
+``ctx.mark_non_differentiable(*outputs)`` mean what they mean there; ``backward(ctx, *grads)``
+receives and returns Tensors; PyTorch 2's ``forward(*args)`` with a separate
+``setup_context(ctx, inputs, output)`` is accepted as well. Which style a subclass uses is its
+``array_style`` attribute: True for arrays, False for Tensors; left at None it is arrays for the ops
+inside deepwise (and for ``array_backward`` ops) and Tensors for a subclass defined anywhere else, so
+a PyTorch program's Functions run unchanged. Tensor style costs a wrapper per call; the saved
+values are kept as arrays either way, so create_graph differentiates through saved inputs and
+outputs in both.
+
 A fused kernel whose backward needs raw arrays for speed (conv, norms, losses, recurrent layers)
 sets ``array_backward = True``. Its higher orders then come from ``composite``: the same function
 written with other deepwise ops, which ``create_graph`` differentiates instead (the forward is
@@ -69,8 +81,24 @@ class Context:
         return self.fn.__name__
 
     def save_for_backward(self, *arrays):
-        """Keep ``arrays`` (inputs, outputs, masks, ...) for ``backward``; read them as ``ctx.saved``."""
-        self._saved = arrays
+        """Keep ``arrays`` or Tensors (inputs, outputs, masks, ...) for ``backward``; read them as
+        ``ctx.saved`` (arrays in a first-order backward) or ``ctx.saved_tensors`` (Tensors)."""
+        self._saved = tuple(a.array if isinstance(a, Tensor) else a for a in arrays)
+
+    @property
+    def saved_tensors(self) -> tuple:
+        """PyTorch's name: what forward saved, as Tensors (see ``saved`` for which ones)."""
+        return tuple(Tensor._make(a) if is_array(a) or isinstance(a, np.generic) else a for a in self.saved)
+
+    def mark_non_differentiable(self, *outputs):
+        """Outputs (of this forward) that get no gradient: they come back with requires_grad=False
+        and their gradient slot in backward is zeros."""
+        self.__dict__.setdefault("_non_differentiable", set()).update(
+            id(o.array if isinstance(o, Tensor) else o) for o in outputs)
+
+    def mark_dirty(self, *tensors):
+        """Accepted for PyTorch's custom Functions that modify inputs in place; deepwise keeps no
+        version counters, so there is nothing to record."""
 
     @property
     def saved(self) -> tuple:
@@ -103,11 +131,60 @@ class Context:
         return f"<{self.name}Backward>"
 
 
+def _to_tensor(a):
+    return Tensor._make(a) if is_array(a) or isinstance(a, np.generic) else a
+
+
+def _to_array(t):
+    if isinstance(t, Tensor):
+        return t.array
+    if t is None or is_array(t):
+        return t
+    return np.asarray(t)
+
+
 class Function:
     """Base class of every differentiable op; see the module docstring."""
 
     array_backward = False  # True: backward works on arrays only; higher orders use ``composite``
     composite = None  # staticmethod(*apply args, **settings) -> the same outputs, in other ops
+    array_style = None  # True: forward/backward on arrays; False: on Tensors (PyTorch's); None: decide
+    _tensor_style = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        style = cls.array_style
+        if style is None:
+            style = cls.array_backward or cls.__module__.startswith("deepwise.")
+        cls._tensor_style = not style
+        if cls._tensor_style and "backward" in cls.__dict__:
+            user_backward = cls.__dict__["backward"]
+            user_backward = getattr(user_backward, "__func__", user_backward)
+
+            def backward(ctx, *grads):
+                if mode.is_grad_enabled():  # create_graph: grads are Tensors in a graph already
+                    return user_backward(ctx, *grads)
+                out = user_backward(ctx, *(_to_tensor(g) for g in grads))
+                if isinstance(out, (tuple, list)):
+                    return tuple(_to_array(o) for o in out)
+                return _to_array(out)
+
+            backward.__wrapped__ = user_backward
+            cls.backward = staticmethod(backward)
+
+    @classmethod
+    def _forward_tensors(cls, ctx, args, kwargs):
+        """PyTorch's style: forward on history-free Tensors, without a graph; outputs as arrays."""
+        views = tuple(Tensor._make(a.array) if isinstance(a, Tensor) else a for a in args)
+        with mode.no_grad():
+            if "setup_context" in _defined(cls):
+                out = cls.forward(*views, **kwargs)
+                cls.setup_context(ctx, views, out)
+            else:
+                out = cls.forward(ctx, *views, **kwargs)
+        if isinstance(out, (tuple, list)):
+            return tuple(_to_array(o) for o in out)
+        return _to_array(out)
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
@@ -132,7 +209,10 @@ class Function:
                 needs.append(False)
         record = record and mode.is_grad_enabled()
         ctx = Context(cls, None, tuple(needs))
-        out = cls.forward(ctx, *arrays, **kwargs)
+        if cls._tensor_style:
+            out = cls._forward_tensors(ctx, args, kwargs)
+        else:
+            out = cls.forward(ctx, *arrays, **kwargs)
         if anomaly.anomaly_enabled():
             anomaly.check_forward(ctx, out, args)
         if not record:
@@ -142,16 +222,20 @@ class Function:
         ctx.inputs = tuple(a if isinstance(a, Tensor) else None for a in args)
         if cls.composite is not None:
             ctx.call = (args, kwargs)
+        frozen = ctx.__dict__.get("_non_differentiable", ())
         if isinstance(out, tuple):
             ctx.n_outputs = len(out)
             ctx.out_meta = [(o.shape, o.dtype, get_array_module(o)) for o in out]
             if ctx._saved:
                 ctx.out_ids = tuple(id(o) for o in out)
             return tuple(
-                Tensor._make(o, o.dtype.kind in "fc", ctx, i) for i, o in enumerate(out)
+                Tensor._make(o) if id(o) in frozen else Tensor._make(o, o.dtype.kind in "fc", ctx, i)
+                for i, o in enumerate(out)
             )
         if ctx._saved:
             ctx.out_ids = (id(out),)
+        if id(out) in frozen:
+            return Tensor._make(out)
         return Tensor._make(out, out.dtype.kind in "fc", ctx, 0)
 
     @classmethod
@@ -178,3 +262,13 @@ class Function:
         for i, g in zip(wrt, got):
             result[i] = g
         return tuple(result)
+
+
+def _defined(cls):
+    """The attribute names the classes between ``cls`` and ``Function`` define."""
+    names = set()
+    for klass in cls.__mro__:
+        if klass is Function:
+            break
+        names.update(klass.__dict__)
+    return names
