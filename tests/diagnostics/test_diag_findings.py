@@ -8,6 +8,7 @@ import deepwise as dw
 from deepwise import nn
 from deepwise.diagnostics.findings import layer_series, run_findings
 from deepwise.diagnostics.gradients import GradientMonitor
+from deepwise.diagnostics.overfitting import OverfittingAdvisor
 from deepwise.train import Trainer
 
 
@@ -28,6 +29,9 @@ def test_a_layer_forty_percent_dead_all_run_is_reported_with_the_plotted_share(d
     assert f"1 (ReLU): {plotted[-1]:.0%} at the last epoch" in dead[0].message
     assert len(dead[0].remedies) == 2
     assert "no dead" not in " ".join(str(f) for f in findings)
+    # the monitor's own verdict (what a run's metrics.json keeps) is the same computation
+    assert monitor.epoch_series["dead_relu/1"] == plotted
+    assert monitor.diagnosis_text() == [str(f) for f in findings if f.kind != "overfitting"]
 
 
 def _history(**cols):
@@ -60,3 +64,18 @@ def test_overfitting_in_the_history_is_a_finding():
     h = _history(loss=list(np.linspace(1.0, 0.05, len(val))), val_loss=val)
     (only,) = run_findings(h)
     assert only.kind == "overfitting" and only.step == 6 and len(only.remedies) == 2
+
+
+def test_a_healthy_monitor_and_advisor_say_what_they_measured(digits):
+    x, y, xt, yt = digits
+    dw.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    monitor, advisor = GradientMonitor(every=5, verbose=0), OverfittingAdvisor(verbose=0)
+    trainer = Trainer(model, dw.optim.Adam(model.parameters(), lr=1e-3), loss="cross_entropy")
+    history = trainer.fit(x[:320], y[:320], epochs=2, batch_size=64, validation_data=(xt, yt),
+                          callbacks=[monitor, advisor], verbose=0)
+    (text,) = monitor.diagnosis_text()
+    share = history.history["dead_relu/1"][-1]
+    assert text.startswith("GradientMonitor found no problem") and f"1 (ReLU), has {share:.0%}" in text
+    (text,) = advisor.diagnosis_text()
+    assert text.startswith("OverfittingAdvisor found no overfitting: val_loss was best at epoch 2 of 2")

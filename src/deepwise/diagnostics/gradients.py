@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 from deepwise import backend, nn
 from deepwise.train.callbacks import Callback
 
-__all__ = ["DEAD_THRESHOLD", "SATURATION_THRESHOLD", "Diagnosis", "GradientMonitor", "dead_relu_remedies"]
+__all__ = ["DEAD_THRESHOLD", "SATURATION_THRESHOLD", "Diagnosis", "GradientMonitor", "dead_relu_remedies",
+           "layer_series", "module_types", "unit_findings"]
 
 # a quarter of a layer's units that never fire is capacity the model pays for and does not use
 DEAD_THRESHOLD = 0.25
@@ -109,6 +110,96 @@ def dead_relu_remedies(trainer=None) -> list[str]:
             f"lower the learning rate{now}, the usual cause of units pushed to negative inputs for good"]
 
 
+def _columns(history) -> dict:
+    return history.history if hasattr(history, "history") else dict(history)
+
+
+def layer_series(history, quantity: str) -> dict:
+    """``{layer: [value per epoch]}`` of the ``quantity/<layer>`` columns (NaN for epochs not measured)."""
+    cols = _columns(history)
+    prefix = quantity + "/"
+    return {k[len(prefix):]: [float("nan") if v is None else float(v) for v in vals]
+            for k, vals in cols.items() if k.startswith(prefix)}
+
+
+def module_types(model) -> dict:
+    """``{module name: class name}`` of a model's submodules (``{"0": "Conv2d", "1": "ReLU", ...}``)."""
+    return {name: type(m).__name__ for name, m in model.named_modules() if name}
+
+
+def _last(values):
+    finite = [(i, v) for i, v in enumerate(values) if math.isfinite(v)]
+    return finite[-1] if finite else (None, float("nan"))
+
+
+def _label(name, layer_types):
+    kind = (layer_types or {}).get(name)
+    return f"{name} ({kind})" if kind else name
+
+
+def _share_finding(kind, series, threshold, layer_types, what, remedies, explain):
+    flagged, recovered = [], []
+    for name, values in series.items():
+        end_epoch, end = _last(values)
+        if end_epoch is None:
+            continue
+        peak_epoch = max(range(len(values)), key=lambda i: values[i] if math.isfinite(values[i]) else -1.0)
+        peak = values[peak_epoch]
+        if end >= threshold:
+            lo = min(v for v in values if math.isfinite(v))
+            flagged.append((name, end, end_epoch, lo, peak))
+        elif peak >= threshold:
+            recovered.append((name, peak, peak_epoch, end))
+    if not flagged:
+        return None, recovered
+    parts = [f"{_label(n, layer_types)}: {end:.0%} at the last epoch ({lo:.0%} to {peak:.0%} over the run)"
+             for n, end, _, lo, peak in flagged]
+    message = (f"{what}: " + "; ".join(parts) + f" (flagged from {threshold:.0%}). " + explain)
+    if recovered:
+        message += " Recovered: " + "; ".join(f"{_label(n, layer_types)} was at {p:.0%} in epoch {e + 1}, "
+                                               f"{end:.0%} at the end" for n, p, e, end in recovered) + "."
+    epoch = max(e for _, _, e, _, _ in flagged)
+    return Diagnosis(kind, message, list(remedies), step=epoch, layers=[f[0] for f in flagged], epoch=epoch), recovered
+
+def unit_findings(history, layer_types=None, dead_threshold: float = DEAD_THRESHOLD,
+                  saturation_threshold: float = SATURATION_THRESHOLD, trainer=None):
+    """Dead-ReLU and saturation verdicts from the ``dead_relu/<layer>`` and ``saturated/<layer>`` epoch
+    series (a History, its columns, or ``GradientMonitor.epoch_series``: the numbers a report plots),
+    judged at the last epoch. Returns (diagnoses, facts): facts are the measured numbers in words, for a
+    summary when nothing is wrong."""
+    cols = _columns(history)
+    found, facts = [], []
+    dead_series = layer_series(cols, "dead_relu")
+    dead, recovered = _share_finding(
+        "dead_relu", dead_series, dead_threshold, layer_types,
+        "Dead ReLUs (units that output 0 for every sample of a batch)", dead_relu_remedies(trainer),
+        "A ReLU passes no gradient where its input is negative, so such a unit's weights stop changing and it "
+        "stays dead: capacity the model pays for and does not use.")
+    if dead is not None:
+        found.append(dead)
+    sat, _ = _share_finding(
+        "saturated", layer_series(cols, "saturated"), saturation_threshold, layer_types,
+        "Saturated activations (sigmoid/tanh outputs within 0.01 of their bounds)", SATURATED_REMEDIES,
+        "There the slope is nearly 0 and almost no gradient flows back through those units.")
+    if sat is not None:
+        found.append(sat)
+    ends = {n: _last(v)[1] for n, v in dead_series.items()}
+    ends = {n: v for n, v in ends.items() if math.isfinite(v)}
+    if ends:
+        worst = max(ends, key=ends.get)
+        facts.append(f"the most dead ReLU layer, {_label(worst, layer_types)}, has {ends[worst]:.0%} of its units "
+                     f"dead at the last epoch (flagged from {dead_threshold:.0%})")
+        facts += [f"{_label(n, layer_types)} was {p:.0%} dead in epoch {e + 1} and recovered to {end:.0%}"
+                  for n, p, e, end in recovered]
+    sat_ends = {n: _last(v)[1] for n, v in layer_series(cols, "saturated").items()}
+    sat_ends = {n: v for n, v in sat_ends.items() if math.isfinite(v)}
+    if sat_ends:
+        worst = max(sat_ends, key=sat_ends.get)
+        facts.append(f"at most {sat_ends[worst]:.0%} of a sigmoid/tanh layer's outputs are saturated "
+                     f"({_label(worst, layer_types)}, flagged from {saturation_threshold:.0%})")
+    return found, facts
+
+
 def _fmt(v: float) -> str:
     return f"{v:.2g}"
 
@@ -154,6 +245,7 @@ class GradientMonitor(Callback):
         self._handles = []
         self._sparse = set()
         self._names, self._feeder = {}, {}
+        self._layer_types: dict = {}
         self._reset()
 
     # ------------------------------------------------------------------------------ state
@@ -171,10 +263,12 @@ class GradientMonitor(Callback):
         self._totals: list[float] = []
         self._streak: dict = {}
         self._epoch_records: list[dict] = []
+        self.epoch_series: dict[str, list] = {}
 
     def state_dict(self) -> dict:
         return {"batches": self._batches, "opt_steps": self._opt_steps, "totals": list(self._totals),
                 "streak": {f"{k[0]}|{k[1]}": v for k, v in self._streak.items()},
+                "epoch_series": {k: list(v) for k, v in self.epoch_series.items()},
                 "diagnoses": [d.to_dict() for d in self.diagnoses]}
 
     def load_state_dict(self, state: dict) -> None:
@@ -183,21 +277,39 @@ class GradientMonitor(Callback):
         self._totals = [float(v) for v in state["totals"]]
         self._streak = {tuple(k.split("|", 1)): int(v) for k, v in state["streak"].items()}
         self.diagnoses = [Diagnosis.from_dict(d) for d in state["diagnoses"]]
+        self.epoch_series = {k: list(v) for k, v in state.get("epoch_series", {}).items()}
 
     @property
     def kinds(self) -> list[str]:
         """The kinds of problem found so far, in the order they were first seen."""
         return [d.kind for d in self.diagnoses]
 
+    def findings(self) -> list[Diagnosis]:
+        """The verdict on the run so far: the vanishing / exploding events seen step by step, and the
+        dead-ReLU / saturation state at the last epoch, judged on ``epoch_series`` (the epoch means the
+        monitor logs into the History, which a report plots), so the words and the plots agree."""
+        events = [d for d in self.diagnoses if d.kind in ("vanishing", "exploding")]
+        units, _ = unit_findings(self.epoch_series, self._layer_types, self.dead_threshold,
+                                 self.saturation_threshold, self.trainer)
+        return events + units
+
     def diagnosis_text(self) -> list[str]:
-        """One paragraph per problem found: what a run's metrics.json keeps under "diagnosis"."""
-        return [str(d) for d in self.diagnoses]
+        """One paragraph per finding (``findings``), or one that gives the measured numbers when there is
+        none: what a run's metrics.json keeps under "diagnosis"."""
+        found = self.findings()
+        if found:
+            return [str(d) for d in found]
+        _, facts = unit_findings(self.epoch_series, self._layer_types, self.dead_threshold,
+                                 self.saturation_threshold, self.trainer)
+        return ["GradientMonitor found no problem: no vanishing or exploding gradients"
+                + "".join("; " + f for f in facts) + "."]
 
     # ------------------------------------------------------------------------------ hooks on the model
     def attach(self, model) -> None:
         """Put forward hooks on ``model``'s ReLU / Sigmoid / Tanh modules (done by ``on_train_begin``)."""
         self.detach()
         self._model = model
+        self._layer_types = module_types(model)
         relu_types = tuple(t for t in (getattr(nn, "ReLU", None), getattr(nn, "ReLU6", None)) if t is not None)
         squash = {getattr(nn, "Sigmoid", None): "sigmoid", getattr(nn, "Tanh", None): "tanh"}
         squash.pop(None, None)
@@ -309,6 +421,9 @@ class GradientMonitor(Callback):
                 sums[k] = (s + v, n + 1)
         for k, (s, n) in sums.items():
             logs[k] = float(s / n)
+            if k.startswith(("dead_relu/", "saturated/")):
+                series = self.epoch_series.setdefault(k, [])
+                series += [float("nan")] * (epoch - len(series)) + [logs[k]]
 
     # ------------------------------------------------------------------------------ measurements
     def _measure_activations(self, record):

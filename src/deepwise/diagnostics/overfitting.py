@@ -28,7 +28,7 @@ import math
 from deepwise.diagnostics.gradients import Diagnosis
 from deepwise.train.callbacks import Callback
 
-__all__ = ["OverfittingAdvisor", "diagnose_overfitting", "epoch_noise"]
+__all__ = ["OverfittingAdvisor", "diagnose_overfitting", "epoch_noise", "no_overfitting_fact"]
 
 _MIN_EPOCHS = 6
 _MAX_HINTS = ("acc", "precision", "recall", "f1", "r2", "auc")
@@ -146,6 +146,17 @@ def _describe(watch: _Watch) -> str:
         f"{gap_now:.3g}: the model is learning details of its training samples that do not carry over to new "
         f"data, and the weights of epoch {onset + 1} generalise best."
     )
+
+
+def no_overfitting_fact(values, monitor: str = "val_loss", mode: str = "min", patience: int = 3,
+                        noise_factor: float = 3.0) -> str:
+    """The measured numbers behind a "no overfitting" verdict on ``values`` (the monitored curve)."""
+    pick = min if mode == "min" else max
+    best = pick(range(len(values)), key=values.__getitem__)
+    noise = epoch_noise(values)
+    return (f"{monitor} was best at epoch {best + 1} of {len(values)} ({values[best]:.4g}) and ended at "
+            f"{values[-1]:.4g}; an alarm needs {patience} epochs each beyond {noise_factor:g}x its epoch-to-epoch "
+            f"noise (+-{noise:.2g}) while the training value improves")
 
 
 def _dropout_layers(model):
@@ -284,7 +295,14 @@ class OverfittingAdvisor(Callback):
         return self.diagnoses[-1] if self.diagnoses and self.overfitting else None
 
     def diagnosis_text(self) -> list[str]:
-        return [str(self.diagnosis)] if self.diagnosis is not None else []
+        """The diagnosis, or one line with the measured numbers when the model is not overfitting."""
+        if self.diagnosis is not None:
+            return [str(self.diagnosis)]
+        values = [v for _, v, _ in self._watch.values]
+        if len(values) < 2:
+            return []
+        fact = no_overfitting_fact(values, self.monitor, self.mode, self.patience, self.noise_factor)
+        return [f"OverfittingAdvisor found no overfitting: {fact}."]
 
     def on_train_begin(self, logs=None):
         planned = self.trainer.state.log_names if self.trainer is not None else None
