@@ -255,3 +255,47 @@ def test_mask_errors_name_the_layer_the_mask_and_the_shape(rng):
         model(dw.tensor(np.zeros((S, 3, D), np.float32)), dw.tensor(_seq(rng, T, False)))
     with pytest.raises(ValueError, match="d_model = 8"):
         model(dw.tensor(np.zeros((S, N, 4), np.float32)), dw.tensor(np.zeros((T, N, 4), np.float32)))
+
+
+# ------------------------------------------------------------------------------ positional encodings
+def test_sinusoidal_encoding_values_layouts_and_offset(rng):
+    pe = nn.SinusoidalPositionalEncoding(6, max_len=20)
+    assert list(pe.state_dict()) == []  # a fixed table: rebuilt, never saved
+    pos = np.arange(20)[:, None]
+    want = np.zeros((20, 6))
+    for i in range(3):  # the paper's formula, one frequency at a time
+        want[:, 2 * i] = np.sin(pos[:, 0] / 10000 ** (2 * i / 6))
+        want[:, 2 * i + 1] = np.cos(pos[:, 0] / 10000 ** (2 * i / 6))
+    np.testing.assert_allclose(pe.pe.numpy(), want, atol=1e-6)
+    assert pe.pe.dtype == dw.float32
+    x = rng.standard_normal((4, 3, 6)).astype(np.float32)  # (L, N, E)
+    np.testing.assert_allclose(pe(dw.tensor(x)).numpy(), x + want[:4, None], atol=1e-6)
+    xb = x.transpose(1, 0, 2)  # (N, L, E)
+    pb = nn.SinusoidalPositionalEncoding(6, max_len=20, batch_first=True)
+    np.testing.assert_allclose(pb(dw.tensor(xb), offset=5).numpy(), xb + want[5:9], atol=1e-6)
+    np.testing.assert_allclose(pe(dw.tensor(x[:, 0]), offset=2).numpy(), x[:, 0] + want[2:6], atol=1e-6)
+    odd = nn.SinusoidalPositionalEncoding(5, max_len=4)
+    assert tuple(odd.pe.shape) == (4, 5) and np.all(np.isfinite(odd.pe.numpy()))
+
+
+def test_learned_encoding_trains_the_rows_it_uses(rng):
+    pe = nn.LearnedPositionalEncoding(10, 4, batch_first=True)
+    assert list(pe.state_dict()) == ["weight"] and tuple(pe.weight.shape) == (10, 4)
+    assert 0.01 < pe.weight.detach().numpy().std() < 0.03
+    x = dw.tensor(rng.standard_normal((2, 3, 4)).astype(np.float32), requires_grad=True)
+    out = pe(x, offset=4)
+    np.testing.assert_allclose(out.detach().numpy(), x.detach().numpy() + pe.weight.detach().numpy()[4:7], atol=1e-6)
+    out.sum().backward()
+    g = pe.weight.grad.numpy()
+    assert np.all(g[4:7] == 2) and np.all(g[:4] == 0) and np.all(g[7:] == 0)  # summed over the batch of 2
+    np.testing.assert_array_equal(x.grad.numpy(), np.ones((2, 3, 4)))
+
+
+def test_positional_encoding_errors_name_the_layer():
+    pe = nn.SinusoidalPositionalEncoding(4, max_len=8)
+    with pytest.raises(ValueError, match=r"SinusoidalPositionalEncoding: positions 6..9 go past max_len=8"):
+        pe(dw.zeros(4, 1, 4), offset=6)
+    with pytest.raises(ValueError, match=r"LearnedPositionalEncoding: input of shape \(3, 1, 5\) should be"):
+        nn.LearnedPositionalEncoding(8, 4)(dw.zeros(3, 1, 5))
+    with pytest.raises(ValueError, match="offset must be a non-negative int"):
+        pe(dw.zeros(2, 4), offset=-1)

@@ -52,6 +52,7 @@ from deepwise.nn.layers.pool import (
     MaxPool2d,
     Upsample,
 )
+from deepwise.nn.layers.positional import LearnedPositionalEncoding, SinusoidalPositionalEncoding
 from deepwise.nn.layers.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 from deepwise.nn.layers.shape import Flatten, Identity, Unflatten
 from deepwise.nn.layers.transformer import (
