@@ -4,37 +4,30 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
+import shlex
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-CLI = [sys.executable, "-m", "deepwise.cli"]
+from cli.helpers import CLI, cli_env, run, run_in_pty, screen_lines
 
 
-def run(*args, cwd=None, timeout=240):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
+def test_recipes_lists_every_recipe_within_80_columns():
+    from deepwise import recipes
 
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "mlp"
-    res = run("train", "digits-mlp", "--epochs", "2", "--out", str(out), "--quiet")
-    assert res.returncode == 0, res.stderr
-    return out, res
-
-
-def test_recipes_lists_every_recipe_with_its_columns():
-    res = run("recipes")
+    res = run("recipes", COLUMNS="80")
     assert res.returncode == 0
-    assert "digits-cnn (default)" in res.stdout and "digits-mlp" in res.stdout
-    assert "expected result" in res.stdout and "time (2 cores)" in res.stdout
+    assert "digits-cnn (default) - image classification" in res.stdout
+    for name in recipes.names():
+        assert f"\n{name}" in res.stdout
+        assert recipes.get(name).expected.split()[0] in res.stdout
+    assert "    expected  " in res.stdout and "times on 2 CPU cores" in res.stdout
+    wide = [ln for ln in res.stdout.splitlines() if len(ln) >= 80]
+    assert not wide, wide
 
 
 def test_train_writes_every_file_of_the_run_folder(trained_run):
@@ -107,17 +100,32 @@ def test_failures_exit_1_with_one_line_and_debug_shows_traceback(tmp_path):
     assert res.returncode != 0 and "Traceback" in res.stderr
 
 
-def test_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(tmp_path):
-    out = tmp_path / "run"
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-    proc = subprocess.Popen([*CLI, "train", "digits-cnn", "--epochs", "50", "--out", str(out), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 120
-    while not (out / "last.ckpt").exists() and time.time() < deadline:
-        time.sleep(0.2)
-    assert (out / "last.ckpt").exists(), "no checkpoint appeared"
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert f"deepwise train digits-cnn --resume {out}" in stderr
-    assert (out / "last.ckpt").exists()
+def test_ctrl_c_says_once_how_to_resume_shell_quoted_on_its_own_line(tmp_path):
+    out = tmp_path / "my runs" / "it's a run"  # a space and a quote: pasted unquoted, the command breaks
+    ckpt = out / "last.ckpt"
+
+    def press_ctrl_c(proc):
+        time.sleep(0.3)  # into the next epoch, with the bar on screen
+        proc.send_signal(signal.SIGINT)
+
+    code, text = run_in_pty(["train", "digits-cnn", "--epochs", "50", "--out", str(out)], 80,
+                            until=ckpt.exists, then=press_ctrl_c)
+    assert code == 130, text
+    assert ckpt.exists()
+    resume_lines = [ln for ln in text.split("\n") if "resume" in ln.lower()]
+    assert len(resume_lines) == 1, resume_lines  # one way to resume, not a second Python-only one
+    line = resume_lines[0]
+    assert line.startswith("Resume with: deepwise train digits-cnn --resume ")  # on a line of its own
+    argv = shlex.split(line[len("Resume with: "):])
+    assert argv == ["deepwise", "train", "digits-cnn", "--resume", str(out)]
+    assert "\nTraining interrupted at epoch " in text  # not glued to the progress bar's line
+    bars = [ln for ln in screen_lines(text) if ln.startswith("Epoch ")]
+    assert bars and all(len(ln) < 80 for ln in bars), bars
+
+    # the printed command, as pasted into a shell, resumes the run (one more epoch, to keep this short)
+    done = int(re.search(r"Training interrupted at (?:the end of )?epoch (\d+)", text).group(1))
+    res = subprocess.run([*CLI, *argv[1:], "--epochs", str(done + 1), "--quiet"], capture_output=True, text=True,
+                         env=cli_env(), timeout=240)
+    assert res.returncode == 0, res.stderr
+    assert "resuming digits-cnn after " in res.stdout
+    assert (out / "metrics.json").exists()

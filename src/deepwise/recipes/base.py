@@ -35,6 +35,11 @@ class Recipe:
     metrics = ("accuracy",)
     monitor = "val_accuracy"
     class_names = None
+    # what ``deepwise predict RUN_DIR INPUT`` takes as INPUT, in words for its error messages
+    predict_input = ""
+    # a recipe whose predict reads no input and writes a file names its default here (e.g. "samples.png"):
+    # ``deepwise predict`` then passes ``output=PATH`` (a new file in the run folder, or --output)
+    predict_writes = None
 
     def data(self, config) -> Splits:
         raise NotImplementedError
@@ -65,6 +70,8 @@ class Recipe:
         return out
 
     def predict(self, trainer, path, config) -> str:
+        """The answer for one INPUT, as text (with ``predict_writes`` set: ``predict(trainer, None,
+        config, output=PATH)`` writes the file and says what it wrote)."""
         raise NotImplementedError(f"recipe {self.name} has no predict")
 
 

@@ -22,28 +22,54 @@ def _digits_splits(config, as_images):
     return Splits(train=(x[tr], y[tr]), val=(x[val], y[val]), test=(xt, yt))
 
 
-def load_image(path, size=8):
-    """An image or .npy file -> float32 (1, 1, size, size) in [0, 1], ink bright on dark."""
-    if path.endswith(".npy"):
-        arr = np.load(path, allow_pickle=False).astype(np.float32)
-    else:
-        try:
-            from PIL import Image  # noqa: PLC0415
+def _read_array(path, size):
+    """A .npy file holding one size x size image: shape (size, size), (size * size,) or with leading 1s."""
+    shape_words = f"({size}, {size}) or ({size * size},)"
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable .npy array ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: expected a numeric array of shape {shape_words}, got dtype {arr.dtype}")
+    core = arr.reshape([d for d in arr.shape if d != 1]) if arr.size > 1 else arr.reshape(-1)
+    if core.shape == (size * size,):
+        core = core.reshape(size, size)
+    if core.shape != (size, size):
+        raise ValueError(f"{path}: a digits model reads one {size}x{size} image: an array of shape {shape_words} "
+                         f"(1s around them allowed, e.g. (1, 1, {size}, {size})), got shape {arr.shape}")
+    core = core.astype(np.float32)
+    if not np.isfinite(core).all():
+        raise ValueError(f"{path}: the array holds NaN or infinite values")
+    if core.min() < 0 or core.max() > 16:
+        raise ValueError(f"{path}: pixel values must be in [0, 1] (or 0..16, as in the UCI digits), got "
+                         f"{core.min():g} .. {core.max():g}")
+    return core / 16.0 if core.max() > 1.0 else core
 
+
+def _read_picture(path, size):
+    try:
+        from PIL import Image  # noqa: PLC0415
+
+        try:
             arr = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+        except OSError as exc:
+            raise ValueError(f"{path}: not an image file this can read ({exc}); give an image or a .npy array") \
+                from None
+    except ImportError:
+        try:
+            import matplotlib.image as mpimg  # noqa: PLC0415
         except ImportError:
-            try:
-                import matplotlib.image as mpimg  # noqa: PLC0415
-            except ImportError:
-                raise RuntimeError("reading images needs Pillow or matplotlib; pass a .npy array instead") from None
+            raise RuntimeError("reading images needs Pillow or matplotlib; pass a .npy array instead") from None
+        try:
             arr = np.asarray(mpimg.imread(path), dtype=np.float32)
-            if arr.ndim == 3:
-                arr = arr[..., :3].mean(axis=2)
-    arr = np.squeeze(arr)
-    if arr.ndim == 1 and arr.size == size * size:
-        arr = arr.reshape(size, size)
-    if arr.ndim != 2:
-        raise ValueError(f"{path}: expected a 2-D grayscale image, got shape {arr.shape}")
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise ValueError(f"{path}: not an image file this can read ({exc}); give an image or a .npy array") \
+                from None
+        if arr.ndim == 3:
+            arr = arr[..., :3].mean(axis=2)
+    if arr.ndim != 2 or min(arr.shape) < size:
+        raise ValueError(f"{path}: expected a grayscale or colour image of at least {size}x{size} pixels, got "
+                         f"shape {arr.shape}")
     if arr.max() > 1.0:
         arr = arr / arr.max()
     if arr.shape != (size, size):
@@ -51,10 +77,21 @@ def load_image(path, size=8):
         h, w = arr.shape
         ys = np.linspace(0, h, size + 1).astype(int)
         xs = np.linspace(0, w, size + 1).astype(int)
-        arr = np.array([[arr[ys[i]:max(ys[i + 1], ys[i] + 1), xs[j]:max(xs[j + 1], xs[j] + 1)].mean()
-                         for j in range(size)] for i in range(size)], dtype=np.float32)
-        if arr.mean() > 0.5:  # dark ink on a light background: invert to the dataset's convention
-            arr = 1.0 - arr
+        arr = np.array([[arr[ys[i]:ys[i + 1], xs[j]:xs[j + 1]].mean() for j in range(size)] for i in range(size)],
+                       dtype=np.float32)
+    if arr.mean() > 0.5:  # dark ink on a light background: invert to the dataset's convention
+        arr = 1.0 - arr
+    return arr
+
+
+def load_image(path, size=8):
+    """An image file (any size from size x size up, block-averaged down; dark ink on light is inverted)
+    or a .npy array of one size x size image (values in [0, 1], or 0..16 as in the UCI digits) ->
+    float32 (1, 1, size, size) in [0, 1], ink bright on dark. Anything else is a ValueError that names
+    the file, the shape it has and the shapes expected."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such input: {path}")
+    arr = _read_array(path, size) if path.lower().endswith(".npy") else _read_picture(path, size)
     return arr.reshape(1, 1, size, size).astype(np.float32)
 
 
@@ -62,6 +99,8 @@ class _DigitsBase(Recipe):
     data_desc = "bundled UCI handwritten digits, 8x8 (1,437 train / 360 test)"
     class_names = [str(i) for i in range(10)]
     as_images = True
+    predict_input = ("an image file (PNG, JPEG, ...; resized to 8x8) or a .npy array of shape (8, 8) or (64,), "
+                     "values in [0, 1] or 0..16")
 
     def data(self, config):
         return _digits_splits(config, self.as_images)
@@ -72,8 +111,6 @@ class _DigitsBase(Recipe):
         return out
 
     def predict(self, trainer, path, config):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no such input: {path}")
         x = load_image(path)
         if not self.as_images:
             x = x.reshape(1, 64)

@@ -65,6 +65,8 @@ def _load(path):
 
 class _AutoencoderRecipe(Recipe):
     data_desc = "bundled UCI handwritten digits, 8x8 (1,437 train / 360 test); labels only to evaluate"
+    predict_input = ("an image file (PNG, JPEG, ...; resized to 8x8) or a .npy array of shape (8, 8) or (64,), "
+                     "values in [0, 1] or 0..16")
     loss = "mse"
     metrics = ()
     monitor = "val_loss"
@@ -210,6 +212,7 @@ class GanDigits(Recipe):
     loss = "bce_with_logits"
     metrics = ()
     monitor = None  # no loss of a GAN says which epoch is best: the run keeps its last weights
+    predict_writes = "samples.png"
 
     def data(self, config):
         return _digits(config)
@@ -246,12 +249,17 @@ class GanDigits(Recipe):
                               _grid("real test digits", xt[:_GRID])]
         return out
 
-    def predict(self, trainer, path, config):
-        if not path.lower().endswith(".png"):
-            raise ValueError(f"gan-digits predict writes 64 generated digits to a PNG file; give a path ending in "
-                             f".png, got {path!r}")
-        save_image_grid(_samples(trainer.model, 64), path, nrow=8, scale=4)
-        return f"64 generated digits written to {path}"
+    def predict(self, trainer, path, config, output=None):
+        """Generates 64 digits from random noise (no input: ``path`` must be None) into the PNG file
+        ``output`` (an 8 x 8 grid); the caller decides whether an existing file may be replaced."""
+        if path is not None:
+            raise ValueError(f"gan-digits predict generates from random noise and reads no input, got {path!r}; "
+                             "give the PNG file to write as output=")
+        if output is None or not str(output).lower().endswith(".png"):
+            raise ValueError(f"gan-digits predict writes 64 generated digits to a PNG file; give output= a path "
+                             f"ending in .png, got {output!r}")
+        save_image_grid(_samples(trainer.model, 64), output, nrow=8, scale=4)
+        return f"64 generated digits (an 8 x 8 grid) written to {output}"
 
 
 __all__ = ["AutoencoderDigits", "DenoisingDigits", "GanDigits", "VaeDigits"]

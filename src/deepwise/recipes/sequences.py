@@ -61,6 +61,8 @@ class CO2LSTM(Recipe):
     loss = "mse"
     metrics = ("mae",)
     monitor = "val_loss"
+    predict_input = ("a number of months to forecast after December 2001 (1..240), or a file of at least 25 monthly "
+                     "CO2 values (.npy, or text: one number per line or comma separated)")
 
     def _prepare(self, config):
 
@@ -127,9 +129,16 @@ class CO2LSTM(Recipe):
             if path.endswith(".npy"):
                 values = np.load(path, allow_pickle=False)
             else:
-                with open(path) as fh:
-                    values = np.array([float(t) for t in fh.read().replace(",", " ").split()])
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    words = fh.read().replace(",", " ").split()
+                try:
+                    values = np.array([float(t) for t in words])
+                except ValueError as exc:
+                    raise ValueError(f"{path}: expected monthly CO2 values in ppm, one number per line or comma "
+                                     f"separated ({exc})") from None
             values = np.asarray(values, dtype=np.float64).reshape(-1)
+            if not np.isfinite(values).all():
+                raise ValueError(f"{path}: the values hold NaN or infinite numbers")
             if values.size < window + 1:
                 raise ValueError(f"co2-lstm predict: need at least {window + 1} monthly values, got {values.size}")
             history, months, start = list(values), 1, None
@@ -163,6 +172,7 @@ class CharsLSTM(Recipe):
     metrics = ("accuracy",)
     monitor = "val_loss"
     prompt = "Return the "
+    predict_input = "a text prompt to continue, e.g. 'Return the '"
 
     @staticmethod
     def vocab():
@@ -195,9 +205,16 @@ class CharsLSTM(Recipe):
         return out
 
     def predict(self, trainer, path, config):
-        """The input is a prompt (text, not a file): returns it continued by 300 generated characters."""
+        """The input is a prompt (text, not a file): returns it continued by 300 generated characters.
+        Accents are stripped (é -> e); characters outside the model's alphabet are named in the error."""
         if not path:
             raise ValueError("chars-lstm predict: give a prompt, e.g. deepwise predict RUN_DIR 'Return the '")
+        unknown = sorted({ch for ch in path if ch not in "\r\t" and not to_ascii(ch)})
+        if unknown:
+            named = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in unknown[:10])
+            more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            raise ValueError(f"chars-lstm predict: the prompt has characters the model does not know: {named}{more}; "
+                             "it reads printable ASCII and newlines (accents are stripped: é -> e)")
         return self._generate(trainer, path, config)
 
 
@@ -246,6 +263,7 @@ class SequenceGRU(Recipe):
     typical_time = "~10 s"
     defaults = {"epochs": 6, "batch_size": 64, "lr": 3e-3, "seed": 0, "hidden": 32, "max_len": 30}
     class_names = ["even", "odd"]
+    predict_input = "a bit string such as 1011001, or a file holding one"
 
     def data(self, config):
         rng = np.random.default_rng(int(config["seed"]) + 1000)
