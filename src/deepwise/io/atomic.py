@@ -5,17 +5,18 @@ file system), flush and fsync it so its bytes are on disk, ``os.replace`` it ont
 POSIX and Windows), then fsync the directory so the rename itself survives a power cut. If anything
 raises before the rename, the temporary file is deleted and the previous file is untouched. A process
 killed outright (SIGKILL, power loss) can leave a ``.<name>.<random>.tmp`` file behind, but the
-target is still the complete old version.
+target is still the complete old version; ``remove_stale_temps`` deletes such leftovers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import stat
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "remove_stale_temps"]
 
 _MODES = ("wb", "w")
 
@@ -114,3 +115,25 @@ def atomic_write_text(path, text: str, encoding: str = "utf-8") -> None:
     """Replace ``path`` with ``text`` atomically; see :func:`atomic_open`."""
     with atomic_open(path, "w", encoding=encoding) as f:
         f.write(text)
+
+
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+
+
+def remove_stale_temps(directory) -> list[str]:
+    """Delete the ``.<name>.<12 hex digits>.tmp`` files ``atomic_open`` leaves in ``directory`` when its
+    process is killed mid-write; returns the paths removed. Call it only while no other process can
+    be writing there (the Trainer's run folders hold a lock, see ``deepwise.train.run_folder``):
+    a live writer's temporary file has the same name pattern."""
+    directory = os.fspath(directory)
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        path = os.path.join(directory, name)
+        if _TEMP_NAME.match(name) and os.path.isfile(path) and not os.path.islink(path):
+            _remove_quietly(path)
+            removed.append(path)
+    return sorted(removed)
