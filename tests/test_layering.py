@@ -36,7 +36,7 @@ LAYERS = {
     "diagnostics": 8, "callbacks": 8.5,
     "utils": 9,  # torch.utils' module paths over the layers below (data, and tensorboard's writer)
     "recipes": 10,
-    "cli": 11, "__main__": 11,
+    "cli": 11, "__main__": 11, "run_script": 11,
 }
 # inside a layer that is one package, its modules in the order they build on each other
 CORE = {"backend": 0, "autograd.mode": 1, "autograd.anomaly": 1, "tensor": 2, "random": 0,

@@ -1,0 +1,112 @@
+"""``deepwise run``: a PyTorch script unmodified on deepwise, its gaps in one line, and --see-inside."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+TRAIN = """
+import argparse
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.optim as optim
+from torch.utils.data import DataLoader, TensorDataset
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--epochs", type=int, default=2)
+args = parser.parse_args()
+torch.manual_seed(0)
+x = torch.randn(256, 10)
+y = (x[:, 0] > 0).long()
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(10, 32)
+        self.fc2 = nn.Linear(32, 2)
+
+    def forward(self, x):
+        return F.log_softmax(self.fc2(F.relu(self.fc1(x))), dim=1)
+
+
+model = Net()
+opt = optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(args.epochs):
+    model.train()
+    for xb, yb in DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True):
+        opt.zero_grad()
+        loss = F.nll_loss(model(xb), yb)
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        print(f"epoch {epoch} loss {F.nll_loss(model(x), y).item():.4f}")
+print("torch is", torch.__name__)
+"""
+
+
+def _run(tmp_path, source, *args):
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(source))
+    return subprocess.run([sys.executable, "-m", "deepwise.cli", "run", *args, str(script)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=240)
+
+
+def test_a_torch_script_runs_on_deepwise_with_its_arguments(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(TRAIN)
+    proc = subprocess.run([sys.executable, "-m", "deepwise.cli", "run", str(script), "--epochs", "3"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    losses = [float(line.split()[-1]) for line in proc.stdout.splitlines() if line.startswith("epoch")]
+    assert len(losses) == 3 and losses[-1] < losses[0] < 0.7
+    assert "torch is deepwise" in proc.stdout
+
+
+def test_a_gap_is_one_line_naming_it_and_the_script_line(tmp_path):
+    proc = _run(tmp_path, """
+        import torch
+        x = torch.ones(2)
+        layer = torch.nn.NoSuchLayerAnywhere(3)
+    """)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["script.py:4: deepwise has no torch.nn.NoSuchLayerAnywhere (a deepwise gap, not an error "
+                     "in the script): layer = torch.nn.NoSuchLayerAnywhere(3)"]
+
+
+@pytest.mark.parametrize("source,name", [
+    ("import torch.no_such_module\n", "torch.no_such_module"),
+    ("from torch.nn import NoSuchThing\n", "torch.nn.NoSuchThing"),
+    ("import torch\ntorch.ones(2).no_such_method()\n", "Tensor.no_such_method"),
+])
+def test_gaps_of_modules_imports_and_methods(tmp_path, source, name):
+    proc = _run(tmp_path, source)
+    assert proc.returncode == 1 and f"deepwise has no {name} (a deepwise gap" in proc.stderr
+
+
+def test_an_error_of_the_script_itself_keeps_its_traceback(tmp_path):
+    proc = _run(tmp_path, "import torch\nraise ValueError('the script is wrong')\n")
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "ValueError: the script is wrong" in proc.stderr
+    assert "deepwise gap" not in proc.stderr
+
+
+def test_see_inside_watches_the_model_and_writes_findings(tmp_path):
+    proc = _run(tmp_path, TRAIN, "--see-inside", "--report-dir", str(tmp_path / "seen"))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "what happened inside" in out and "Net + SGD: 16 optimizer steps over 2 epoch(s)" in out
+    assert "GradientMonitor" in out and "OverfittingAdvisor" in out
+    metrics = json.loads((tmp_path / "seen" / "metrics.json").read_text())
+    assert metrics["watched"] == [{"model_and_optimizer": "Net + SGD", "steps": 16, "epochs": 2}]
+    assert any("GradientMonitor" in d for d in metrics["diagnosis"])
+    history = (tmp_path / "seen" / "history.csv").read_text().splitlines()
+    header = history[0].split(",")
+    assert {"epoch", "loss", "val_loss", "grad_norm/total"} <= set(header) and len(history) == 3
