@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict, namedtuple
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -399,6 +400,9 @@ class Module:
         reported together: missing keys and unexpected keys (when ``strict``), shape mismatches
         (always). Returns ``(missing_keys, unexpected_keys)``.
         """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"{type(self).__name__}.load_state_dict: expected state_dict to be dict-like (name -> "
+                            f"tensor, as model.state_dict() or dw.load give it), got {type(state_dict).__name__}")
         entries = list(self._state_entries())
         expected = {key for key, _ in entries}
         missing = [key for key, _ in entries if key not in state_dict]

@@ -92,5 +92,11 @@ def check_same_shape(op, input, target, what="target"):
 
 def warn_broadcast(op, input, target):
     if input.shape != target.shape:
+        try:
+            np.broadcast_shapes(tuple(input.shape), tuple(target.shape))
+        except ValueError:
+            raise RuntimeError(f"{op}: input of shape {tuple(input.shape)} and target of shape "
+                               f"{tuple(target.shape)} cannot be broadcast together; give the target the "
+                               "input's shape") from None
         warnings.warn(f"{op}: target of shape {target.shape} differs from input of shape {input.shape}; "
                       "they will be broadcast, which is likely a mistake", stacklevel=4)

@@ -120,6 +120,9 @@ def linear(input, weight, bias=None):
             f"but the weight {weight.shape} expects {weight.shape[-1]} (in_features)"
         )
     if input.dtype != weight.dtype:
+        if input.dtype.kind not in "fc":  # as PyTorch: integer or bool input is an error, not a silent cast
+            raise RuntimeError(f"linear: mat1 and mat2 must have the same dtype, but got {input.dtype} input and "
+                               f"{weight.dtype} weight; convert the input first (input.float())")
         input = input.to(weight.dtype)
     try:
         return Linear.apply(input, weight, bias)
