@@ -33,6 +33,7 @@ LAYERS = {
     "optim": 4,
     "data": 5, "text": 5.5,
     "train": 6,
+    "onnx": 7,
     "diagnostics": 8, "callbacks": 8.5,
     "utils": 9,  # torch.utils' module paths over the layers below (data, and tensorboard's writer)
     "recipes": 10,
@@ -139,7 +140,7 @@ def test_no_module_takes_another_modules_private_names():
 
 
 @pytest.mark.parametrize("package", ["tensor", "autograd", "ops", "nn", "optim", "data", "train",
-                                     "io", "diagnostics", "models", "recipes", "cli"])
+                                     "io", "onnx", "diagnostics", "models", "recipes", "cli"])
 def test_each_subpackage_imports_first_and_alone(package):
     proc = subprocess.run([sys.executable, "-c", f"import deepwise.{package}"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -18,6 +18,7 @@ from deepwise import (
     diagnostics,
     io,
     nn,
+    onnx,
     ops,
     optim,
     random,

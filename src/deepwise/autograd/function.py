@@ -50,11 +50,28 @@ through the op raises an error naming it.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from deepwise.autograd import anomaly, engine, mode
 from deepwise.backend import get_array_module, is_array
 from deepwise.tensor import Tensor
+
+
+_KEEP_CALLS = [0]  # > 0 inside ``keep_calls()``
+
+
+@contextlib.contextmanager
+def keep_calls():
+    """While active, every node that ``apply`` records keeps the arguments it was applied with
+    (``ctx.call = (args, kwargs)``), settings and constants included, so that a reader of the graph
+    (the ONNX exporter) sees each op exactly as it was called."""
+    _KEEP_CALLS[0] += 1
+    try:
+        yield
+    finally:
+        _KEEP_CALLS[0] -= 1
 
 
 class Context:
@@ -220,7 +237,7 @@ class Function:
                 return tuple(Tensor._make(o) for o in out)
             return Tensor._make(out)
         ctx.inputs = tuple(a if isinstance(a, Tensor) else None for a in args)
-        if cls.composite is not None:
+        if cls.composite is not None or _KEEP_CALLS[0]:
             ctx.call = (args, kwargs)
         frozen = ctx.__dict__.get("_non_differentiable", ())
         if isinstance(out, tuple):

@@ -1,0 +1,245 @@
+"""Graph capture for ONNX export: run the model once and read the graph autograd recorded.
+
+The model runs in eval mode with every input made a graph leaf (floating inputs ``requires_grad``),
+inside ``autograd.function.keep_calls()`` so each recorded node keeps the arguments it was applied
+with. Walking back from the outputs gives the ops in order; forward hooks on every submodule label
+each node with the innermost layer that produced it, for error messages. Parameters and buffers are
+recognised by their arrays and named by their state-dict keys.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepwise.tensor import Tensor
+
+__all__ = ["Builder", "ExportError", "Node", "array_key", "capture"]
+
+
+class ExportError(RuntimeError):
+    """The model cannot be exported: an op without a converter, or a setting ONNX cannot express."""
+
+
+class Node:
+    """One recorded op: its Function, the arguments it was applied with and the tensors it made."""
+
+    __slots__ = ("args", "ctx", "kwargs", "layer", "name", "outputs", "twin", "varying")
+
+    def __init__(self, ctx, layer):
+        self.ctx = ctx
+        self.name = ctx.fn.__name__
+        self.args, self.kwargs = ctx.call
+        self.layer = layer
+        self.outputs = []  # filled with (index, shape, dtype)
+        self.twin = None   # the same node recorded at another size of the dynamic axes
+        self.varying = ()  # positions of constant arguments whose shape changes with the dynamic axes
+
+    def pair(self, twin, input_ids):
+        """Link the node recorded at other dynamic sizes; note the constants whose shape changed
+        (``input_ids``: ids of the graph inputs and their arrays, which are not constants)."""
+        self.twin = twin
+        varying = []
+        for i, (a, b) in enumerate(zip(self.args, twin.args)):
+            if isinstance(a, Tensor) and (a._ctx is not None or id(a) in input_ids):
+                continue
+            if id(a) in input_ids:
+                continue
+            if np.shape(a.array if isinstance(a, Tensor) else a) != np.shape(b.array if isinstance(b, Tensor) else b):
+                varying.append(i)
+        self.varying = tuple(varying)
+
+
+def _label_hook(labels, name):
+    def hook(module, inputs, output):
+        stack = list(output) if isinstance(output, (tuple, list)) else [output]
+        while stack:
+            t = stack.pop()
+            ctx = getattr(t, "_ctx", None) if isinstance(t, Tensor) else None
+            if ctx is None or id(ctx) in labels:
+                continue
+            labels[id(ctx)] = (name, type(module).__name__)
+            stack.extend(i for i in (ctx.inputs or ()) if i is not None)
+    return hook
+
+
+def capture(model, forward, inputs, keep_calls):
+    """Run ``forward(*inputs)`` (``model`` or one of its methods) recording the graph; returns
+    (outputs as a tuple, nodes in order)."""
+    labels = {}
+    handles = []
+    for name, module in model.named_modules():
+        handles.append(module.register_forward_hook(_label_hook(labels, name or type(model).__name__)))
+    try:
+        with keep_calls():
+            out = forward(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    for o in outs:
+        if not isinstance(o, Tensor):
+            raise ExportError(f"the model returned a {type(o).__name__}; export needs tensors (or a tuple of them)")
+    order, seen = [], set()
+    for o in outs:  # iterative post-order over the recorded contexts
+        if o._ctx is None:
+            continue
+        stack = [(o._ctx, False)]
+        while stack:
+            ctx, done = stack.pop()
+            if done:
+                order.append(ctx)
+                continue
+            if id(ctx) in seen:
+                continue
+            seen.add(id(ctx))
+            stack.append((ctx, True))
+            for t in ctx.inputs or ():
+                if t is not None and t._ctx is not None and id(t._ctx) not in seen:
+                    stack.append((t._ctx, False))
+    nodes = []
+    for ctx in order:
+        if ctx.call is None:
+            raise ExportError(f"op {ctx.fn.__name__} was recorded without its arguments")
+        nodes.append(Node(ctx, labels.get(id(ctx), ("<model>", type(model).__name__))))
+    return tuple(outs), nodes
+
+
+def array_key(arr):
+    """Where an array's data sits, its shape and dtype: equal for an array and a plain view of it."""
+    if not isinstance(arr, np.ndarray):
+        return None
+    return (arr.__array_interface__["data"][0], arr.shape, arr.strides, arr.dtype.str)
+
+
+_ONNX_TYPES = {"float32": 1, "uint8": 2, "int8": 3, "uint16": 4, "int16": 5, "int32": 6, "int64": 7,
+               "bool": 9, "float16": 10, "float64": 11, "uint32": 12, "uint64": 13}
+
+
+def onnx_type(dtype) -> int:
+    name = np.dtype(dtype).name
+    if name not in _ONNX_TYPES:
+        raise ExportError(f"dtype {name} has no ONNX tensor type")
+    return _ONNX_TYPES[name]
+
+
+class Builder:
+    """Collects ONNX nodes and initializers; names every value."""
+
+    def __init__(self, helper, numpy_helper, opset, names):
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.opset = opset
+        self.nodes = []
+        self.initializers = {}   # name -> array
+        self.names = names       # id(array) -> state-dict key
+        self.values = {}         # value key -> name
+        self.shapes = {}         # value name -> (shape, dtype), where known
+        self._consts = {}
+        self.input_arrays = {}   # id(array) -> graph input name
+        self._n = 0
+        self.current = None      # the node being converted (for error messages)
+
+    # ---------------------------------------------------------------- naming
+    def fresh(self, hint):
+        self._n += 1
+        return f"{hint}_{self._n}"
+
+    def key_of(self, t: Tensor):
+        return ("out", id(t._ctx), t._out_index) if t._ctx is not None else ("leaf", id(t))
+
+    def bind(self, t: Tensor, name):
+        self.values[self.key_of(t)] = name
+        self.input_arrays[id(t.array)] = name  # ops that take an input's raw array (embedding indices)
+        self.shapes[name] = (tuple(t.array.shape), t.array.dtype)
+
+    def value(self, t):
+        """The ONNX name of tensor ``t``: a graph input, an op's output, a parameter or buffer (named
+        by its state-dict key) or a constant."""
+        if not isinstance(t, Tensor):
+            return self.const(np.asarray(t))
+        key = self.key_of(t)
+        if key in self.values:
+            return self.values[key]
+        if t._ctx is not None:
+            raise ExportError(f"{self.where()}: an input of the op was never computed in the graph")
+        name = self.const(t.array)
+        self.values[key] = name
+        self.shapes[name] = (tuple(t.array.shape), t.array.dtype)
+        return name
+
+    def const(self, arr, hint="const"):
+        key = id(arr)
+        if key in self.input_arrays:
+            return self.input_arrays[key]
+        arr = np.asarray(arr)
+        key = id(arr)
+        if key in self.input_arrays:
+            return self.input_arrays[key]
+        name = self.names.get(key) or self.names.get(array_key(arr))
+        if name is not None:
+            if name not in self.initializers:
+                self.initializers[name] = np.ascontiguousarray(arr)
+            self.shapes[name] = (arr.shape, arr.dtype)
+            return name
+        if arr.size <= 64:  # small constants are shared by value
+            vkey = (arr.dtype.str, arr.shape, arr.tobytes())
+            if vkey in self._consts:
+                return self._consts[vkey]
+        name = self.fresh(hint)
+        self.initializers[name] = np.ascontiguousarray(arr)
+        self.shapes[name] = (arr.shape, arr.dtype)
+        if arr.size <= 64:
+            self._consts[vkey] = name
+        return name
+
+    def named(self, key, arr):
+        """``arr`` as the initializer called ``key`` when that is a state-dict key (a copy of a buffer
+        that an op received, such as batch norm's running statistics), else as a constant."""
+        if key in set(self.names.values()):
+            if key not in self.initializers:
+                self.initializers[key] = np.ascontiguousarray(arr)
+                self.shapes[key] = (arr.shape, arr.dtype)
+            return key
+        return self.const(arr)
+
+    def ints(self, values):
+        return self.const(np.asarray(list(values), dtype=np.int64), "ints")
+
+    def scalar(self, value, dtype):
+        return self.const(np.asarray(value, dtype=dtype), "scalar")
+
+    # ---------------------------------------------------------------- nodes
+    def op(self, op_type, inputs, n_out=1, **attrs):
+        outs = [self.fresh(op_type) for _ in range(n_out)]
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+        self.nodes.append(self.helper.make_node(op_type, list(inputs), outs, name=self.fresh(f"n_{op_type}"),
+                                                **attrs))
+        return outs[0] if n_out == 1 else outs
+
+    def where(self):
+        node = self.current
+        if node is None:
+            return "export"
+        layer, kind = node.layer
+        return f"op {node.name} in layer {layer!r} ({kind})"
+
+    def reduce(self, op_type, x, axes, keepdims):
+        axes = [int(a) for a in axes]
+        if op_type == "ReduceSum" or self.opset >= 18:
+            return self.op(op_type, [x, self.ints(axes)], keepdims=int(keepdims))
+        return self.op(op_type, [x], axes=axes, keepdims=int(keepdims))
+
+    def squeeze(self, x, axes):
+        return self.op("Squeeze", [x, self.ints(axes)])
+
+    def unsqueeze(self, x, axes):
+        return self.op("Unsqueeze", [x, self.ints(axes)])
+
+    def split(self, x, sizes, axis):
+        return self.op("Split", [x, self.ints(sizes)], n_out=len(sizes), axis=int(axis))
+
+    def value_info(self, name, shape, dtype, dynamic):
+        dims = [dynamic.get(i, d) for i, d in enumerate(shape)]
+        return self.helper.make_tensor_value_info(name, onnx_type(dtype), dims)
+
+    def initializer_protos(self):
+        return [self.numpy_helper.from_array(arr, name) for name, arr in self.initializers.items()]
