@@ -93,3 +93,8 @@ def train_step_fns(dw_model, th_model, x_np, y_np, torch, opt="sgd", lr=0.01, lo
         th_step = make(torch, th_model, torch.nn.functional, torch.optim)
     return dw_step, th_step
 
+
+
+def transformer_encoder_layer(nn):
+    """One encoder layer (d_model 256, 8 heads, feed-forward 1024), batch first, PyTorch's defaults."""
+    return nn.TransformerEncoderLayer(256, 8, dim_feedforward=1024, batch_first=True)
