@@ -136,14 +136,17 @@ def describe_head(weights, tokens=None, key_tokens=None) -> str:
         peak = float(w.max(-1).mean())
         if moves > 0.8 and peak > 0.5 and np.ptp(focus) > 0:
             candidates.append((peak, "the source position that lines up with the output (a monotonic alignment)"))
+    share, what = max(candidates, key=lambda c: c[0]) if candidates else (0.0, "")
     if keys is not None and len(keys) == S:
         mass = {}
         for k, tok in enumerate(keys):
             mass[tok] = mass.get(tok, 0.0) + float(w[..., k].sum()) / total
-        tok, share = max(mass.items(), key=lambda kv: kv[1])
-        if list(keys).count(tok) < S:
-            candidates.append((share, f"the {tok!r} token{'s' if list(keys).count(tok) > 1 else ''}"))
-    share, what = max(candidates, key=lambda c: c[0]) if candidates else (0.0, "")
+        tok, tok_share = max(mass.items(), key=lambda kv: kv[1])
+        n = list(keys).count(tok)
+        # a token pattern only when it says more than the positional one (a token seen once at the
+        # start is "the first token")
+        if n < S and tok_share > share + 0.15 and not (n == 1 and keys[0] == tok and share >= 0.4):
+            share, what = tok_share, f"the {tok!r} token{'s' if n > 1 else ''}"
     if share >= 0.4:
         return f"mostly looks at {what} ({100 * share:.0f}% of its attention)"
     ent = -(w * np.log(np.where(w > 0, w, 1.0))).sum(-1)

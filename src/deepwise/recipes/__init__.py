@@ -5,11 +5,14 @@ from __future__ import annotations
 from deepwise.recipes.base import Recipe, Splits
 from deepwise.recipes.digits import DigitsCNN, DigitsMLP
 from deepwise.recipes.generative import AutoencoderDigits, DenoisingDigits, GanDigits, VaeDigits
+from deepwise.recipes.gpt import CharsGPT
+from deepwise.recipes.sentiment import Sentiment
 from deepwise.recipes.sequences import CO2LSTM, CharsLSTM, SequenceGRU
+from deepwise.recipes.translation import TranslateDates
 
 DEFAULT = "digits-cnn"
 _REGISTRY = {r.name: r for r in (DigitsCNN, DigitsMLP, CO2LSTM, CharsLSTM, SequenceGRU, AutoencoderDigits,
-                                 DenoisingDigits, VaeDigits, GanDigits)}
+                                 DenoisingDigits, VaeDigits, GanDigits, TranslateDates, CharsGPT, Sentiment)}
 
 
 def names() -> list[str]:
