@@ -54,10 +54,12 @@ def test_recipe_runs_and_reports(cls, tmp_path):
         assert {"sample_confident_share", "sample_distinct_classes", "sample_class_entropy_bits",
                 "sample_pixel_mean", "real_pixel_mean"} <= set(metrics)
         assert len(os.listdir(tmp_path / "samples")) == 1
-        out = recipe.predict(trainer, str(tmp_path / "gen.png"), config)
+        out = recipe.predict(trainer, None, config, output=str(tmp_path / "gen.png"))
         assert os.path.exists(tmp_path / "gen.png") and "64" in out
         with pytest.raises(ValueError, match=".png"):
-            recipe.predict(trainer, str(tmp_path / "gen.txt"), config)
+            recipe.predict(trainer, None, config, output=str(tmp_path / "gen.txt"))
+        with pytest.raises(ValueError, match="reads no input"):  # an INPUT is never taken for the output file
+            recipe.predict(trainer, str(tmp_path / "gen.png"), config)
     else:
         assert {"knn5_accuracy_embedding", "knn5_accuracy_pixels"} <= set(metrics)
         x = splits.test[0][:1]
