@@ -1,12 +1,12 @@
 """Run a reader on a hostile file in a child process with its memory capped and its time bounded.
 
-``run_bounded(code)`` runs ``code`` (which sets ``result``, or raises) in a fresh interpreter whose
-address space is capped with ``resource.setrlimit(RLIMIT_AS)`` at what it had after importing
-deepwise plus ``extra_mb``, and which is killed after ``timeout`` seconds. It returns a dict: ``error``
-(the exception's type name, or None), ``message``, ``rss_mb`` (the peak resident size growth while
-``code`` ran, from ``getrusage``), ``seconds`` and ``timed_out``. A reader that tries to allocate
-gigabytes gets a MemoryError there instead of taking the machine down, and the test sees it.
-"""
+``run_bounded(code)`` runs ``code`` (which may set ``result`` to something JSON-able, or raises) in a
+fresh interpreter whose address space is capped with ``resource.setrlimit(RLIMIT_AS)`` at what it had
+after importing deepwise plus ``extra_mb``, and which is killed after ``timeout`` seconds. It returns a
+dict: ``result``, ``error`` (the exception's type name, or None), ``message``, ``rss_mb`` (the peak
+resident size growth while ``code`` ran, from ``getrusage``), ``seconds`` and ``timed_out``. A reader
+that tries to allocate gigabytes gets a MemoryError there instead of taking the machine down, and the
+test sees it."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ _t0 = time.perf_counter()
 _out = {{"error": None, "message": ""}}
 try:
 {body}
+    _out["result"] = globals().get("result")
 except BaseException as exc:
     _out = {{"error": type(exc).__name__, "message": str(exc)[:2000]}}
 _out["seconds"] = time.perf_counter() - _t0

@@ -48,6 +48,10 @@ def _header(raw: bytes, name: str) -> tuple[np.dtype, tuple[int, ...], int, int]
                                  f"the data has {len(raw)}")
     dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_TYPES[raw[2]])
+    # NumPy refuses an array whose nonzero dimensions multiply past 2**63 - 1 bytes, even an empty one
+    if math.prod(max(d, 1) for d in dims) * dtype.itemsize > 2**63 - 1:
+        raise DatasetFormatError(f"{name}: shape {dims} is too big for any array (its dimensions multiply past "
+                                 "2**63 bytes)")
     return dtype, dims, header, header + math.prod(dims) * dtype.itemsize
 
 
