@@ -260,7 +260,17 @@ def _new_run_settings(args):
         print(f"{run_dir} holds a run that stopped before its first checkpoint: starting it afresh", flush=True)
     elif state != "new":
         raise UsageError(f"{run_dir} already holds a run; use --resume {shlex.quote(run_dir)} or another --out")
+    else:
+        taken = [name for name in _RUN_FILES if os.path.exists(os.path.join(run_dir, name))]
+        if taken:  # a folder of the user's: its files are never overwritten by a run
+            raise UsageError(f"--out {run_dir} already has {', '.join(taken)}, which a run would overwrite; give a "
+                             "new or empty folder")
     return config, recipe, run_dir
+
+
+# what a run writes into its folder (besides config.json): never over a user's files of those names
+_RUN_FILES = ("history.csv", "metrics.json", "report.html", "best.safetensors", "last.safetensors", "last.ckpt",
+              "samples", "samples.png")
 
 
 def _discard_new_run(run_dir, created_dir):

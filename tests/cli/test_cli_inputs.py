@@ -64,6 +64,14 @@ def test_out_that_is_a_file_is_refused_and_left_alone(tmp_path, capsys):
     assert code == 2 and "exists and is not a folder" in err and mine.read_text() == "mine"
 
 
+def test_out_folder_with_files_a_run_would_overwrite_is_refused(tmp_path, capsys):
+    (tmp_path / "report.html").write_text("my report")
+    (tmp_path / "notes.txt").write_text("mine")
+    code, err = _usage_error(["train", "digits-mlp", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "already has report.html, which a run would overwrite" in err
+    assert (tmp_path / "report.html").read_text() == "my report" and not (tmp_path / "config.json").exists()
+
+
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(tmp_path, capsys, monkeypatch):
     from deepwise.train import Trainer
 
