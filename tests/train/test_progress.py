@@ -73,11 +73,12 @@ print("done")
 """
 
 
-@pytest.mark.parametrize("columns", [80, 120])
-def test_live_bar_fits_a_real_terminal_and_shows_val_metrics_and_lr(columns):
+@pytest.mark.parametrize("columns, tqdm_installed", [(80, True), (120, True), (80, False)])
+def test_live_bar_fits_a_real_terminal_and_shows_val_metrics_and_lr(columns, tqdm_installed):
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     env["OPENBLAS_NUM_THREADS"] = "1"
-    code, out = run_in_pty([sys.executable, "-c", TRAIN_SCRIPT], columns, env)
+    hide = "" if tqdm_installed else "import sys; sys.modules['tqdm'] = None  # as without the progress extra\n"
+    code, out = run_in_pty([sys.executable, "-c", hide + TRAIN_SCRIPT], columns, env)
     assert code == 0, out
     lines = screen_lines(out)
     too_wide = [ln for ln in lines if len(ln) >= columns]
