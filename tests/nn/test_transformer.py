@@ -152,6 +152,8 @@ def test_stack_layers_are_independent_copies():
     enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(D, HEADS, FF), 3)
     w = [layer.linear1.weight for layer in enc.layers]
     assert len({id(p) for p in w}) == 3
+    wide = nn.TransformerDecoder(nn.TransformerDecoderLayer(D, HEADS, FF, dtype=dw.float64), 2)
+    assert {p.dtype for p in wide.parameters()} == {dw.float64}  # the copies keep the layer's dtype
     assert all(np.array_equal(w[0].detach().numpy(), p.detach().numpy()) for p in w)  # copies of one layer, as PyTorch
 
 
@@ -203,6 +205,14 @@ def test_decoder_layer_gradcheck_float64(rng):
     tgt = dw.tensor(rng.standard_normal((3, 2, 4)), dtype=dw.float64, requires_grad=True)
     mem = dw.tensor(rng.standard_normal((4, 2, 4)), dtype=dw.float64, requires_grad=True)
     dw.autograd.gradcheck(lambda t, m: layer(t, m, tgt_mask=causal), [tgt, mem], atol=1e-5, rtol=1e-3)
+
+
+def test_full_transformer_gradcheck_float64(rng):
+    model = nn.Transformer(4, 2, 1, 1, 6, dropout=0.0, batch_first=True, dtype=dw.float64)
+    causal = nn.Transformer.generate_square_subsequent_mask(2, dtype=dw.float64)
+    src = dw.tensor(rng.standard_normal((1, 3, 4)), dtype=dw.float64, requires_grad=True)
+    tgt = dw.tensor(rng.standard_normal((1, 2, 4)), dtype=dw.float64, requires_grad=True)
+    dw.autograd.gradcheck(lambda s, t: model(s, t, tgt_mask=causal), [src, tgt], atol=1e-5, rtol=1e-3)
 
 
 def test_fully_padded_sample_stays_finite(rng):
@@ -274,6 +284,7 @@ def test_sinusoidal_encoding_values_layouts_and_offset(rng):
     pb = nn.SinusoidalPositionalEncoding(6, max_len=20, batch_first=True)
     np.testing.assert_allclose(pb(dw.tensor(xb), offset=5).numpy(), xb + want[5:9], atol=1e-6)
     np.testing.assert_allclose(pe(dw.tensor(x[:, 0]), offset=2).numpy(), x[:, 0] + want[2:6], atol=1e-6)
+    assert nn.SinusoidalPositionalEncoding(6, max_len=4, dtype=dw.float64).pe.dtype == dw.float64
     odd = nn.SinusoidalPositionalEncoding(5, max_len=4)
     assert tuple(odd.pe.shape) == (4, 5) and np.all(np.isfinite(odd.pe.numpy()))
 

@@ -36,7 +36,7 @@ class Parameter(Tensor):
     def __deepcopy__(self, memo):
         if id(self) in memo:
             return memo[id(self)]
-        out = Parameter(self.array.copy(), requires_grad=self.requires_grad)
+        out = Parameter(Tensor._make(self.array.copy()), requires_grad=self.requires_grad)  # same dtype
         if self.grad is not None:
             out.grad = Tensor._make(self.grad.array.copy())
         memo[id(self)] = out

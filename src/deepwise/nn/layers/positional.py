@@ -74,7 +74,8 @@ class SinusoidalPositionalEncoding(_PositionalEncoding):
         _positive(self._get_name(), "d_model", d_model)
         _positive(self._get_name(), "max_len", max_len)
         self.d_model, self.max_len, self.batch_first, self.base = d_model, max_len, batch_first, base
-        self.register_buffer("pe", Tensor(sinusoidal_table(max_len, d_model, base, dtype)), persistent=False)
+        table = sinusoidal_table(max_len, d_model, base, dtype)
+        self.register_buffer("pe", Tensor(table, dtype=table.dtype), persistent=False)
         self.dropout = Dropout(dropout)
         if device is not None:
             self.to(device)
