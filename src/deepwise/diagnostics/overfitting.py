@@ -154,8 +154,11 @@ def no_overfitting_fact(values, monitor: str = "val_loss", mode: str = "min", pa
     pick = min if mode == "min" else max
     best = pick(range(len(values)), key=values.__getitem__)
     noise = epoch_noise(values)
-    return (f"{monitor} was best at epoch {best + 1} of {len(values)} ({values[best]:.4g}) and ended at "
-            f"{values[-1]:.4g}; an alarm needs {patience} epochs each beyond {noise_factor:g}x its epoch-to-epoch "
+    where = (f"{monitor} was best at epoch {best + 1} of {len(values)} ({values[best]:.4g}) and ended at "
+             f"{values[-1]:.4g}")
+    if len(values) < _MIN_EPOCHS:
+        return f"{where}; {len(values)} epochs are too few to tell a rise from noise (it takes {_MIN_EPOCHS})"
+    return (f"{where}; an alarm needs {patience} epochs each beyond {noise_factor:g}x its epoch-to-epoch "
             f"noise (+-{noise:.2g}) while the training value improves")
 
 

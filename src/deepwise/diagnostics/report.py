@@ -119,6 +119,11 @@ def best_epoch(history):
     return _epochs(history)[min(finite)[1]] if finite else None
 
 
+def _epoch_axis(ax, plt):
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole numbers
+
+
 def _mark_best(ax, best):
     if best is not None:
         ax.axvline(best, color="0.4", ls="--", lw=1, label=f"best epoch ({best})")
@@ -158,7 +163,7 @@ def _curves(history, plt, layer_types=None):
         if has_val:
             ax.plot(epochs, history[f"val_{name}"], marker="o", ms=3, label=f"validation {name}")
         _mark_best(ax, best)
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax, plt)
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         _legend(ax, 3)
@@ -171,6 +176,8 @@ def _curves(history, plt, layer_types=None):
             groups.setdefault(k.split("/", 1)[0], []).append(k)
     for quantity, keys in groups.items():
         fig, ax = plt.subplots(figsize=_SIZE)
+        if len(keys) > 10:  # ten colours repeat: twenty keep the curves apart
+            ax.set_prop_cycle(color=plt.cm.tab20.colors)
         for k in keys:
             ax.plot(epochs, history[k], marker="o", ms=2, label=_label(k.split("/", 1)[1], layer_types))
         values = np.asarray([history[k] for k in keys], dtype=float)
@@ -185,7 +192,7 @@ def _curves(history, plt, layer_types=None):
         else:
             n = len(keys)
         _mark_best(ax, best)
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax, plt)
         ax.set_ylabel(quantity)
         ax.grid(alpha=0.3)
         _legend(ax, n + (best is not None))
@@ -198,7 +205,7 @@ def _curves(history, plt, layer_types=None):
         if min(lrs) > 0:
             ax.set_yscale("log")
         _mark_best(ax, best)
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax, plt)
         ax.set_ylabel("learning rate")
         ax.grid(alpha=0.3)
         _legend(ax, 2)

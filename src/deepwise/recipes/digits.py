@@ -127,7 +127,7 @@ class DigitsCNN(_DigitsBase):
     task = "image classification"
     model_desc = "CNN: 2x conv3x3 + max-pool + dropout + 2 dense"
     expected = "test accuracy >= 98%"
-    typical_time = "~1 min"
+    typical_time = "~40 s"
     defaults = {"epochs": 25, "batch_size": 32, "lr": 2e-3, "seed": 0}
 
     def model(self, config):
