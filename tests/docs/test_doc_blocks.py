@@ -53,10 +53,10 @@ RUN = [b for b in BLOCKS if b[2].strip() not in EXAMPLES]
 
 def _gpu_missing():
     try:
-        import cupy  # noqa: F401
+        import cupy
 
         return None if cupy.cuda.runtime.getDeviceCount() > 0 else "no CUDA device"
-    except Exception:  # noqa: BLE001 - any failure to reach a GPU means: skip
+    except Exception:
         return "needs CuPy and a CUDA device"
 
 
