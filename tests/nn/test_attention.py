@@ -175,6 +175,13 @@ def test_sdpa_dropout_scales_kept_weights_and_is_seeded(rng):
     dw.autograd.gradgradcheck(fixed, xs, atol=1e-5, rtol=1e-3)
 
 
+def test_sdpa_is_one_node_in_the_graph(rng):
+    q, k, v = (dw.tensor(rng.standard_normal(s).astype(np.float32), requires_grad=True) for s in QKV)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert out.grad_fn.name == "ScaledDotProductAttention"
+    assert all(t is not None and t.is_leaf for t in out.grad_fn.inputs[:3])  # straight from q, k, v
+
+
 def test_sdpa_keeps_float32(rng):
     q, k, v = (dw.tensor(rng.standard_normal(s).astype(np.float32), requires_grad=True) for s in QKV)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=dw.tensor(rng.standard_normal((4, 6)).astype(np.float32)),
@@ -322,6 +329,9 @@ def test_mha_unbatched_input(rng):
     kpm[-2:] = True
     out, w = _run_mha(ours, theirs, rng, unbatched=True, masks={"key_padding_mask": kpm})
     assert tuple(out.shape) == (L, E) and tuple(w.shape) == (L, S)
+    ours, theirs = _mha_pair()
+    per_head = rng.standard_normal((H, L, S)).astype(np.float32)  # unbatched: (num_heads, L, S)
+    _run_mha(ours, theirs, rng, unbatched=True, masks={"attn_mask": per_head}, average=False)
 
 
 def test_mha_double_backward_float64(rng):
