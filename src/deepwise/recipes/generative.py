@@ -16,6 +16,7 @@ Besides the ``Recipe`` interface these recipes define two hooks the ``deepwise``
 from __future__ import annotations
 
 import os
+import textwrap
 
 import numpy as np
 
@@ -107,7 +108,9 @@ class _AutoencoderRecipe(Recipe):
         code = G.embeddings(trainer.model, x)[0]
         recon = G.reconstructions(trainer.model, x)
         mse = float(np.mean((recon - x) ** 2))
-        return (f"latent code: [{', '.join(f'{v:.3f}' for v in code)}]\nreconstruction MSE: {mse:.4f}\n"
+        code_text = textwrap.fill(f"latent code: [{', '.join(f'{v:.3f}' for v in code)}]", 79,
+                                  subsequent_indent="              ")  # 32 numbers still read at 80 columns
+        return (f"{code_text}\nreconstruction MSE: {mse:.4f}\n"
                 f"input:\n{_ascii(x[0])}\nreconstruction:\n{_ascii(recon[0])}")
 
 
