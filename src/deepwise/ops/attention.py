@@ -58,7 +58,10 @@ class ScaledDotProductAttention(Function):
         s = xp.matmul(q, k.swapaxes(-1, -2))
         s *= s.dtype.type(scale)
         if bias is not None:
-            s = s + bias if np.broadcast_shapes(s.shape, bias.shape) != s.shape else _iadd(s, bias)
+            if np.broadcast_shapes(s.shape, bias.shape) == s.shape:
+                s += bias
+            else:  # a mask with more batch dims than q and k widens the scores
+                s = s + bias
         allowed = _allowed(allow, causal, L, S, xp)
         if allowed is not None:
             s = xp.where(allowed, s, s.dtype.type(-np.inf))
@@ -110,11 +113,6 @@ class ScaledDotProductAttention(Function):
             if need_k:
                 gk = dual.sum_to(xp.matmul(dp.swapaxes(-1, -2), q), k.shape)
         return gq, gk, gv, gbias, None, None
-
-
-def _iadd(s, bias):
-    s += bias
-    return s
 
 
 def _attention_ops(q, k, v, bias, allow, keep, *, scale, causal, need_weights):
