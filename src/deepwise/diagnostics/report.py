@@ -70,8 +70,12 @@ _MEANINGS = {
     "reconstruction_nll_nats": ("negative log-likelihood of the reconstruction per image", "nats"),
     "kl_nats": ("KL divergence of the codes from the prior per image", "nats"),
     "reconstruction_mse": ("mean squared error per pixel of the reconstruction", "pixel values in [0, 1]"),
-    "pca_mse": ("the same error for PCA with as many components (the linear baseline)", "pixel values"),
-    "psnr_db": ("peak signal-to-noise ratio (higher is better)", "dB"),
+    "psnr_denoised_db": ("peak signal-to-noise ratio of the denoised images against the clean ones", "dB"),
+    "psnr_noisy_db": ("the same for the noisy inputs (the baseline the denoiser must beat)", "dB"),
+    "reconstruction_mse_clean_input": ("mean squared error per pixel when the input is the clean image",
+                                       "pixel values in [0, 1]"),
+    "bits_per_char": ("the loss in bits per character (lower is better)", "bits"),
+    "longer_strings_accuracy": ("accuracy on strings longer than any seen in training", "fraction"),
     "confident_share": ("share of images a digit classifier recognises with more than 90% confidence", "fraction"),
     "distinct_classes": ("how many different digits appear among the confident ones", "of 10"),
     "class_entropy_bits": ("entropy of the predicted digits (3.32 = all ten used equally)", "bits"),
@@ -92,6 +96,9 @@ def _meaning(name: str) -> str:
         if key.startswith(prefix):
             key = key[len(prefix):]
     text = _MEANINGS.get(key)
+    if text is None and key.startswith("pca") and key.endswith("_mse"):
+        text = (f"mean squared error per pixel of PCA with {key[3:-4]} components (the linear baseline)",
+                "pixel values in [0, 1]")
     if text is None and key.startswith("accuracy"):
         text = ("share of test samples a 5-nearest-neighbour vote labels correctly", "fraction")
     if text is None:
