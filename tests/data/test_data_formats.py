@@ -231,8 +231,14 @@ def test_dimension_product_does_not_wrap_around(tmp_path):
     """(2**16,)*4 uint8 is 2**64 bytes: in int64 that product was 0, and the header alone passed."""
     path = tmp_path / "wrap"
     path.write_bytes(bytes([0, 0, 8, 4]) + struct.pack(">4I", *[2**16] * 4))
-    with pytest.raises(DatasetFormatError, match=r"truncated: shape \(65536, 65536, 65536, 65536\) of uint8 needs "
-                                                 r"18446744073709551636 bytes, the data has 20"):
+    with pytest.raises(DatasetFormatError, match=r"shape \(65536, 65536, 65536, 65536\) is too big for any array"):
+        read_idx(path)
+    path.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", *[2**16] * 3))
+    with pytest.raises(DatasetFormatError, match=r"truncated: shape \(65536, 65536, 65536\) of uint8 needs "
+                                                 r"281474976710672 bytes, the data has 16"):
+        read_idx(path)
+    path.write_bytes(bytes([0, 0, 0x0E, 3]) + struct.pack(">3I", 0, 2**31, 2**31))  # empty, yet too big
+    with pytest.raises(DatasetFormatError, match="too big for any array"):
         read_idx(path)
 
 
