@@ -8,12 +8,15 @@ the backend's seam ``deepwise.backend.set_cuda_module``, so ``tensor.to("cuda")`
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
-from deepwise import backend
+from deepwise import backend, creation
+from deepwise.nn import parameter
 from device import double
 
-pytestmark = pytest.mark.device_double
+tensor_module = importlib.import_module("deepwise.tensor")  # dw.tensor is the factory function
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +28,44 @@ def cuda_double():
     backend.set_cuda_module(previous)
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if "tests/device/" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(pytest.mark.device_double)
+@pytest.fixture
+def cuda_by_default(monkeypatch):
+    """New tensors land on the double's ``"cuda"`` unless a device is named (as after PyTorch's
+    ``set_default_device("cuda")``): factories, ``Tensor(...)``, ``Parameter(...)`` and data moved
+    in from the host. Arrays that ops make internally are not moved, so an op that builds a host
+    array and mixes it with device data fails here as it would on CuPy."""
+    finish, as_array = creation._finish, tensor_module.as_array
+
+    def finish_on_cuda(arr, dtype, device, requires_grad):
+        return finish(arr, dtype, "cuda" if device is None else device, requires_grad)
+
+    def as_array_on_cuda(data, dtype=None, device=None, copy=False):
+        host = not (isinstance(data, tensor_module.Tensor) or backend.is_device_array(data))
+        return as_array(data, dtype, "cuda" if device is None and host else device, copy)
+
+    monkeypatch.setattr(creation, "_finish", finish_on_cuda)
+    for module in (tensor_module, creation, parameter):
+        monkeypatch.setattr(module, "as_array", as_array_on_cuda)
+
+
+def rerun_on_double(namespace, *modules, host_only=()):
+    """Collect the tests of ``modules`` again inside ``namespace`` (a test module under tests/device/),
+    named ``test_<module>__<name>``, so they run with the double as ``"cuda"`` and ``cuda_by_default``.
+    Their fixtures come along; ``tests/conftest.py``'s (``rng``, ``torch``) apply everywhere.
+    ``host_only`` names (``"<module>__<name>"``) tests that build host tensors on purpose (wrapping a
+    NumPy array with ``Tensor._make`` to test its strides, say); they are left out, and the caller
+    says why beside the list."""
+    left_out = set(host_only)
+    for module in modules:
+        short = module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+        for name, value in vars(module).items():
+            if name.startswith("test_") and callable(value):
+                key = f"{short}__{name[5:]}"
+                if key in left_out:
+                    left_out.discard(key)
+                    continue
+                namespace[f"test_{key}"] = value
+            elif hasattr(value, "_fixture_function_marker") or type(value).__name__ == "FixtureFunctionDefinition":
+                namespace.setdefault(name, value)
+    if left_out:
+        raise LookupError(f"host_only names tests that do not exist: {sorted(left_out)}")

@@ -190,7 +190,7 @@ class DeviceArray:
     __hash__ = None
 
     def __init__(self, array, device=None):
-        self._a = array
+        self._a = np.asarray(array) if isinstance(array, np.generic) else array  # CuPy has no scalars
         self._dev = _current[0] if device is None else device
 
     # the implicit transfers CuPy refuses

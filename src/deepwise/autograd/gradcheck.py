@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepwise import backend
 from deepwise.autograd.engine import grad
 from deepwise.autograd.mode import enable_grad, no_grad
 from deepwise.tensor import Tensor
@@ -17,6 +18,11 @@ from deepwise.tensor import Tensor
 
 class GradcheckError(AssertionError):
     """Analytical and numerical gradients disagree."""
+
+
+def _host(array):
+    """The values as a NumPy array (copied from the GPU for a CUDA tensor)."""
+    return backend.to_device(array, backend.Device("cpu"))
 
 
 def _outputs(fn, inputs):
@@ -41,16 +47,16 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, raise_exceptio
 
     def scalar():
         with no_grad():
-            return sum(float((np.asarray(o.array) * v).sum()) for o, v in zip(_outputs(fn, inputs), projections))
+            return sum(float((_host(o.array) * v).sum()) for o, v in zip(_outputs(fn, inputs), projections))
 
     total = None
     for o, v in zip(outs, projections):
-        term = (o * Tensor(v, dtype=np.float64)).sum()
+        term = (o * Tensor(v, dtype=np.float64, device=o.device)).sum()
         total = term if total is None else total + term
     analytic = grad(total, wrt, allow_unused=True)
 
     for k, (t, a) in enumerate(zip(wrt, analytic)):
-        a = np.zeros(t.shape) if a is None else np.asarray(a.array)
+        a = np.zeros(t.shape) if a is None else _host(a.array)
         numeric = np.zeros(t.shape)
         data = t.array  # perturbed in place, element by element (any strides: no flattened copy)
         for i in np.ndindex(*t.shape):
@@ -83,7 +89,7 @@ def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, raise_exce
     if not wrt:
         raise ValueError("gradgradcheck: no input requires grad")
     rng = np.random.default_rng(seed + 1)
-    vs = [Tensor(rng.standard_normal(o.shape), dtype=np.float64, requires_grad=True)
+    vs = [Tensor(rng.standard_normal(o.shape), dtype=np.float64, requires_grad=True, device=o.device)
           for o in _outputs(fn, inputs)]
     n = len(inputs)
 
