@@ -7,6 +7,7 @@
     deepwise predict RUN_DIR INPUT         # an image (digits), a prompt (chars-lstm), ... per recipe
     deepwise predict RUN_DIR [--output F]  # generative recipes (gan-digits): a new file in RUN_DIR, or F
     deepwise report RUN_DIR                # (re)build RUN_DIR/report.html
+    deepwise export RUN_DIR out.onnx       # the run's model as ONNX, checked in onnxruntime
     deepwise bench [--rounds N]            # benchmarks against PyTorch (benchmarks/ of a source checkout)
     deepwise run [--see-inside] SCRIPT [ARGS...]   # a PyTorch script, unmodified, on deepwise
 
@@ -30,6 +31,8 @@ import subprocess
 import sys
 import textwrap
 import time
+
+import numpy as np
 
 import deepwise as dw
 from deepwise import backend, callbacks, recipes
@@ -119,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="(re)build the HTML report of a run")
     r.add_argument("run_dir")
+
+    ex = sub.add_parser("export", help="export a run's model to ONNX and check it in onnxruntime")
+    ex.add_argument("run_dir")
+    ex.add_argument("output", help="the .onnx file to write")
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset version, 13 to 21 (default 17)")
+    ex.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
 
     b = sub.add_parser("bench", help="benchmark deepwise against PyTorch (benchmarks/ of a source checkout)")
     b.add_argument("groups", nargs="*", help="benchmark groups (default: all)")
@@ -506,6 +515,46 @@ def cmd_bench(args):
     return subprocess.call(argv)
 
 
+def export_target(model, splits, n=2):
+    """What ``deepwise export`` exports for a recipe's model, and example inputs at two batch sizes:
+    ``(callable, input name, example, other example)``. A GAN exports its generator (latent vectors
+    in, images out), a VAE its deterministic ``reconstruct``; every other model its ``forward`` on test
+    inputs."""
+    if hasattr(model, "generator") and hasattr(model.generator, "latent_dim"):
+        gen = model.generator
+        z = dw.randn(n + 3, gen.latent_dim).array
+        return gen, "z", z[:n], z
+    x = splits.test[0]
+    x = x.array if isinstance(x, dw.Tensor) else np.asarray(x)
+    forward = model.reconstruct if type(model).__name__ == "VAE" else model
+    return forward, "input", x[:n], x[:n + 3]
+
+
+def cmd_export(args):
+    if os.path.exists(args.output) and not args.force:
+        raise UsageError(f"{args.output} exists; give --force to overwrite it")
+    config, recipe = _load_run(args.run_dir)
+    _, _, trainer = _restore(args.run_dir, (config, recipe))
+    splits = recipe.data(config)
+    forward, name, example, other = export_target(trainer.model, splits)
+    start = time.perf_counter()
+    proto = dw.onnx.export(forward, example, args.output, input_names=[name], output_names=None,
+                           dynamic_axes={name: {0: "batch"}}, opset_version=args.opset)
+    took = time.perf_counter() - start
+
+    def describe(values):
+        return ", ".join(f"{v.name} {[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]}"
+                         for v in values)
+
+    print(f"wrote {args.output} (opset {args.opset}, {len(proto.graph.node)} nodes, {took:.2f} s)")
+    print(f"inputs:  {describe(proto.graph.input)}")
+    print(f"outputs: {describe(proto.graph.output)}")
+    diff, _ = dw.onnx.compare(forward, args.output, other)
+    print(f"onnxruntime check on {len(other)} examples (exported with {len(example)}): largest difference "
+          f"{diff:.3g}")
+    return 0 if diff <= 1e-3 else 1
+
+
 def cmd_run(args):
     from deepwise import run_script  # noqa: PLC0415 - loads the alias and the diagnostics' patches only here
 
@@ -513,7 +562,7 @@ def cmd_run(args):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "report": cmd_report,
-            "bench": cmd_bench, "run": cmd_run}
+            "bench": cmd_bench, "run": cmd_run, "export": cmd_export}
 
 _PLAIN_ERRORS = (ValueError, OSError, RuntimeError, ReportError)  # their message says it all
 

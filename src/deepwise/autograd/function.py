@@ -58,20 +58,40 @@ from deepwise.autograd import anomaly, engine, mode
 from deepwise.backend import get_array_module, is_array
 from deepwise.tensor import Tensor
 
-
-_KEEP_CALLS = [0]  # > 0 inside ``keep_calls()``
+_KEEP_CALLS = [0, None]  # depth of ``keep_calls()``, and the list of tensors it collects
 
 
 @contextlib.contextmanager
 def keep_calls():
-    """While active, every node that ``apply`` records keeps the arguments it was applied with
-    (``ctx.call = (args, kwargs)``), settings and constants included, so that a reader of the graph
-    (the ONNX exporter) sees each op exactly as it was called."""
+    """While active, every op applied to a tensor is recorded (integer ones too) and its node keeps the
+    arguments it was applied with (``ctx.call = (args, kwargs)``), settings and constants included, so
+    that a reader of the graph (the ONNX exporter) sees each op exactly as it was called. Yields a list
+    that collects every output tensor made meanwhile, in order (ops that pass another op's raw array
+    on can then be traced back to it)."""
+    outer = _KEEP_CALLS[1]
+    made = []
     _KEEP_CALLS[0] += 1
+    _KEEP_CALLS[1] = made
     try:
-        yield
+        yield made
     finally:
         _KEEP_CALLS[0] -= 1
+        _KEEP_CALLS[1] = outer
+
+
+def is_keeping_calls() -> bool:
+    """Whether ``keep_calls()`` is active (ops with a shortcut for tensors without grad skip it then)."""
+    return _KEEP_CALLS[0] > 0
+
+
+def _keep_node(t, ctx, index):
+    """Inside ``keep_calls()`` an output that cannot require grad (integers, booleans) still points at
+    the node that made it, so an exporter sees the whole graph; elsewhere ``t`` is returned untouched."""
+    if _KEEP_CALLS[0]:
+        if t._ctx is None:
+            t._ctx, t._out_index = ctx, index
+        _KEEP_CALLS[1].append(t)
+    return t
 
 
 class Context:
@@ -224,6 +244,8 @@ class Function:
             else:
                 arrays.append(a)
                 needs.append(False)
+        if _KEEP_CALLS[0]:  # an exporter reads every op on tensors, integer ones (token ids) too
+            record = any(isinstance(a, Tensor) for a in args)
         record = record and mode.is_grad_enabled()
         ctx = Context(cls, None, tuple(needs))
         if cls._tensor_style:
@@ -246,14 +268,15 @@ class Function:
             if ctx._saved:
                 ctx.out_ids = tuple(id(o) for o in out)
             return tuple(
-                Tensor._make(o) if id(o) in frozen else Tensor._make(o, o.dtype.kind in "fc", ctx, i)
+                _keep_node(Tensor._make(o) if id(o) in frozen else Tensor._make(o, o.dtype.kind in "fc", ctx, i),
+                           ctx, i)
                 for i, o in enumerate(out)
             )
         if ctx._saved:
             ctx.out_ids = (id(out),)
         if id(out) in frozen:
-            return Tensor._make(out)
-        return Tensor._make(out, out.dtype.kind in "fc", ctx, 0)
+            return _keep_node(Tensor._make(out), ctx, 0)
+        return _keep_node(Tensor._make(out, out.dtype.kind in "fc", ctx, 0), ctx, 0)
 
     @classmethod
     def differentiable_backward(cls, ctx, grads):
