@@ -294,7 +294,9 @@ class TranslateDates(Recipe):
         for style, hits in sorted(by_style.items()):
             out[f"test_exact_match_greedy_{style}"] = float(np.mean(hits))
         wrong = [i for i in range(len(test)) if greedy[i] != ref[i]]
-        show = (wrong[:6] + [i for i in range(len(test)) if i not in wrong][: 12 - min(len(wrong), 6)])
+        right = [i for i in range(len(test)) if greedy[i] == ref[i]]
+        show = wrong[:6] + right[:6]  # mistakes first, then successes; 12 in all when there are 12
+        show += [i for i in wrong[6:] + right[6:]][: 12 - len(show)]
         out["translations"] = [{"source": src[i], "reference": ref[i], "greedy": greedy[i], "beam": beam[i]}
                                for i in show]
         out.update(self.alignment_report(model, src[0], greedy[0]))
