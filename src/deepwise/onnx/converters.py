@@ -42,6 +42,7 @@ def convert(g, node):
     if not usable:
         raise ExportError(f"op {node.name} (in layer {layer!r}, {kind}) needs opset >= {entries[0][0]}, "
                           f"exporting at {g.opset}")
+    node.varying = tuple(i for i in node.varying if id(node.args[i]) not in g.input_arrays)  # raw arrays of values
     if node.varying and node.name not in _HANDLE_VARYING:
         raise ExportError(f"{g.where()}: argument {node.varying[0]} is a constant whose shape follows the "
                           "dynamic axes (made outside the recorded graph, e.g. from a shape); it cannot be "
@@ -776,3 +777,30 @@ def _attention(g, node):
     if kw.get("need_weights"):
         return [out, weights]
     return [out]
+
+
+# ------------------------------------------------------------------------------ comparisons and masks
+_COMPARE = {"equal": "Equal", "less": "Less", "less_equal": "LessOrEqual", "greater": "Greater",
+            "greater_equal": "GreaterOrEqual", "logical_and": "And", "logical_or": "Or", "logical_xor": "Xor"}
+
+
+@converts("Compare")
+def _compare(g, node):
+    a, b, np_name = node.args[:3]
+    an = g.value(a) if isinstance(a, Tensor) else None
+    if np_name == "logical_not":
+        return g.op("Not", [g.op("Cast", [an], to=9)])
+    bn = g.value(b) if isinstance(b, Tensor) else None
+    an = an or _operand(g, a, bn)
+    bn = bn or _operand(g, b, an)
+    if np_name in ("logical_and", "logical_or", "logical_xor"):
+        an, bn = g.op("Cast", [an], to=9), g.op("Cast", [bn], to=9)
+    if np_name in _COMPARE:
+        return g.op(_COMPARE[np_name], [an, bn])
+    if np_name == "not_equal":
+        return g.op("Not", [g.op("Equal", [an, bn])])
+    if np_name == "floor_divide" and np.dtype(_dtype_of(g, an)).kind == "f":
+        return g.op("Floor", [g.op("Div", [an, bn])])
+    if np_name == "remainder" and np.dtype(_dtype_of(g, an)).kind in "iu":
+        return g.op("Mod", [an, bn], fmod=0)
+    raise ExportError(f"{g.where()}: {np_name} on {np.dtype(_dtype_of(g, an))} has no ONNX converter")

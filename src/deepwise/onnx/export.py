@@ -131,6 +131,8 @@ def export(model, args, f, input_names=None, output_names=None, dynamic_axes=Non
         ctx = node.ctx
         for i, name in enumerate(produced):
             g.values[("out", id(ctx), i)] = name
+            if i in node.outputs:
+                g.input_arrays[id(node.outputs[i])] = name
     g.current = None
     graph_outputs = []
     for t, t2, name in zip(outs, outs2, output_names):

@@ -30,7 +30,7 @@ class Node:
         self.name = ctx.fn.__name__
         self.args, self.kwargs = ctx.call
         self.layer = layer
-        self.outputs = []  # filled with (index, shape, dtype)
+        self.outputs = {}  # output index -> the array it made (where some later op or the caller used it)
         self.twin = None   # the same node recorded at another size of the dynamic axes
         self.varying = ()  # positions of constant arguments whose shape changes with the dynamic axes
 
@@ -49,28 +49,35 @@ class Node:
         self.varying = tuple(varying)
 
 
-def _label_hook(labels, name):
-    def hook(module, inputs, output):
-        stack = list(output) if isinstance(output, (tuple, list)) else [output]
-        while stack:
-            t = stack.pop()
-            ctx = getattr(t, "_ctx", None) if isinstance(t, Tensor) else None
-            if ctx is None or id(ctx) in labels:
-                continue
-            labels[id(ctx)] = (name, type(module).__name__)
-            stack.extend(i for i in (ctx.inputs or ()) if i is not None)
-    return hook
+def _label_hooks(labels, name, kind, holder):
+    """Hooks that label every node made during a module's forward (and not yet labelled by one of
+    its submodules, which finish first) with that module."""
+    starts = []
+
+    def pre(module, inputs):
+        starts.append(len(holder["made"]))
+
+    def post(module, inputs, output):
+        made = holder["made"]
+        for t in made[starts.pop():]:
+            if t._ctx is not None and id(t._ctx) not in labels:
+                labels[id(t._ctx)] = (name, kind)
+
+    return pre, post
 
 
 def capture(model, forward, inputs, keep_calls):
     """Run ``forward(*inputs)`` (``model`` or one of its methods) recording the graph; returns
     (outputs as a tuple, nodes in order)."""
-    labels = {}
+    labels, holder = {}, {"made": []}
     handles = []
     for name, module in model.named_modules():
-        handles.append(module.register_forward_hook(_label_hook(labels, name or type(model).__name__)))
+        pre, post = _label_hooks(labels, name or type(model).__name__, type(module).__name__, holder)
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
     try:
-        with keep_calls():
+        with keep_calls() as made_tensors:
+            holder["made"] = made_tensors
             out = forward(*inputs)
     finally:
         for h in handles:
@@ -79,6 +86,17 @@ def capture(model, forward, inputs, keep_calls):
     for o in outs:
         if not isinstance(o, Tensor):
             raise ExportError(f"the model returned a {type(o).__name__}; export needs tensors (or a tuple of them)")
+    producer = {id(t.array): t for t in made_tensors}  # raw array -> the tensor (and node) that made it
+
+    def sources(ctx):
+        for t in ctx.inputs or ():
+            if t is not None and t._ctx is not None:
+                yield t
+        args, kwargs = ctx.call if ctx.call is not None else ((), {})
+        for a in (*args, *kwargs.values()):
+            if not isinstance(a, Tensor) and id(a) in producer:
+                yield producer[id(a)]
+
     order, seen = [], set()
     for o in outs:  # iterative post-order over the recorded contexts
         if o._ctx is None:
@@ -93,14 +111,22 @@ def capture(model, forward, inputs, keep_calls):
                 continue
             seen.add(id(ctx))
             stack.append((ctx, True))
-            for t in ctx.inputs or ():
-                if t is not None and t._ctx is not None and id(t._ctx) not in seen:
+            for t in sources(ctx):
+                if id(t._ctx) not in seen:
                     stack.append((t._ctx, False))
+    made = {}  # id(ctx) -> {output index: array}, for ops that receive another op's raw array
+    for ctx in order:
+        for t in sources(ctx):
+            made.setdefault(id(t._ctx), {})[t._out_index] = t.array
+    for o in outs:
+        if o._ctx is not None:
+            made.setdefault(id(o._ctx), {})[o._out_index] = o.array
     nodes = []
     for ctx in order:
         if ctx.call is None:
             raise ExportError(f"op {ctx.fn.__name__} was recorded without its arguments")
         nodes.append(Node(ctx, labels.get(id(ctx), ("<model>", type(model).__name__))))
+        nodes[-1].outputs = made.get(id(ctx), {})
     return tuple(outs), nodes
 
 

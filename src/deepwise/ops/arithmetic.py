@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np  # shape arithmetic only (broadcast_shapes), never tensor data
 
 from deepwise import backend
-from deepwise.autograd.function import Function
+from deepwise.autograd.function import Function, is_keeping_calls
 from deepwise.ops import dual
 from deepwise.ops._util import xp_of
 from deepwise.tensor import Tensor
@@ -318,11 +318,27 @@ def _data(x):
     return x.array if isinstance(x, Tensor) else x
 
 
+class Compare(Function):
+    """A comparison or other elementwise op without gradient, recorded as a node only inside
+    ``keep_calls()`` (so an exporter sees masks made from the inputs); ``other`` is None for unary ops."""
+
+    @staticmethod
+    def forward(ctx, a, b, np_name):
+        xp = xp_of(a) if b is None else xp_of(a, b)
+        return getattr(xp, np_name)(a) if b is None else getattr(xp, np_name)(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        return None, None, None
+
+
 def _compare(np_name, name=None, doc=None):
     name = name or np_name
 
     def fn(input, other):
         a, b = coerce(input, other, name)
+        if is_keeping_calls():
+            return Compare.apply(a, b, np_name)
         a, b = _data(a), _data(b)
         try:
             return Tensor._make(getattr(xp_of(a, b), np_name)(a, b))
@@ -352,6 +368,8 @@ greater, less, not_equal = gt, lt, ne
 
 
 def logical_not(input):
+    if is_keeping_calls():
+        return Compare.apply(input, None, "logical_not")
     return Tensor._make(xp_of(input.array).logical_not(input.array))
 
 

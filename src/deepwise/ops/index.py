@@ -7,7 +7,7 @@ from collections import namedtuple
 import numpy as np  # index lists are host data, never tensor data
 
 from deepwise import backend
-from deepwise.autograd.function import Function
+from deepwise.autograd.function import Function, is_keeping_calls
 from deepwise.ops import dual
 from deepwise.ops._util import normalize_dim, xp_of
 from deepwise.tensor import Tensor
@@ -69,7 +69,7 @@ class IndexBackward(Function):
 def getitem(input, index):
     index = to_index(index)
     try:
-        if input.requires_grad:
+        if input.requires_grad or is_keeping_calls():
             return GetItem.apply(input, index)
         return Tensor._make(input.array[index])
     except IndexError as exc:
