@@ -30,11 +30,12 @@ LAYERS = {
     "nn": 3,
     "io": 3.5,
     "models": 3.7,
-    "optim": 4,
+    "optim": 4, "amp": 4.5,
     "data": 5, "text": 5.5,
     "train": 6,
     "onnx": 7,
     "diagnostics": 8, "callbacks": 8.5,
+    "utils.tensorboard": 7.5,  # the writer and the fit callback: over train and the graph capture of onnx
     "utils": 9,  # torch.utils' module paths over the layers below (data, and tensorboard's writer)
     "recipes": 10,
     "cli": 11, "__main__": 11, "run_script": 11,
