@@ -26,12 +26,14 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from io import BytesIO
 
 import numpy as np
 
 from deepwise.data.datasets import cifar, idx
 from deepwise.data.datasets.errors import DatasetFormatError
-from deepwise.io import CheckpointError, SafetensorsError, checkpoint, safetensors
+from deepwise.io import CheckpointError, SafetensorsError, checkpoint, safetensors, weights
+from deepwise.io.torch_format import TorchFormatError
 from deepwise.train.checkpoint import load_training_checkpoint, save_training_checkpoint
 from deepwise.train.run_folder import load_config
 
@@ -99,6 +101,21 @@ def _pickle_seeds() -> list[bytes]:
             pickle.dumps({b"label_names": [b"cat", b"dog"]}, protocol=2)]
 
 
+def _torch_seeds() -> list[bytes]:
+    """torch.save files (zip and legacy), when PyTorch is installed (the test oracle); else none."""
+    try:
+        import torch
+    except ImportError:
+        return []
+    state = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "n": torch.tensor(3), "meta": [1, "a"]}
+    out = []
+    for zipped in (True, False):
+        buf = BytesIO()
+        torch.save(state, buf, _use_new_zipfile_serialization=zipped)
+        out.append(buf.getvalue())
+    return out
+
+
 # ------------------------------------------------------------------ readers, on bytes
 def _with_file(data: bytes, suffix: str, fn):
     fd, path = tempfile.mkstemp(suffix=suffix)
@@ -113,6 +130,11 @@ def _with_file(data: bytes, suffix: str, fn):
 def _read_safetensors(data: bytes) -> None:
     safetensors.load_bytes(data)
     _with_file(data, ".safetensors", lambda p: (safetensors.load_file(p), safetensors.read_metadata(p)))
+
+
+def _read_torch(data: bytes) -> None:
+    _with_file(data, ".pt", weights.load)
+    weights.load(BytesIO(data))
 
 
 def _read_checkpoint(data: bytes) -> None:
@@ -169,6 +191,8 @@ def targets() -> dict[str, Target]:
         "idx-gz": Target("idx-gz", _idx_seeds(), _read_idx_gz, (DatasetFormatError,),
                          [b"\xff\xff\xff\xff", b"\x1f\x8b"]),
         "cifar-pickle": Target("cifar-pickle", _pickle_seeds(), _read_pickle, (DatasetFormatError,), pickle_tokens),
+        "torch": Target("torch", _torch_seeds(), _read_torch, (TorchFormatError, SafetensorsError),
+                        pickle_tokens + [b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06"]),
         "config": Target("config", [json.dumps({"recipe": "digits-mlp", "epochs": 2, "lr": 0.1}).encode()],
                          _read_config, (CheckpointError, FileNotFoundError), config_tokens),
     }

@@ -22,6 +22,7 @@ import numpy as np
 import deepwise
 from deepwise.data.datasets import cifar, idx
 from deepwise.io import checkpoint, safetensors
+{preload}
 
 def _vm_bytes():
     with open("/proc/self/statm") as fh:
@@ -43,11 +44,12 @@ print("RESULT " + json.dumps(_out))
 """
 
 
-def run_bounded(code: str, extra_mb: int = 400, timeout: float = 60.0) -> dict:
+def run_bounded(code: str, extra_mb: int = 400, timeout: float = 60.0, preload: str = "") -> dict:
+    """``preload``: statements run before the cap (imports of big libraries such as torch)."""
     body = textwrap.indent(textwrap.dedent(code).strip() or "pass", "    ")
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     try:
-        proc = subprocess.run([sys.executable, "-c", _PRELUDE.format(extra=extra_mb, body=body)],
+        proc = subprocess.run([sys.executable, "-c", _PRELUDE.format(extra=extra_mb, body=body, preload=preload)],
                               capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"error": None, "message": "", "timed_out": True, "seconds": timeout, "rss_mb": float("nan")}

@@ -584,7 +584,10 @@ def _read_zip(f, source):
         raise TorchFormatError(f"{source}: data.pkl is {info.file_size} bytes, more than {MAX_PICKLE_BYTES}")
     byteorder = "little"
     if prefix + "byteorder" in names:
-        byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace").strip()
+        try:
+            byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace").strip()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:  # e.g. an offset past the file
+            raise TorchFormatError(f"{source}: the byteorder entry cannot be read ({exc})") from None
         if byteorder not in ("little", "big"):
             raise TorchFormatError(f"{source}: unknown byteorder {byteorder!r}")
     try:
