@@ -9,6 +9,7 @@
 from deepwise import (
     _malloc,
     accelerator,
+    amp,
     autograd,
     backend,
     backends,
@@ -26,6 +27,7 @@ from deepwise import (
     train,
     utils,
 )
+from deepwise.amp import autocast
 from deepwise.autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from deepwise.backend import (
     Device,

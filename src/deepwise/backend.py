@@ -143,6 +143,34 @@ def to_device(array, device: Device):
         return cp.asarray(array)
 
 
+# ------------------------------------------------------------------------------ autocast state
+# device type ("cpu" / "cuda") -> the low-precision dtype ops choose while ``dw.autocast`` is on for
+# it. Kept here, at the bottom layer, because ops read it; deepwise.amp.autocast sets it.
+_autocast = {}
+
+
+def autocast_dtype(device_type: str):
+    """The dtype autocast runs ``device_type``'s low-precision ops in, or None while it is off."""
+    return _autocast.get(device_type)
+
+
+def autocasting() -> bool:
+    """True while autocast is on for any device (the ops' fast check)."""
+    return bool(_autocast)
+
+
+def set_autocast(device_type: str, dtype):
+    """Turn autocast on for ``device_type`` with ``dtype`` (None: off); returns the previous setting."""
+    if device_type not in ("cpu", "cuda"):
+        raise ValueError(f"autocast: device_type must be 'cpu' or 'cuda', got {device_type!r}")
+    previous = _autocast.get(device_type)
+    if dtype is None:
+        _autocast.pop(device_type, None)
+    else:
+        _autocast[device_type] = np.dtype(dtype)
+    return previous
+
+
 def to_dtype(dtype):
     """Normalise anything dtype-like (np.float32, "float32", torch-style aliases) to a numpy dtype."""
     if dtype is None:

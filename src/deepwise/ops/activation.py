@@ -6,6 +6,7 @@ import math
 
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
+from deepwise.ops._autocast import autocast_op
 from deepwise.ops._util import normalize_dim, xp_of
 
 
@@ -214,6 +215,7 @@ def silu(input, inplace=False):
     return SiLU.apply(_float(input))
 
 
+@autocast_op("softplus")
 def softplus(input, beta=1.0, threshold=20.0):
     return Softplus.apply(_float(input), float(beta), float(threshold))
 
@@ -226,12 +228,14 @@ def _one_dim(dim, ndim, op):
     return normalize_dim(dim, ndim, op)[0] if ndim else None
 
 
+@autocast_op("softmax")
 def softmax(input, dim=None, dtype=None):
     """exp(x) / sum(exp(x)) along ``dim``, computed after subtracting the max."""
     x = _float(input) if dtype is None else input.to(dtype)
     return Softmax.apply(x, _one_dim(dim, x.ndim, "softmax"))
 
 
+@autocast_op("log_softmax")
 def log_softmax(input, dim=None, dtype=None):
     """log(softmax(x)) computed as x - logsumexp(x) along ``dim``."""
     x = _float(input) if dtype is None else input.to(dtype)

@@ -11,6 +11,7 @@ import numpy as np  # shape arithmetic only (broadcast_shapes), never tensor dat
 from deepwise import backend
 from deepwise.autograd.function import Function, is_keeping_calls
 from deepwise.ops import dual
+from deepwise.ops._autocast import autocast_op
 from deepwise.ops._util import xp_of
 from deepwise.tensor import Tensor
 
@@ -266,6 +267,7 @@ multiply = mul
 subtract = sub
 
 
+@autocast_op("pow")
 def pow(input, exponent):
     return _apply(Pow, "pow", *coerce(input, exponent, "pow"))
 

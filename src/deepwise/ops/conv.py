@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
+from deepwise.ops._autocast import autocast_op
 from deepwise.ops._util import xp_of
 from deepwise.tensor import Tensor
 
@@ -430,6 +431,7 @@ def _check_common(op, input, weight, bias, groups, transposed):
         raise TypeError(f"{op}: needs a floating-point input, got {input.dtype}")
 
 
+@autocast_op("conv2d")
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (cross-correlation) of (N, C_in, H, W) with weight (C_out, C_in/groups, kh, kw).
 
@@ -459,6 +461,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return out.squeeze(0) if unbatched else out
 
 
+@autocast_op("conv_transpose2d")
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Transposed 2-D convolution (the input gradient of conv2d) with weight (C_in, C_out/groups, kh, kw).
 
@@ -496,6 +499,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     return out.squeeze(0) if unbatched else out
 
 
+@autocast_op("conv1d")
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """1-D convolution of (N, C_in, L) with weight (C_out, C_in/groups, k): conv2d on a height-1 image."""
     input, weight = _as_tensor(input), _as_tensor(weight)
@@ -515,6 +519,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return out.squeeze(-2)
 
 
+@autocast_op("conv_transpose1d")
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Transposed 1-D convolution, weight (C_in, C_out/groups, k): conv_transpose2d on a height-1 image."""
     input, weight = _as_tensor(input), _as_tensor(weight)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
+from deepwise.ops._autocast import autocast_op
 from deepwise.ops.arithmetic import coerce
 from deepwise.tensor import Tensor
 
@@ -50,6 +51,7 @@ class MatMul(Function):
         return ga, gb
 
 
+@autocast_op("matmul")
 def matmul(input, other):
     a, b = coerce(input, other, "matmul")
     a = a if isinstance(a, Tensor) else Tensor._make(a)
@@ -112,6 +114,7 @@ class Linear(Function):
         return gx, gw, gb
 
 
+@autocast_op("linear")
 def linear(input, weight, bias=None):
     """x @ weight.T + bias, with weight of shape (out_features, in_features) as in PyTorch."""
     if input.ndim == 0 or input.shape[-1] != weight.shape[-1]:

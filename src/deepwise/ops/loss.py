@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
+from deepwise.ops._autocast import autocast_op
 from deepwise.ops._loss_common import (
     check_reduction,
     float_pair,
@@ -110,18 +111,21 @@ def _diff_loss(fn, op, input, target, reduction, weight=None, param=None, mean_b
                     mean_by_weight=mean_by_weight)
 
 
+@autocast_op("mse_loss")
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """Mean squared error; with ``weight`` (input's shape), 'mean' divides by the sum of weights."""
     reduction = check_reduction("mse_loss", reduction, size_average, reduce)
     return _diff_loss(MSELoss, "mse_loss", input, target, reduction, weight)
 
 
+@autocast_op("l1_loss")
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """Mean absolute error; with ``weight`` (input's shape), 'mean' divides by the sum of weights."""
     reduction = check_reduction("l1_loss", reduction, size_average, reduce)
     return _diff_loss(L1Loss, "l1_loss", input, target, reduction, weight)
 
 
+@autocast_op("smooth_l1_loss")
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
     reduction = check_reduction("smooth_l1_loss", reduction, size_average, reduce)
     if beta < 0:
@@ -131,6 +135,7 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
     return _diff_loss(SmoothL1Loss, "smooth_l1_loss", input, target, reduction, param=float(beta))
 
 
+@autocast_op("huber_loss")
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     """Huber loss; with ``weight`` (input's shape), 'mean' is the mean of the weighted losses."""
     reduction = check_reduction("huber_loss", reduction)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
+from deepwise.ops._autocast import autocast_op
 from deepwise.ops._loss_common import (
     REDUCTIONS,
     check_reduction,
@@ -253,6 +254,7 @@ def _class_weight(op, weight, input):
     return weight_array(weight, op, f"weight (one per class, {n_classes} classes)", input, (n_classes,))
 
 
+@autocast_op("cross_entropy")
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
                   reduction="mean", label_smoothing=0.0):
     """Cross-entropy of logits ``input`` (C,), (N, C) or (N, C, d1, ...) against integer class
@@ -284,6 +286,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                               label_smoothing=float(label_smoothing), reduction=reduction)
 
 
+@autocast_op("nll_loss")
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
              reduction="mean"):
     """Negative log-likelihood of log-probabilities ``input`` at integer class ``target``."""
@@ -393,6 +396,7 @@ def _broadcast_weight(op, name, w, input):
                          f"{input.shape}") from None
 
 
+@autocast_op("binary_cross_entropy")
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
     """BCE of probabilities ``input`` in [0, 1]; for logits use binary_cross_entropy_with_logits."""
     op = "binary_cross_entropy"
@@ -408,6 +412,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     return BinaryCrossEntropy.apply(input, target, weight=w, reduction=reduction)
 
 
+@autocast_op("binary_cross_entropy_with_logits")
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
                                      reduction="mean", pos_weight=None):
     """sigmoid + BCE in one stable expression; ``pos_weight`` (one per class, last dim) scales positives."""
@@ -461,6 +466,7 @@ class KLDiv(Function):
         return gx, gt
 
 
+@autocast_op("kl_div")
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
     """KL(target || exp(input)) pointwise; 'batchmean' divides the sum by the batch size."""
     op = "kl_div"

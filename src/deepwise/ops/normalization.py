@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 from deepwise.autograd.function import Function
+from deepwise.ops._autocast import autocast_op
 from deepwise.ops._util import xp_of
 from deepwise.tensor import Tensor
 
@@ -311,6 +312,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                            momentum=float(momentum), eps=float(eps))
 
 
+@autocast_op("layer_norm")
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """Normalise over the trailing ``normalized_shape`` dimensions of each sample."""
     op = "layer_norm"
@@ -324,6 +326,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     return LayerNorm.apply(input, w, b, k=k, eps=float(eps))
 
 
+@autocast_op("group_norm")
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     """Normalise (N, C, *) over groups of channels: C must be divisible by ``num_groups``."""
     op = "group_norm"

@@ -14,6 +14,7 @@ import numpy as np  # floating-point error states only, never tensor data
 from deepwise import backend
 from deepwise.autograd.function import Function
 from deepwise.ops import arithmetic, dual
+from deepwise.ops._autocast import autocast_op
 from deepwise.ops._util import expand_reduced, normalize_dim, xp_of
 from deepwise.ops.index import GatherBackward, values_indices
 from deepwise.ops.shape import movedim, pad
@@ -26,11 +27,22 @@ def _quiet():
     return np.errstate(divide="ignore", invalid="ignore", over="ignore")
 
 
+def _acc(dtype):
+    """The accumulator dtype of a reduction: float32 for float16 data (as PyTorch and cuDNN
+    accumulate), else the data's own (None)."""
+    return backend.float32 if dtype == backend.float16 else None
+
+
+def _in(dtype, out):
+    """A float32-accumulated result back in the data's dtype."""
+    return out if out.dtype == dtype else out.astype(dtype)
+
+
 class Sum(Function):
     @staticmethod
     def forward(ctx, x, axes, keepdim):
         ctx.shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim
-        return x.sum(axis=axes, keepdims=keepdim)
+        return _in(x.dtype, x.sum(axis=axes, keepdims=keepdim, dtype=_acc(x.dtype)))
 
     @staticmethod
     def backward(ctx, g):
@@ -43,7 +55,7 @@ class Mean(Function):
     def forward(ctx, x, axes, keepdim):
         ctx.shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim
         ctx.n = _count(x.shape, axes)
-        return x.mean(axis=axes, keepdims=keepdim)
+        return _in(x.dtype, x.mean(axis=axes, keepdims=keepdim, dtype=_acc(x.dtype)))
 
     @staticmethod
     def backward(ctx, g):
@@ -66,12 +78,14 @@ class Var(Function):
 
     @staticmethod
     def forward(ctx, x, axes, correction, keepdim):
-        diff = x - x.mean(axis=axes, keepdims=True)
+        acc = _acc(x.dtype)
+        diff = x - _in(x.dtype, x.mean(axis=axes, keepdims=True, dtype=acc))
         denom = builtins.max(_count(x.shape, axes) - correction, 0)
         ctx.save_for_backward(diff)
         ctx.denom, ctx.axes, ctx.keepdim, ctx.shape = denom, axes, keepdim, x.shape
         with _quiet():
-            return (diff * diff).sum(axis=axes, keepdims=keepdim) / x.dtype.type(denom)
+            total = (diff * diff).sum(axis=axes, keepdims=keepdim, dtype=acc)
+            return _in(x.dtype, total / total.dtype.type(denom))
 
     @staticmethod
     def backward(ctx, g):
@@ -247,6 +261,7 @@ def _float(x):
     return x if x.dtype.kind == "f" else x.float()
 
 
+@autocast_op("sum")
 def sum(input, dim=None, keepdim=False, dtype=None):
     if dtype is not None:
         input = input.to(dtype)
@@ -281,6 +296,7 @@ def std(input, dim=None, unbiased=None, keepdim=False, correction=None):
     return var(input, dim, unbiased, keepdim, correction).sqrt()
 
 
+@autocast_op("prod")
 def prod(input, dim=None, keepdim=False):
     if dim is not None and not isinstance(dim, int):
         raise TypeError("prod: dim must be a single int (as in PyTorch)")
@@ -320,12 +336,14 @@ def min(input, dim=None, keepdim=False):
     return _max_min(input, dim, keepdim, True, "min")
 
 
+@autocast_op("logsumexp")
 def logsumexp(input, dim=None, keepdim=False):
     """log(sum(exp(x))) along ``dim``, shifted by the max so it never overflows."""
     x = _float(input)
     return LogSumExp.apply(x, _reduce_dims(dim, x.ndim, "logsumexp"), keepdim)
 
 
+@autocast_op("norm")
 def norm(input, p="fro", dim=None, keepdim=False):
     """Vector p-norm over ``dim`` (all elements by default): p = 2/'fro', 1, inf, -inf, or any float."""
     x = _float(input)
@@ -342,6 +360,7 @@ def norm(input, p="fro", dim=None, keepdim=False):
     return arithmetic.pow(sum(arithmetic.pow(x.abs(), p), dim, keepdim), 1.0 / p)
 
 
+@autocast_op("cumsum")
 def cumsum(input, dim, dtype=None):
     if dtype is not None:
         input = input.to(dtype)

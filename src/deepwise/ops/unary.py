@@ -5,6 +5,7 @@ from __future__ import annotations
 from deepwise import backend
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
+from deepwise.ops._autocast import autocast_op
 from deepwise.ops._util import xp_of
 from deepwise.tensor import Tensor
 
@@ -194,14 +195,17 @@ def abs(input):
     return Abs.apply(input)
 
 
+@autocast_op("exp")
 def exp(input):
     return Exp.apply(_float_input("exp", input))
 
 
+@autocast_op("log")
 def log(input):
     return Log.apply(_float_input("log", input))
 
 
+@autocast_op("log1p")
 def log1p(input):
     return Log1p.apply(_float_input("log1p", input))
 
@@ -210,6 +214,7 @@ def sqrt(input):
     return Sqrt.apply(_float_input("sqrt", input))
 
 
+@autocast_op("rsqrt")
 def rsqrt(input):
     return Rsqrt.apply(_float_input("rsqrt", input))
 
