@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -103,6 +104,19 @@ def peak_rss_growth(fn) -> int | None:
     return max(0, peak - before)
 
 
+def synchronize(framework):
+    """Wait until ``framework``'s queued GPU work is done (nothing to wait for on the CPU, or when
+    the framework never touched a GPU in this process)."""
+    if framework == "deepwise":
+        dw = sys.modules.get("deepwise")
+        if dw is not None:
+            dw.cuda.synchronize()
+    else:
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
+
 def time_pair(dw_step, torch_step, repeats=30, warmup=3, blocks=6, settle=0.05):
     """``(dw_s, torch_s, extra)``: median seconds per call of each step (None for a step not timed in
     this worker) and the memory measure as Result.extra entries.
@@ -132,8 +146,10 @@ def time_pair(dw_step, torch_step, repeats=30, warmup=3, blocks=6, settle=0.05):
                 continue
             time.sleep(settle)
             for _ in range(per_block):
+                synchronize(name)
                 t0 = time.perf_counter()
                 step()
+                synchronize(name)  # a GPU step returns before its kernels finish: time them too
                 times[name].append(time.perf_counter() - t0)
     med = {k: (statistics.median(v) if v else None) for k, v in times.items()}
     extra = {key: memory[name] for name, key in (("deepwise", "dw_peak"), ("torch", "torch_peak"))

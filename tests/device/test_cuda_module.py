@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pathlib
+import sys
+
 import numpy as np
 import pytest
 
@@ -120,3 +123,19 @@ def test_device_strings_cuda_n():
     np.testing.assert_array_equal(u.cpu().numpy(), [0, 1, 2, 3])
     with pytest.raises(ValueError, match="different devices"):
         t + u
+
+
+def test_benchmarks_synchronize_around_each_timed_step(monkeypatch):
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "benchmarks"))
+    harness = pytest.importorskip("harness")
+
+    calls = []
+    monkeypatch.setattr(dw.cuda, "synchronize", lambda device=None: calls.append("sync"))
+
+    def step():
+        calls.append("step")
+
+    monkeypatch.delenv("DEEPWISE_BENCH_ONLY", raising=False)
+    harness.time_pair(step, None, repeats=4, warmup=1, blocks=2, settle=0.0)
+    # one cold step (memory), one warm-up, then 4 timed steps, each between two synchronizations
+    assert calls[:2] == ["step", "step"] and calls[2:] == ["sync", "step", "sync"] * 4
