@@ -10,8 +10,9 @@ NumPy's reconstructors) stops the read at once with an error naming it; nothing 
 Both of PyTorch's layouts are read:
 
 - the zip archive (``torch.save`` since 1.6): ``<name>/data.pkl`` plus one ``<name>/data/<key>``
-  entry per storage. Stored (uncompressed) entries are memory-mapped, so a tensor's bytes are copied
-  once, into the array the tensor owns.
+  entry per storage. A stored (uncompressed) entry is read straight into its array; a tensor that
+  is its whole storage in order keeps that array, others copy their view out of it, so loading
+  takes about the size of the tensors in memory.
 - the legacy stream (``_use_new_zipfile_serialization=False``): four pickles in a row (magic number,
   protocol version, system info, the object), the sorted storage keys, then each storage as an
   8-byte element count followed by its bytes.
@@ -468,6 +469,7 @@ class _Resolver:
         self.budget = budget        # bytes all tensors together may take
         self.make_tensor = make_tensor
         self.storages = {}
+        self.taken = set()   # storages whose array a tensor kept (later views of them copy)
         self.done = {}
         self.bf16 = False
 
@@ -491,8 +493,14 @@ class _Resolver:
                                    "refusing a file that expands far beyond its own size")
         self.budget -= nbytes
         base = self.storage(st)
+        contiguous = all(s == int(np.prod(p.size[i + 1:], dtype=np.int64)) for i, s in enumerate(p.stride)
+                         if p.size[i] > 1)
         if numel == 0:
             arr = np.empty(p.size, dtype=base.dtype)
+        elif (p.offset == 0 and numel == st.numel and contiguous and st.key not in self.taken
+              and base.flags.owndata and base.flags.writeable):
+            arr = base.reshape(p.size)  # the whole storage, in order: its array, without a copy
+            self.taken.add(st.key)
         else:
             item = base.itemsize
             view = np.lib.stride_tricks.as_strided(base[p.offset:], shape=p.size,
@@ -596,12 +604,7 @@ def _read_zip(f, source):
         raise TorchFormatError(f"{source}: data.pkl cannot be read ({exc})") from None
     storages = {}
     root = _Interpreter(program, 0, source, _persistent_loader(source, storages)).run()
-    mapped = None
-    if hasattr(f, "fileno"):
-        try:
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError, io.UnsupportedOperation):
-            mapped = None
+    total = f.seek(0, io.SEEK_END)
 
     def fetch(st):
         name = f"{prefix}data/{st.key}"
@@ -614,14 +617,17 @@ def _read_zip(f, source):
         if entry.file_size != want:
             raise TorchFormatError(f"{source}: storage {st.key!r} is {entry.file_size} bytes, its "
                                    f"{st.numel} elements of {st.storage_name} need {want}")
-        if mapped is not None and entry.compress_type == zipfile.ZIP_STORED:
-            # a stored entry's bytes sit right after its local header: map them, copy nothing
+        if entry.compress_type == zipfile.ZIP_STORED and hasattr(f, "readinto"):
+            # a stored entry's bytes sit right after its local header: read them straight into the
+            # array (one copy of the data, no intermediate buffer)
             hdr = entry.header_offset
-            if hdr + 30 <= len(mapped) and mapped[hdr:hdr + 4] == b"PK\x03\x04":
-                n_name, n_extra = struct.unpack("<HH", mapped[hdr + 26:hdr + 30])
+            f.seek(hdr)
+            local = f.read(30)
+            if len(local) == 30 and local[:4] == b"PK\x03\x04":
+                n_name, n_extra = struct.unpack("<HH", local[26:30])
                 start = hdr + 30 + n_name + n_extra
-                if start + want <= len(mapped):
-                    return np.frombuffer(mapped, dtype=dt, count=st.numel, offset=start)
+                if start + want <= total:
+                    return _read_into(f, start, dt, st.numel, source, name)
             raise TorchFormatError(f"{source}: the zip entry {name!r} is malformed")
         try:
             with zf.open(entry) as g:
@@ -635,7 +641,7 @@ def _read_zip(f, source):
     return root, fetch, zf
 
 
-def _read_legacy(data, source):
+def _read_legacy(data, source, file=None):
     def one(pos, what):
         interp = _Interpreter(data, pos, source, _no_persistent(source, what))
         return interp.run(), interp.pos
@@ -673,6 +679,8 @@ def _read_legacy(data, source):
     def fetch(st):
         if st.key not in where:
             raise TorchFormatError(f"{source}: storage {st.key!r} is used but its data is missing")
+        if file is not None:
+            return _read_into(file, where[st.key], st.dtype, st.numel, source, f"storage {st.key!r}")
         return np.frombuffer(data, dtype=st.dtype, count=st.numel, offset=where[st.key])
 
     return root, fetch
@@ -722,8 +730,8 @@ def load_torch(file, make_tensor, source=None):
         if first.startswith(b"PK\x03\x04"):
             root, fetch, zf = _read_zip(f, source)
         elif _legacy_prefix(first):
-            data = _mapped_or_read(f)
-            root, fetch = _read_legacy(data, source)
+            data = _mapped_or_read(f)  # the pickles are read from a map; tensor data straight from the file
+            root, fetch = _read_legacy(data, source, f if isinstance(data, mmap.mmap) else None)
         elif first.startswith(b"\x1f\x8b") or (len(first) >= 2 and first[0] == 0x80):
             raise TorchFormatError(f"{source}: a pickle or compressed file that is not a PyTorch checkpoint")
         else:
@@ -747,6 +755,16 @@ def load_torch(file, make_tensor, source=None):
     finally:
         if own:
             f.close()
+
+
+def _read_into(f, start, dtype, count, source, what):
+    arr = np.empty(count, dtype=dtype)
+    if count:
+        f.seek(start)
+        got = f.readinto(arr.view(np.uint8))
+        if got != arr.nbytes:
+            raise TorchFormatError(f"{source}: {what} ends early ({got} of {arr.nbytes} bytes)")
+    return arr
 
 
 def _mapped_or_read(f):
