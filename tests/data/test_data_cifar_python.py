@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from deepwise.data import DatasetFormatError, DownloadError, download, load_cifar10, read_cifar_batch
-from deepwise.data.datasets import cifar
+from deepwise.data.datasets import _pickle_safe, cifar
 from deepwise.data.datasets.cifar import cifar10_class_names, read_cifar_meta, read_cifar_python_batch
 
 NUMPY2 = b"numpy._core.multiarray\n_reconstruct\n"
@@ -463,4 +463,12 @@ def test_structural_refusals_name_the_opcode(tmp_path, ops, message):
     path = tmp_path / "b"
     path.write_bytes(ops)
     with pytest.raises(DatasetFormatError, match=re.escape(message)):
+        read_cifar_python_batch(path)
+
+
+def test_files_over_the_size_cap_are_not_read(tmp_path, monkeypatch):
+    path = tmp_path / "b"
+    path.write_bytes(pickle.dumps(batch_dict(n=1), protocol=2))
+    monkeypatch.setattr(_pickle_safe, "MAX_FILE_BYTES", 1000)
+    with pytest.raises(DatasetFormatError, match=rf"{len(path.read_bytes())} bytes, more than the 1000-byte limit"):
         read_cifar_python_batch(path)

@@ -47,6 +47,8 @@ _BYTEORDERS = ("|", "<", ">", "=")
 # the bytes the array and text builders may allocate: this many times the file size, plus a little
 ALLOCATION_FACTOR = 3
 _ALLOCATION_SLACK = 1 << 20
+# the largest file read (a CIFAR-10 batch is 31 MB, CIFAR-100's training set 158 MB); settable
+MAX_FILE_BYTES = 1 << 30
 # the largest Python int a batch may hold (labels, sizes); longer ones are refused as they are read
 _MAX_INT_BITS = 64
 
@@ -444,6 +446,10 @@ def load_restricted(path, what: str = "a CIFAR batch"):
     read. Raises ``DatasetFormatError`` naming the file for a refused name or opcode, a truncated or
     corrupt pickle, a budget exceeded, or anything a plain integer-array batch would not contain."""
     path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise DatasetFormatError(f"{path}: {size} bytes, more than the {MAX_FILE_BYTES}-byte limit for {what} "
+                                 "(deepwise.data.datasets._pickle_safe.MAX_FILE_BYTES raises it)")
     data = path.read_bytes()
     try:
         obj = _Reader(data, path, what).run()
