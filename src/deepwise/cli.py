@@ -114,8 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="predict one input with a run's best weights")
     pr.add_argument("run_dir")
     pr.add_argument("input", nargs="?", help="what the recipe predicts from: an image or .npy file (digits), a text "
-                    "prompt (chars-lstm), a number of months or a file of values (co2-lstm), a bit string "
-                    "(sequence-gru); generative recipes (gan-digits) read none")
+                    "prompt (chars-lstm, chars-gpt), a number of months or a file of values (co2-lstm), a bit string "
+                    "(sequence-gru), an English date (translate-dates), a sentence (sentiment); generative "
+                    "recipes (gan-digits) read none")
     pr.add_argument("--output", "-o", metavar="PATH", help="where a generative recipe writes its file (default: a "
                     "new file in RUN_DIR, e.g. RUN_DIR/samples.png)")
     pr.add_argument("--force", action="store_true", help="overwrite the --output file if it exists")
