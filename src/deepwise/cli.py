@@ -36,7 +36,7 @@ import numpy as np
 
 import deepwise as dw
 from deepwise import backend, callbacks, recipes
-from deepwise.diagnostics import ReportError, build_report
+from deepwise.diagnostics import ReportError, build_report, model_overview
 from deepwise.io import atomic_write_bytes
 from deepwise.train import load_training_checkpoint, run_folder
 from deepwise.train.progress import terminal_columns, wrap_items
@@ -376,6 +376,7 @@ def _train(args, recipe, config, run_dir, splits, model, trainer, done, created_
         model.load_state_dict(dw.load(os.path.join(run_dir, "best.safetensors")))
         which = "best"
     metrics = recipe.final_metrics(trainer, splits, config)
+    metrics.update(model_overview(model, splits.train[0]))  # the report shows the model and names its layers
     if watchers:
         found = [text for w in watchers for text in w.diagnosis_text()]
         metrics["diagnosis"] = found or [
