@@ -197,3 +197,22 @@ def test_sentiment_trains_on_an_aclimdb_folder_and_an_sst2_tsv(tmp_path):
 def test_sentiment_full_recipe():
     metrics, _, _ = _run(Sentiment())
     assert metrics["test_accuracy"] >= 0.75, metrics
+
+
+def test_cli_predict_translates_a_date_from_a_run_folder(tmp_path, capsys):
+    from deepwise import cli
+
+    recipe = TranslateDates()
+    config = dict(recipe.defaults, recipe=recipe.name, device="cpu", d_model=16, dim_feedforward=32, num_layers=1,
+                  beam_size=2)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps(config))
+    dw.manual_seed(0)
+    model = recipe.model(config)
+    dw.save(model.state_dict(), str(run_dir / "best.safetensors"))
+    assert cli.main(["predict", str(run_dir), "Tuesday, March 5, 2024"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("greedy: ") and lines[1].startswith("beam:   ")
+    expected = recipe.translate(model, ["Tuesday, March 5, 2024"])[0]
+    assert lines[0] == f"greedy: {expected}"
