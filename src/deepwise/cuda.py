@@ -15,6 +15,8 @@ moves the draw to the device, so a seed gives the same tensors on every device. 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from deepwise import backend, random
 from deepwise.backend import Device
 
@@ -114,6 +116,24 @@ def get_device_name(device=None) -> str:
     props = _require("get_device_name").cuda.runtime.getDeviceProperties(_index(device, "get_device_name"))
     name = props["name"]
     return name.decode() if isinstance(name, bytes) else str(name)
+
+
+class DeviceProperties(NamedTuple):
+    """What ``get_device_properties`` reports (PyTorch's attribute names)."""
+
+    name: str
+    total_memory: int
+    major: int
+    minor: int
+    multi_processor_count: int
+
+
+def get_device_properties(device=None) -> DeviceProperties:
+    props = _require("get_device_properties").cuda.runtime.getDeviceProperties(
+        _index(device, "get_device_properties"))
+    name = props["name"]
+    return DeviceProperties(name.decode() if isinstance(name, bytes) else str(name), int(props["totalGlobalMem"]),
+                            int(props["major"]), int(props["minor"]), int(props["multiProcessorCount"]))
 
 
 def get_device_capability(device=None) -> tuple[int, int]:

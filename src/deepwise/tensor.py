@@ -328,7 +328,8 @@ class Tensor:
         return self.to("cpu")
 
     def cuda(self, device=None):
-        return self.to("cuda" if device is None else f"cuda:{device}")
+        """On CUDA device ``device`` (an index, "cuda:N" or a dw.device; None: the current one)."""
+        return self.to(Device("cuda" if device is None else device))
 
     def type(self, dtype=None):
         return str(self.dtype) if dtype is None else self.to(dtype)

@@ -66,6 +66,8 @@ def test_on_the_double_the_queries_see_its_two_devices():
     assert dw.cuda.get_device_name() == "Device double 0"
     assert dw.cuda.get_device_name("cuda:1") == "Device double 1"
     assert dw.cuda.get_device_capability(1) == (9, 0)
+    props = dw.cuda.get_device_properties("cuda:1")
+    assert props.name == "Device double 1" and props.total_memory == 16 * 2**30 and props.multi_processor_count == 132
     with pytest.raises(ValueError, match="out of range: 2 CUDA device"):
         dw.cuda.get_device_name(2)
     with pytest.raises(ValueError, match="expected a CUDA device"):
@@ -123,6 +125,10 @@ def test_device_strings_cuda_n():
     np.testing.assert_array_equal(u.cpu().numpy(), [0, 1, 2, 3])
     with pytest.raises(ValueError, match="different devices"):
         t + u
+    assert dw.ones(2).cuda(1).device == dw.device("cuda:1") and dw.ones(2).cuda("cuda:1").device.index == 1
+    model = dw.nn.Linear(2, 3).cuda(dw.device("cuda", 1))
+    assert all(p.device == dw.device("cuda:1") for p in model.parameters())
+    assert model(dw.ones(4, 2, device="cuda:1")).device == dw.device("cuda:1")
 
 
 def test_benchmarks_synchronize_around_each_timed_step(monkeypatch):

@@ -358,7 +358,8 @@ class Module:
         return self.to("cpu")
 
     def cuda(self, device=None):
-        return self.to("cuda" if device is None else f"cuda:{device}")
+        """On CUDA device ``device`` (an index, "cuda:N" or a dw.device; None: the current one)."""
+        return self.to(Device("cuda" if device is None else device))
 
     def float(self):
         return self.to(backend.float32)
