@@ -50,7 +50,13 @@ _STORAGES = {
     "LongStorage": ("<i8", "int64"), "IntStorage": ("<i4", "int32"), "ShortStorage": ("<i2", "int16"),
     "CharStorage": ("i1", "int8"), "ByteStorage": ("u1", "uint8"), "BoolStorage": ("?", "bool"),
     "ComplexFloatStorage": ("<c8", "complex64"), "ComplexDoubleStorage": ("<c16", "complex128"),
+    "UntypedStorage": ("u1", "uint8"),  # bytes; the tensor's dtype comes with _rebuild_tensor_v3
 }
+# dtypes that _rebuild_tensor_v3 names next to an untyped storage (PyTorch uses it for the unsigned
+# types without a typed storage class)
+_V3_DTYPES = {"uint8": "u1", "int8": "i1", "int16": "<i2", "int32": "<i4", "int64": "<i8", "uint16": "<u2",
+              "uint32": "<u4", "uint64": "<u8", "float16": "<f2", "float32": "<f4", "float64": "<f8",
+              "bool": "?", "complex64": "<c8", "complex128": "<c16"}
 
 MAX_PICKLE_BYTES = 256 * 2**20     # the object program of a checkpoint (not its tensor data)
 MAX_STACK = 1_000_000              # items on the stack (and marks)
@@ -75,24 +81,26 @@ class _Global:
 
 
 class _Storage:
-    __slots__ = ("dtype", "key", "numel", "out_dtype", "storage_name")
+    __slots__ = ("big_endian", "dtype", "key", "numel", "out_dtype", "storage_name")
 
     def __init__(self, storage_name, key, numel):
         self.storage_name = storage_name
         self.dtype, self.out_dtype = (np.dtype(d) for d in _STORAGES[storage_name])
         self.key = key
         self.numel = numel
+        self.big_endian = False  # set by the zip reader for an archive written on a big-endian machine
 
 
 class _PendingTensor:
     """A tensor whose storage bytes are fetched once the whole object has been read."""
 
-    __slots__ = ("offset", "parameter", "requires_grad", "size", "storage", "stride")
+    __slots__ = ("dtype", "offset", "parameter", "requires_grad", "size", "storage", "stride")
 
     def __init__(self, storage, offset, size, stride, requires_grad):
         self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
         self.requires_grad = requires_grad
         self.parameter = False
+        self.dtype = None  # set for a tensor over an untyped (byte) storage
 
 
 class _OrderedDictTag(dict):
@@ -104,7 +112,9 @@ _ALLOWED_GLOBALS = {"collections.OrderedDict", "torch._utils._rebuild_tensor_v2"
                     "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
                     "torch._tensor._rebuild_from_type_v2", "torch.Tensor", "torch.nn.parameter.Parameter",
                     "torch.Size", "torch.device", "builtins.set", "builtins.frozenset", "__builtin__.set"}
-_ALLOWED_GLOBALS |= {f"torch.{name}" for name in _STORAGES}
+_ALLOWED_GLOBALS |= {f"torch.{name}" for name in _STORAGES if name != "UntypedStorage"}
+_ALLOWED_GLOBALS |= {"torch.storage.UntypedStorage", "torch._utils._rebuild_tensor_v3"}
+_ALLOWED_GLOBALS |= {f"torch.{name}" for name in _V3_DTYPES}
 
 
 def _short(value, n=60) -> str:
@@ -158,6 +168,15 @@ class _Interpreter:
             return _OrderedDictTag()
         if name in ("torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor"):
             return self.rebuild_tensor(name, args)
+        if name == "torch._utils._rebuild_tensor_v3":
+            if len(args) < 7 or getattr(args[6], "name", "")[6:] not in _V3_DTYPES:
+                self.fail(f"{name} without a supported dtype ({_short(args[6] if len(args) > 6 else None)})")
+            dtype = np.dtype(_V3_DTYPES[args[6].name[6:]])
+            if not isinstance(args[0], _Storage) or args[0].storage_name != "UntypedStorage":
+                self.fail(f"{name} over something that is not an untyped storage")
+            if args[0].numel % dtype.itemsize:
+                self.fail(f"{name}: a storage of {args[0].numel} bytes does not hold whole {dtype} elements")
+            return self.rebuild_tensor(name, args[:5], dtype)
         if name in ("torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"):
             if len(args) < 2 or not isinstance(args[0], _PendingTensor):
                 self.fail(f"{name} without a tensor")
@@ -193,13 +212,16 @@ class _Interpreter:
                 self.fail(f"{name} of unhashable items")
         self.fail(f"{name} cannot be called")
 
-    def rebuild_tensor(self, name, args):
+    def rebuild_tensor(self, name, args, dtype=None):
         if len(args) < 4:
             self.fail(f"{name} with {len(args)} arguments")
         storage, offset, size, stride = args[:4]
         requires_grad = bool(args[4]) if len(args) > 4 else False
         if not isinstance(storage, _Storage):
             self.fail(f"{name}: its first argument is not a storage")
+        if dtype is None and storage.storage_name == "UntypedStorage":
+            self.fail(f"{name} over an untyped storage without a dtype")
+        elements = storage.numel // (dtype.itemsize if dtype is not None else 1)
         if not (isinstance(offset, int) and offset >= 0):
             self.fail(f"{name}: storage offset {_short(offset)} is not a non-negative integer")
         for what, dims in (("size", size), ("stride", stride)):
@@ -211,10 +233,12 @@ class _Interpreter:
             self.fail(f"{name}: {len(size)} dimensions")
         if all(size):
             last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-            if last >= storage.numel:
+            if last >= elements:
                 self.fail(f"{name}: a tensor of size {size}, stride {stride} at offset {offset} reaches "
-                          f"element {last} of a storage of {storage.numel} elements")
-        return _PendingTensor(storage, offset, size, stride, requires_grad)
+                          f"element {last} of a storage of {elements} elements")
+        out = _PendingTensor(storage, offset, size, stride, requires_grad)
+        out.dtype = dtype
+        return out
 
     def run(self, max_bytes=MAX_PICKLE_BYTES):
         data, read = self.data, self.read
@@ -486,19 +510,23 @@ class _Resolver:
     def tensor(self, p: _PendingTensor):
         st = p.storage
         numel = int(np.prod(p.size, dtype=np.int64)) if p.size else 1
-        nbytes = numel * st.out_dtype.itemsize
+        nbytes = numel * (p.dtype or st.out_dtype).itemsize
         if nbytes > self.budget:
             raise TorchFormatError(f"{self.source}: the tensors rebuilt from this file would take more than "
                                    f"{self.budget} bytes (a tensor of size {p.size} over storage {st.key!r}); "
                                    "refusing a file that expands far beyond its own size")
         self.budget -= nbytes
         base = self.storage(st)
+        if p.dtype is not None:  # an untyped storage: its bytes seen as the tensor's dtype
+            base = base.view(p.dtype.newbyteorder(">") if st.big_endian else p.dtype)
+        total = base.size
         contiguous = all(s == int(np.prod(p.size[i + 1:], dtype=np.int64)) for i, s in enumerate(p.stride)
                          if p.size[i] > 1)
         if numel == 0:
             arr = np.empty(p.size, dtype=base.dtype)
-        elif (p.offset == 0 and numel == st.numel and contiguous and st.key not in self.taken
-              and base.flags.owndata and base.flags.writeable):
+        elif (p.offset == 0 and numel == total and contiguous and st.key not in self.taken
+              and (base.flags.owndata or (isinstance(base.base, np.ndarray) and base.base.flags.owndata))
+              and base.flags.writeable):
             arr = base.reshape(p.size)  # the whole storage, in order: its array, without a copy
             self.taken.add(st.key)
         else:
@@ -557,7 +585,9 @@ def _persistent_loader(source, storages):
             raise TorchFormatError(f"{source}: unknown persistent id {_short(pid)} (only storages are read)")
         _, stype, key, _location, numel = pid[:5]
         name = getattr(stype, "name", "")
-        if not name.startswith("torch.") or name[6:] not in _STORAGES:
+        if name == "torch.storage.UntypedStorage":
+            name = "torch.UntypedStorage"
+        elif name == "torch.UntypedStorage" or not name.startswith("torch.") or name[6:] not in _STORAGES:
             raise TorchFormatError(f"{source}: storage of type {_short(stype)} is not supported")
         if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
             raise TorchFormatError(f"{source}: a malformed storage record {_short(pid)}")
@@ -613,6 +643,7 @@ def _read_zip(f, source):
         except KeyError:
             raise TorchFormatError(f"{source}: storage {st.key!r} has no entry {name!r} in the archive") from None
         dt = st.dtype.newbyteorder(">") if byteorder == "big" and st.dtype.itemsize > 1 else st.dtype
+        st.big_endian = byteorder == "big"
         want = st.numel * dt.itemsize
         if entry.file_size != want:
             raise TorchFormatError(f"{source}: storage {st.key!r} is {entry.file_size} bytes, its "
