@@ -101,7 +101,7 @@ class _Seq(dw.nn.Module):
 @pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
 @pytest.mark.parametrize("settings", [{}, {"bidirectional": True}, {"num_layers": 2, "batch_first": True},
                                       {"num_layers": 2, "bidirectional": True}, {"bias": False}])
-@pytest.mark.parametrize("opset", [13, 21])
+@pytest.mark.parametrize("opset", OPSETS)
 def test_recurrent_layers_in_every_direction_and_depth(kind, settings, opset):
     dw.manual_seed(0)
     m = _Seq(kind, **settings)
@@ -125,7 +125,8 @@ def test_rnn_relu_and_recurrent_ops_are_onnx_recurrent_nodes():
     assert [n.op_type for n in lstm.graph.node].count("LSTM") == 1
 
 
-def test_attention_exports_as_its_decomposition():
+@pytest.mark.parametrize("opset", OPSETS)
+def test_attention_exports_as_its_decomposition(opset):
     if not hasattr(dw.nn, "MultiheadAttention"):
         pytest.skip("nn.MultiheadAttention is not part of this build")
 
@@ -140,12 +141,13 @@ def test_attention_exports_as_its_decomposition():
 
     dw.manual_seed(0)
     x = np.random.default_rng(0).standard_normal((2, 5, 8)).astype(np.float32)
-    proto = roundtrip(Block(), x, np.random.default_rng(1).standard_normal((3, 5, 8)).astype(np.float32), 17)
+    proto = roundtrip(Block(), x, np.random.default_rng(1).standard_normal((3, 5, 8)).astype(np.float32), opset)
     ops = {n.op_type for n in proto.graph.node}
     assert {"MatMul", "Softmax"} <= ops
 
 
-def test_causal_scaled_dot_product_attention():
+@pytest.mark.parametrize("opset", OPSETS)
+def test_causal_scaled_dot_product_attention(opset):
     class Causal(dw.nn.Module):
         def __init__(self):
             super().__init__()
@@ -159,7 +161,7 @@ def test_causal_scaled_dot_product_attention():
         pytest.skip("scaled_dot_product_attention is not part of this build")
     dw.manual_seed(0)
     x = np.random.default_rng(0).standard_normal((2, 5, 4)).astype(np.float32)
-    roundtrip(Causal(), x, np.random.default_rng(1).standard_normal((4, 5, 4)).astype(np.float32), 13)
+    roundtrip(Causal(), x, np.random.default_rng(1).standard_normal((4, 5, 4)).astype(np.float32), opset)
 
 
 def test_train_mode_model_exports_eval_behaviour_and_stays_in_train_mode():
@@ -233,3 +235,13 @@ def test_recurrent_lengths_computed_outside_the_graph_are_refused():
 
     with pytest.raises(dw.onnx.ExportError, match="lengths were computed outside the recorded graph"):
         dw.onnx.export(Masked(), dw.randn(2, 3, 3), io.BytesIO())
+
+
+@pytest.mark.parametrize("opset", OPSETS)
+def test_transformer_encoder_layer(opset):
+    if not hasattr(dw.nn, "TransformerEncoderLayer"):
+        pytest.skip("nn.TransformerEncoderLayer is not part of this build")
+    dw.manual_seed(0)
+    layer = dw.nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.1, batch_first=True)
+    x = np.random.default_rng(0).standard_normal((2, 4, 8)).astype(np.float32)
+    roundtrip(layer, x, np.random.default_rng(1).standard_normal((5, 4, 8)).astype(np.float32), opset)
