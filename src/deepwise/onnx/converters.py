@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from deepwise.onnx.graph import ExportError
+from deepwise.onnx.graph import ExportError, onnx_type
 from deepwise.tensor import Tensor
 
 __all__ = ["CONVERTERS", "MAX_OPSET", "MIN_OPSET", "convert"]
@@ -123,7 +123,6 @@ def _logaddexp(g, node):
 
 @converts("Cast")
 def _cast(g, node):
-    from deepwise.onnx.graph import onnx_type  # noqa: PLC0415 - same package, kept next to its use
     return g.op("Cast", [g.value(node.args[0])], to=onnx_type(np.dtype(node.args[1])))
 
 
@@ -142,7 +141,6 @@ def _where(g, node):
 def _clamp(g, node):
     x, lo, hi = node.args[:3]
     xn = g.value(x)
-    dt = _dtype_of(g, xn)
     ins = [xn, "" if lo is None else _operand(g, lo, xn), "" if hi is None else _operand(g, hi, xn)]
     if any(isinstance(v, Tensor) or np.ndim(v) for v in (lo, hi) if v is not None):
         out = xn
@@ -153,7 +151,6 @@ def _clamp(g, node):
         return out
     while ins and ins[-1] == "":
         ins.pop()
-    del dt
     return g.op("Clip", ins)
 
 
@@ -646,11 +643,9 @@ def _layernorm17(g, node):
     x, w, b = node.args[:3]
     k, eps = node.kwargs["k"], node.kwargs["eps"]
     dt = x.array.dtype
-    wn, bn = _affine(g, w, b, None, dt) if (w is not None and b is not None) else (None, None)
-    if wn is None:
-        shape = x.shape[x.ndim - k:]
-        wn = g.value(w) if w is not None else g.const(np.ones(shape, dt))
-        bn = g.value(b) if b is not None else g.const(np.zeros(shape, dt))
+    shape = x.shape[x.ndim - k:]  # LayerNormalization needs a scale and a bias: ones and zeros stand in
+    wn = g.value(w) if w is not None else g.const(np.ones(shape, dt))
+    bn = g.value(b) if b is not None else g.const(np.zeros(shape, dt))
     return g.op("LayerNormalization", [g.value(x), wn, bn], axis=-k, epsilon=float(eps))
 
 

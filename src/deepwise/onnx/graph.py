@@ -156,7 +156,8 @@ class Builder:
         self.opset = opset
         self.nodes = []
         self.initializers = {}   # name -> array
-        self.names = names       # id(array) -> state-dict key
+        self.names = names       # id(array) (or array_key) -> state-dict key
+        self.keys = set(names.values())
         self.values = {}         # value key -> name
         self.shapes = {}         # value name -> (shape, dtype), where known
         self._consts = {}
@@ -220,7 +221,7 @@ class Builder:
     def named(self, key, arr):
         """``arr`` as the initializer called ``key`` when that is a state-dict key (a copy of a buffer
         that an op received, such as batch norm's running statistics), else as a constant."""
-        if key in set(self.names.values()):
+        if key in self.keys:
             if key not in self.initializers:
                 self.initializers[key] = np.ascontiguousarray(arr)
                 self.shapes[key] = (arr.shape, arr.dtype)
