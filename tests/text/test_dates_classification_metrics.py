@@ -136,3 +136,21 @@ def test_bleu_values():
     p = [6 / 6, 4 / 5, 3 / 4, 2 / 3]
     expected = 100 * np.exp(1 - 7 / 6) * np.exp(np.mean(np.log(p)))
     assert bleu([h], [r]) == pytest.approx(expected)
+
+
+def test_bundled_dates_are_what_babel_formats(tmp_path):
+    babel_dates = pytest.importorskip("babel.dates")
+    import datetime
+
+    for p in load_date_pairs()[:: 1499]:
+        d = datetime.date.fromisoformat(p.iso)
+        assert babel_dates.format_date(d, p.style, locale="en_US") == p.english
+        assert babel_dates.format_date(d, p.style, locale="de_DE") == p.german
+    from deepwise.text.dates import build_date_pairs
+
+    path = tmp_path / "few.tsv.gz"
+    assert build_date_pairs(path, n=30, seed=1) == 30
+    few = load_date_pairs(path)
+    assert len(few) == 30 and [p.iso for p in few] == sorted(p.iso for p in few)
+    with pytest.raises(ValueError, match="n must be in"):
+        build_date_pairs(path, n=0)
