@@ -66,16 +66,30 @@ def reports(tmp_path_factory):
     return out
 
 
+def _probe(html_text, path, width):
+    path.write_text(html_text.replace("<head>", "<head>" + PROBE, 1))
+    res = _chromium(f"--window-size={width},900", "--dump-dom", path.as_uri())
+    m = re.search(r'<pre id="__probe">(.*?)</pre>', res.stdout, re.S)
+    assert m, f"the page did not finish loading in Chromium:\n{res.stderr[-2000:]}"
+    return json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+def test_the_probe_catches_a_broken_image_a_console_error_and_a_wide_page(tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("needs Chromium (Debian: apt-get install chromium; .ci/run installs it)")
+    bad = ("<!doctype html><html><head><meta charset='utf-8'></head><body>"
+           "<img alt='gone' src='data:image/png;base64,AAAA'><div style='width:3000px'>wide</div>"
+           "<script>console.error('boom')</script></body></html>")
+    result = _probe(bad, tmp_path / "bad.html", 800)
+    assert result["broken"] == ["gone"]
+    assert any("boom" in e for e in result["errors"])
+    assert result["scrollWidth"] > result["innerWidth"]
+
+
 @pytest.mark.parametrize("kind", list(RUNS))
 @pytest.mark.parametrize("width", [1280, 800])
 def test_report_loads_cleanly_and_fits_the_window(reports, kind, width, tmp_path):
-    page = reports[kind].read_text()
-    probed = tmp_path / "probed.html"
-    probed.write_text(page.replace("<head>", "<head>" + PROBE, 1))
-    res = _chromium(f"--window-size={width},900", "--dump-dom", probed.as_uri())
-    m = re.search(r'<pre id="__probe">(.*?)</pre>', res.stdout, re.S)
-    assert m, f"the page did not finish loading in Chromium:\n{res.stderr[-2000:]}"
-    result = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    result = _probe(reports[kind].read_text(), tmp_path / "probed.html", width)
     assert result["images"] >= 3, result
     assert result["broken"] == [], f"images that did not load: {result['broken']}"
     assert result["errors"] == [], f"console errors: {result['errors']}"
