@@ -45,6 +45,8 @@ CASES = {
     "exp": lambda f, t: t(X).exp(),
     "max_pool2d": lambda f, t: f.max_pool2d(t(IMG), 2),
     "linear_then_loss": lambda f, t: f.cross_entropy(f.linear(t(X), t(W)), t(T)),
+    "prelu": lambda f, t: f.prelu(t(X), t(np.array([0.25], np.float32))),
+    "sdpa": lambda f, t: f.scaled_dot_product_attention(t(X[None]), t(W[None, :4]), t(W[None, 4:])),
 }
 
 
@@ -120,7 +122,7 @@ def test_gradients_reach_float32_parameters_in_float32():
 
 # PyTorch's CUDA autocast lists (torch/csrc/autocast_mode.cpp) for the ops in CASES: lower_precision_fp
 # gives float16; fp32 and fp32_set_opt_dtype give float32; the rest keep the input's dtype.
-CUDA_FLOAT16 = {"matmul", "linear", "conv2d", "conv1d", "conv_transpose2d"}
+CUDA_FLOAT16 = {"matmul", "linear", "conv2d", "conv1d", "conv_transpose2d", "prelu", "sdpa"}
 CUDA_FLOAT32 = {"softmax", "log_softmax", "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss",
                 "huber_loss", "bce", "bce_with_logits", "kl_div", "layer_norm", "group_norm", "sum", "exp",
                 "linear_then_loss"}

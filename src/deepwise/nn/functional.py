@@ -6,6 +6,7 @@ own are compositions of ops, so autograd differentiates them.
 
 from __future__ import annotations
 
+from deepwise.ops._autocast import autocast_op
 from deepwise.ops.activation import elu, gelu, leaky_relu, log_softmax, relu, silu, softmax, softplus
 from deepwise.ops.adaptive_pool import (
     adaptive_avg_pool1d,
@@ -107,6 +108,7 @@ def glu(input, dim=-1):
     return a * sigmoid(b)
 
 
+@autocast_op("prelu")
 def prelu(input, weight):
     """x where x >= 0, weight * x elsewhere; ``weight`` has one slope or one per channel (dim 1)."""
     if weight.ndim != 1:

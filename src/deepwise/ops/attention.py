@@ -25,6 +25,7 @@ import numpy as np
 from deepwise import backend, random
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
+from deepwise.ops._autocast import autocast_op
 from deepwise.ops._util import xp_of
 from deepwise.ops.activation import softmax
 from deepwise.ops.arithmetic import where
@@ -245,6 +246,7 @@ def attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
     return out if need_weights else (out, None)
 
 
+@autocast_op("scaled_dot_product_attention")
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
                                  scale=None, enable_gqa=False):
     """softmax(query @ key^T * scale + mask) @ value, as ``torch.nn.functional.scaled_dot_product_attention``.
