@@ -190,3 +190,16 @@ def test_generator_objects_reproduce_draws():
     np.testing.assert_array_equal(dw.rand(4, generator=g).numpy(), a)
     with pytest.raises(TypeError, match="generator"):
         dw.randn(2, generator=5)
+
+
+def test_legacy_tensor_types_and_variable_behave_as_in_torch():
+    for name in ("FloatTensor", "LongTensor", "DoubleTensor", "ByteTensor"):
+        ours, theirs = getattr(dw, name), getattr(torch, name)
+        a, b = ours(2, 3), theirs(2, 3)
+        assert a.shape == tuple(b.shape) and str(a.dtype) == str(b.dtype).replace("torch.", "")
+        np.testing.assert_array_equal(ours([1, 2]).numpy(), theirs([1, 2]).numpy())
+    x = dw.ones(2, dtype=dw.int64).type(dw.FloatTensor)
+    assert x.dtype == dw.float32
+    v = dw.autograd.Variable(dw.ones(3), requires_grad=True)
+    assert isinstance(v, dw.Tensor) and v.requires_grad
+    assert dw.ones(2, 5).nelement() == torch.ones(2, 5).nelement() == 10

@@ -270,3 +270,45 @@ def rand_like(input, dtype=None, device=None, requires_grad=False):
 def randn_like(input, dtype=None, device=None, requires_grad=False):
     shape, dtype, device = _like(input, dtype, device)
     return randn(shape, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+class LegacyTensorType:
+    """PyTorch's old typed constructors (``torch.FloatTensor``, ``torch.LongTensor``, ...), still in
+    many programs: ``FloatTensor(2, 3)`` is an uninitialised (2, 3) float32 tensor, ``LongTensor([1, 2])``
+    an int64 copy of the data, and ``t.type(torch.FloatTensor)`` a cast (the object carries its
+    ``dtype``). ``torch.cuda.FloatTensor`` makes the same tensors on the GPU."""
+
+    def __init__(self, name, dtype, device="cpu"):
+        self.__name__ = name
+        self.dtype = backend.to_dtype(dtype)
+        self.device = device
+
+    def __call__(self, *args):
+        if len(args) == 1 and not isinstance(args[0], (int, np.integer)) and not isinstance(args[0], tuple):
+            return tensor(args[0], dtype=self.dtype, device=self.device)
+        return empty(*args, dtype=self.dtype, device=self.device)
+
+    def __repr__(self):
+        prefix = "torch.cuda." if self.device != "cpu" else "torch."
+        return f"<class '{prefix}{self.__name__}'>"
+
+
+def legacy_tensor_types(device="cpu") -> dict:
+    """``{"FloatTensor": ..., "LongTensor": ..., ...}`` making tensors on ``device``."""
+    kinds = {"FloatTensor": backend.float32, "DoubleTensor": backend.float64, "HalfTensor": backend.float16,
+             "LongTensor": backend.int64, "IntTensor": backend.int32, "ShortTensor": backend.int16,
+             "CharTensor": backend.int8, "ByteTensor": backend.uint8, "BoolTensor": backend.bool_}
+    return {name: LegacyTensorType(name, dtype, device) for name, dtype in kinds.items()}
+
+
+_LEGACY = legacy_tensor_types()
+FloatTensor = _LEGACY["FloatTensor"]
+DoubleTensor = _LEGACY["DoubleTensor"]
+HalfTensor = _LEGACY["HalfTensor"]
+LongTensor = _LEGACY["LongTensor"]
+IntTensor = _LEGACY["IntTensor"]
+ShortTensor = _LEGACY["ShortTensor"]
+CharTensor = _LEGACY["CharTensor"]
+ByteTensor = _LEGACY["ByteTensor"]
+BoolTensor = _LEGACY["BoolTensor"]
+

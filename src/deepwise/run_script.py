@@ -166,6 +166,7 @@ class _Watch:
         self.steps = 0
         self.epoch_steps = 0
         self.train_losses: list[float] = []
+        self.step_losses: list[float] = []  # every training loss seen, in order
         self.val_losses: list[float] = []
         self.rows: list[dict] = []
         self.loader = None  # the DataLoader the steps come from (its passes are the epochs)
@@ -206,11 +207,11 @@ class _Watch:
 def _root_model(modules, params):
     """The outermost module holding most of ``params``."""
     ids = {id(p) for p in params}
-    best, best_count = None, 0
+    best, best_key = None, (0, 0)
     for m in list(modules):
-        count = sum(1 for p in m.parameters() if id(p) in ids)
-        if count > best_count:
-            best, best_count = m, count
+        key = (sum(1 for p in m.parameters() if id(p) in ids), sum(1 for _ in m.modules()))
+        if key[0] and key > best_key:  # most of the parameters; of those, the one that contains the others
+            best, best_key = m, key
     return best
 
 
@@ -310,6 +311,8 @@ class SeeInside:
             if model is None:
                 return step(*args, **kwargs)
             label = f"{type(model).__name__} + {type(opt).__name__}"
+            if any(w.label == label for w in self.watches):
+                label += f" #{len(self.watches) + 1}"
             watch = _Watch(model, opt, label)
             watch.loader = self._current_loader
             self._by_opt[id(opt)] = watch
@@ -331,6 +334,8 @@ class SeeInside:
     def _loss(self, value, training):
         for w in self.watches or ():
             (w.train_losses if training else w.val_losses).append(value)
+            if training:
+                w.step_losses.append(value)
 
     def _maybe_val(self, out):
         from deepwise.autograd import is_grad_enabled  # noqa: PLC0415
@@ -390,7 +395,8 @@ class SeeInside:
                            json.dumps({"recipe": f"run {os.path.basename(script)}", "script": script}).encode())
         metrics = {"diagnosis": diagnosis,
                    "watched": [{"model_and_optimizer": w.label, "steps": w.steps, "epochs": len(w.rows)}
-                               for w in self.watches]}
+                               for w in self.watches],
+                   "training_losses": {w.label: w.step_losses for w in self.watches}}
         atomic_write_bytes(os.path.join(folder, "metrics.json"), json.dumps(metrics, indent=2).encode())
         try:
             path = build_report(folder)

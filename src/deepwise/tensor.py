@@ -933,6 +933,7 @@ class Tensor:
         return ops.topk(self, k, dim=dim, largest=largest, sorted=sorted)
 
     swapaxes = transpose
+    nelement = numel
     divide = div
     multiply = mul
     subtract = sub

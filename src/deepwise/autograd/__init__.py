@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from deepwise.autograd.anomaly import detect_anomaly
 from deepwise.autograd.engine import backward, grad, run_backward
-from deepwise.autograd.function import Context, Function
+from deepwise.autograd.function import Context, Function, Variable
 from deepwise.autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from deepwise.autograd.mode import (
     enable_grad,
@@ -22,5 +22,5 @@ from deepwise.autograd.mode import (
 __all__ = [
     "Context", "Function", "GradcheckError", "backward", "detect_anomaly", "enable_grad", "grad",
     "gradcheck", "gradgradcheck", "inference_mode", "is_grad_enabled", "no_grad", "run_backward",
-    "set_grad_enabled",
+    "set_grad_enabled", "Variable",
 ]

@@ -312,3 +312,14 @@ def _defined(cls):
             break
         names.update(klass.__dict__)
     return names
+
+
+def Variable(data, requires_grad=False, volatile=False):
+    """``torch.autograd.Variable``: since PyTorch 0.4 a Variable is a Tensor, so this returns
+    ``data`` itself (marked to require grad when asked); ``volatile`` is accepted and ignored."""
+    if not isinstance(data, Tensor):
+        data = Tensor(data)
+    if requires_grad:
+        data.requires_grad_(True)
+    return data
+

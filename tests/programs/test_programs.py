@@ -1,0 +1,70 @@
+"""The corpus: real public PyTorch programs (tests/programs/manifest.json, README.md) run unchanged
+under ``deepwise run --see-inside``, with deepwise standing in for torch. Each must run to the end,
+and the training losses it computed must fall (classifiers, regressions, autoencoders, language
+models, the GPT) or stay finite (GANs, whose two losses fight rather than fall)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+HERE = pathlib.Path(__file__).parent
+MANIFEST = json.loads((HERE / "manifest.json").read_text())
+PROGRAMS = MANIFEST["programs"]
+
+
+def _run(program, tmp_path):
+    shutil.copytree(HERE / "corpus" / "data", tmp_path / "data")  # the language model reads data/train.txt
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE / "standins"), str(HERE / "corpus"), env.get("PYTHONPATH", "")])
+    env["TORCHVISION_STANDIN_SAMPLES"] = str(MANIFEST["standin_samples"])
+    report = tmp_path / "seen"
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepwise.cli", "run", "--see-inside", "--report-dir", str(report),
+         str(HERE / program["file"]), *program["args"]],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    return proc, report
+
+
+def _trend_ok(losses):
+    k = max(1, len(losses) // 4)
+    first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
+    return last < first, first, last
+
+
+@pytest.mark.parametrize("program", [pytest.param(p, id=p["name"], marks=[pytest.mark.slow] if p["slow"] else [])
+                                     for p in PROGRAMS])
+def test_program_runs_unchanged_and_learns(program, tmp_path):
+    proc, report = _run(program, tmp_path)
+    assert proc.returncode == 0, f"{program['name']} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    assert "what happened inside" in proc.stdout
+    metrics = json.loads((report / "metrics.json").read_text())
+    watched = metrics["watched"]
+    assert watched and all(w["steps"] > 0 for w in watched), watched
+    if program["kind"].startswith(("GAN", "adversarial")):
+        assert len(watched) == 2  # the generator's optimizer and the discriminator's, each watched
+    for label, losses in metrics["training_losses"].items():
+        assert len(losses) >= 2, (label, losses)
+        assert all(math.isfinite(v) for v in losses), (label, losses)
+        if program["trend"] == "falls":
+            ok, first, last = _trend_ok(losses)
+            assert ok, f"{program['name']} ({label}): the loss did not fall: {first:.4g} -> {last:.4g}"
+    assert metrics["diagnosis"], "the diagnostics said nothing"
+
+
+def test_the_manifest_records_where_every_program_comes_from():
+    assert len(PROGRAMS) >= 15
+    for p in PROGRAMS:
+        assert (HERE / p["file"]).is_file(), p["file"]
+        assert len(p["commit"]) == 40 and p["repository"].count("/") == 1 and p["path"].endswith(".py")
+        assert p["licence"] and (HERE / p["licence_file"]).is_file()
+    kinds = " ".join(p["kind"] for p in PROGRAMS)
+    for family in ("CNN", "RNN", "GAN", "autoencoder", "transformer"):
+        assert family in kinds, family
