@@ -57,15 +57,17 @@ def test_a_changing_learning_rate_is_drawn_and_a_forecast_is_plotted(tmp_path):
 def test_a_gan_report_has_a_diagnostics_section_and_no_one_line_train_vs_validation_panel(tmp_path):
     import matplotlib.pyplot as plt
 
-    cols = {"epoch": [0, 1], "d_loss": [1.3, 1.2], "g_loss": [0.8, 0.9], "d_real": [0.55, 0.52],
+    cols = {"epoch": [0, 1], "loss": [2.1, 2.1], "val_loss": [2.0, 2.2], "d_loss": [1.3, 1.2], "g_loss": [0.8, 0.9],
+            "d_real": [0.55, 0.52],
             "d_fake": [0.45, 0.44], "lr": [2e-4, 2e-4]}
     page = open(build_report(str(_run(tmp_path, cols, {"sample_confident_share": 0.65})))).read()
     assert "<h2>What the diagnostics noticed</h2>" in page
+    assert "best epoch" not in page  # a GAN keeps its last weights: no epoch is "best"
     assert "No GradientMonitor or OverfittingAdvisor watched this run" in page
     assert "real images 0.52 and generated ones 0.44" in page and "balanced" in page
     assert "generated images: share of images a digit classifier recognises" in page
     figures = _curves(read_history(tmp_path / "history.csv"), plt)
-    assert [name for name, _ in figures] == ["d_loss", "g_loss", "d_real", "d_fake"]  # lr is flat: not drawn
+    assert [name for name, _ in figures] == ["loss", "d_loss", "g_loss", "d_real", "d_fake"]  # flat lr: not drawn
 
 
 def test_metric_meanings_cover_the_recipes_metric_names():

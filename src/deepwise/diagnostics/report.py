@@ -118,9 +118,10 @@ def _epochs(history):
 
 
 def best_epoch(history):
-    """The epoch (1-based, as plotted) with the lowest val_loss, or None without one."""
+    """The epoch (1-based, as plotted) with the lowest val_loss, or None without one. A GAN (its
+    history has d_loss and g_loss) has none: the sum of two adversaries' losses says nothing of quality."""
     val = history.get("val_loss")
-    if not val:
+    if not val or ("d_loss" in history and "g_loss" in history):
         return None
     finite = [(v, i) for i, v in enumerate(val) if v == v]
     return _epochs(history)[min(finite)[1]] if finite else None
