@@ -1,8 +1,8 @@
 """PyTorch's own checkpoint files, read without pickle.
 
 ``torch.save`` writes a Python pickle. Unpickling runs whatever callables the file names, so a
-downloaded ``.pt`` file can execute any code. This module never calls ``pickle``: it is a small
-interpreter of the pickle opcodes that can build only what a checkpoint holds — tensors, numbers,
+downloaded ``.pt`` file can execute any code. This module never calls ``pickle``: it runs the file on
+``deepwise.io.pickle_machine``, an interpreter of the pickle opcodes, admitting only what a checkpoint holds — tensors, numbers,
 strings, ``None``, and dicts/lists/tuples of them (a state dict, an optimizer state dict, a training
 checkpoint). A global it does not know (``os.system``, ``builtins.eval``, a class of a user's program,
 NumPy's reconstructors) stops the read at once with an error naming it; nothing is ever called.
@@ -35,6 +35,8 @@ import zlib
 
 import numpy as np
 
+from deepwise.io.pickle_machine import MAX_PICKLE_BYTES, PickleMachine, short
+
 __all__ = ["TorchFormatError", "is_torch_file", "load_torch"]
 
 
@@ -58,9 +60,6 @@ _V3_DTYPES = {"uint8": "u1", "int8": "i1", "int16": "<i2", "int32": "<i4", "int6
               "uint32": "<u4", "uint64": "<u8", "float16": "<f2", "float32": "<f4", "float64": "<f8",
               "bool": "?", "complex64": "<c8", "complex128": "<c16"}
 
-MAX_PICKLE_BYTES = 256 * 2**20     # the object program of a checkpoint (not its tensor data)
-MAX_STACK = 1_000_000              # items on the stack (and marks)
-MAX_MEMO = 10_000_000              # memo entries
 MAX_DEPTH = 200                    # nesting of containers in the result
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
@@ -117,43 +116,23 @@ _ALLOWED_GLOBALS |= {"torch.storage.UntypedStorage", "torch._utils._rebuild_tens
 _ALLOWED_GLOBALS |= {f"torch.{name}" for name in _V3_DTYPES}
 
 
-def _short(value, n=60) -> str:
-    text = repr(value)
-    return text if len(text) <= n else text[:n] + "..."
-
-
-class _Interpreter:
-    """Runs one pickle program over ``data`` from ``pos``, with ``persistent_load`` for storages."""
+class _TorchMachine(PickleMachine):
+    """The pickle machine admitting what ``torch.save`` writes for tensors and containers."""
 
     def __init__(self, data, pos, source, persistent_load):
-        self.data = data
-        self.pos = pos
-        self.source = source
+        super().__init__(data, pos, source, TorchFormatError)
         self.persistent_load = persistent_load
 
-    def fail(self, msg):
-        raise TorchFormatError(f"{self.source}: {msg} (at byte {self.pos} of the pickle)")
+    def find_global(self, module, name):
+        full = f"{module}.{name}"
+        if full not in _ALLOWED_GLOBALS:
+            self.fail(f"refusing the global {full}: a PyTorch checkpoint read by deepwise may hold only "
+                      "tensors, numbers, strings and dicts/lists/tuples of them, and nothing is ever called")
+        return _Global(full)
 
-    def read(self, n):
-        if n < 0 or self.pos + n > len(self.data):
-            self.fail(f"the pickle ends early (needs {n} more bytes)")
-        chunk = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return bytes(chunk)
-
-    def readline(self):
-        end = self.data.find(b"\n", self.pos, min(len(self.data), self.pos + 4096))
-        if end < 0:
-            self.fail("a text field of the pickle has no end of line")
-        chunk = bytes(self.data[self.pos:end])
-        self.pos = end + 1
-        return chunk
-
-    def text(self, raw: bytes) -> str:
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            self.fail("a string is not valid UTF-8")
+    def build(self, target, state):
+        if not isinstance(target, _OrderedDictTag) or not isinstance(state, dict):
+            self.fail(f"BUILD (setting the state of a {type(target).__name__}) is not supported")
 
     # the callables the allowlist admits, applied by REDUCE
     def call(self, func, args):
@@ -170,7 +149,7 @@ class _Interpreter:
             return self.rebuild_tensor(name, args)
         if name == "torch._utils._rebuild_tensor_v3":
             if len(args) < 7 or getattr(args[6], "name", "")[6:] not in _V3_DTYPES:
-                self.fail(f"{name} without a supported dtype ({_short(args[6] if len(args) > 6 else None)})")
+                self.fail(f"{name} without a supported dtype ({short(args[6] if len(args) > 6 else None)})")
             dtype = np.dtype(_V3_DTYPES[args[6].name[6:]])
             if not isinstance(args[0], _Storage) or args[0].storage_name != "UntypedStorage":
                 self.fail(f"{name} over something that is not an untyped storage")
@@ -187,9 +166,9 @@ class _Interpreter:
             if len(args) != 4 or not isinstance(args[0], _Global) or not isinstance(args[2], tuple):
                 self.fail(f"{name} with unexpected arguments")
             if getattr(args[1], "name", None) not in ("torch.Tensor", "torch.nn.parameter.Parameter"):
-                self.fail(f"{name} rebuilds a tensor subclass {_short(args[1])}, which is not supported")
+                self.fail(f"{name} rebuilds a tensor subclass {short(args[1])}, which is not supported")
             if args[3]:
-                self.fail(f"{name}: a tensor carrying Python attributes {_short(args[3])} is not supported")
+                self.fail(f"{name}: a tensor carrying Python attributes {short(args[3])} is not supported")
             out = self.call(args[0], args[2])
             if args[1].name == "torch.nn.parameter.Parameter" and isinstance(out, _PendingTensor):
                 out.parameter = True
@@ -223,10 +202,10 @@ class _Interpreter:
             self.fail(f"{name} over an untyped storage without a dtype")
         elements = storage.numel // (dtype.itemsize if dtype is not None else 1)
         if not (isinstance(offset, int) and offset >= 0):
-            self.fail(f"{name}: storage offset {_short(offset)} is not a non-negative integer")
+            self.fail(f"{name}: storage offset {short(offset)} is not a non-negative integer")
         for what, dims in (("size", size), ("stride", stride)):
             if not isinstance(dims, tuple) or not all(isinstance(d, int) and d >= 0 for d in dims):
-                self.fail(f"{name}: {what} {_short(dims)} is not a tuple of non-negative integers")
+                self.fail(f"{name}: {what} {short(dims)} is not a tuple of non-negative integers")
         if len(size) != len(stride):
             self.fail(f"{name}: size {size} and stride {stride} differ in length")
         if len(size) > 64:
@@ -239,247 +218,6 @@ class _Interpreter:
         out = _PendingTensor(storage, offset, size, stride, requires_grad)
         out.dtype = dtype
         return out
-
-    def run(self, max_bytes=MAX_PICKLE_BYTES):
-        data, read = self.data, self.read
-        start = self.pos
-        stack, marks, memo = [], [], {}
-
-        def pop_mark():
-            if not marks:
-                self.fail("a MARK was expected on the stack")
-            at = marks.pop()
-            items = stack[at:]
-            del stack[at:]
-            return items
-
-        def pop():
-            if not stack or (marks and len(stack) <= marks[-1]):
-                self.fail("the stack is empty")
-            return stack.pop()
-
-        def top():
-            if not stack:
-                self.fail("the stack is empty")
-            return stack[-1]
-
-        def put(index):
-            if len(memo) >= MAX_MEMO and index not in memo:
-                self.fail(f"more than {MAX_MEMO} memo entries")
-            memo[index] = top()
-
-        def get(index):
-            if index not in memo:
-                self.fail(f"memo entry {index} was never stored")
-            stack.append(memo[index])
-
-        def set_items(target, items):
-            if not isinstance(target, dict):
-                self.fail(f"SETITEM(S) on a {type(target).__name__}")
-            if len(items) % 2:
-                self.fail("SETITEMS with an odd number of items")
-            for k, v in zip(items[0::2], items[1::2]):
-                try:
-                    target[k] = v
-                except TypeError:
-                    self.fail(f"a dict key of type {type(k).__name__} cannot be hashed")
-
-        def global_(module, name):
-            full = f"{module}.{name}"
-            if full not in _ALLOWED_GLOBALS:
-                self.fail(f"refusing the global {full}: a PyTorch checkpoint read by deepwise may hold only "
-                          "tensors, numbers, strings and dicts/lists/tuples of them, and nothing is ever called")
-            stack.append(_Global(full))
-
-        while True:
-            if self.pos - start > max_bytes:
-                self.fail(f"the pickle is longer than {max_bytes} bytes")
-            if len(stack) > MAX_STACK or len(marks) > MAX_STACK:
-                self.fail(f"more than {MAX_STACK} items on the stack")
-            if self.pos >= len(data):
-                self.fail("the pickle ends without STOP")
-            op = data[self.pos]
-            self.pos += 1
-            if op == 0x80:                                    # PROTO
-                if read(1)[0] > 5:
-                    self.fail("unknown pickle protocol")
-            elif op == 0x95:                                  # FRAME: a length hint only
-                read(8)
-            elif op == 0x2E:                                  # STOP
-                if len(stack) != 1 or marks:
-                    self.fail("STOP with a malformed stack")
-                return stack[0]
-            elif op == 0x28:                                  # MARK
-                marks.append(len(stack))
-            elif op == 0x7D:                                  # EMPTY_DICT
-                stack.append({})
-            elif op == 0x5D:                                  # EMPTY_LIST
-                stack.append([])
-            elif op == 0x29:                                  # EMPTY_TUPLE
-                stack.append(())
-            elif op == 0x8F:                                  # EMPTY_SET
-                stack.append(set())
-            elif op == 0x74:                                  # TUPLE
-                stack.append(tuple(pop_mark()))
-            elif op in (0x85, 0x86, 0x87):                    # TUPLE1/2/3
-                n = op - 0x84
-                items = [pop() for _ in range(n)][::-1]
-                stack.append(tuple(items))
-            elif op == 0x6C:                                  # LIST
-                stack.append(list(pop_mark()))
-            elif op == 0x64:                                  # DICT
-                d = {}
-                set_items(d, pop_mark())
-                stack.append(d)
-            elif op == 0x61:                                  # APPEND
-                value = pop()
-                target = top()
-                if not isinstance(target, list):
-                    self.fail(f"APPEND to a {type(target).__name__}")
-                target.append(value)
-            elif op == 0x65:                                  # APPENDS
-                items = pop_mark()
-                target = top()
-                if not isinstance(target, list):
-                    self.fail(f"APPENDS to a {type(target).__name__}")
-                target.extend(items)
-            elif op == 0x73:                                  # SETITEM
-                value, key = pop(), pop()
-                set_items(top(), [key, value])
-            elif op == 0x75:                                  # SETITEMS
-                items = pop_mark()
-                set_items(top(), items)
-            elif op == 0x90:                                  # ADDITEMS
-                items = pop_mark()
-                target = top()
-                if not isinstance(target, set):
-                    self.fail(f"ADDITEMS to a {type(target).__name__}")
-                try:
-                    target.update(items)
-                except TypeError:
-                    self.fail("a set item cannot be hashed")
-            elif op == 0x91:                                  # FROZENSET
-                try:
-                    stack.append(frozenset(pop_mark()))
-                except TypeError:
-                    self.fail("a frozenset item cannot be hashed")
-            elif op == 0x30:                                  # POP
-                if marks and marks[-1] == len(stack):
-                    marks.pop()
-                else:
-                    pop()
-            elif op == 0x31:                                  # POP_MARK
-                pop_mark()
-            elif op == 0x32:                                  # DUP
-                stack.append(top())
-            elif op == 0x71:                                  # BINPUT
-                put(read(1)[0])
-            elif op == 0x72:                                  # LONG_BINPUT
-                put(struct.unpack("<I", read(4))[0])
-            elif op == 0x94:                                  # MEMOIZE
-                put(len(memo))
-            elif op == 0x70:                                  # PUT (text)
-                put(self.int_line())
-            elif op == 0x68:                                  # BINGET
-                get(read(1)[0])
-            elif op == 0x6A:                                  # LONG_BINGET
-                get(struct.unpack("<I", read(4))[0])
-            elif op == 0x67:                                  # GET (text)
-                get(self.int_line())
-            elif op == 0x4A:                                  # BININT
-                stack.append(struct.unpack("<i", read(4))[0])
-            elif op == 0x4B:                                  # BININT1
-                stack.append(read(1)[0])
-            elif op == 0x4D:                                  # BININT2
-                stack.append(struct.unpack("<H", read(2))[0])
-            elif op == 0x8A:                                  # LONG1
-                stack.append(int.from_bytes(read(read(1)[0]), "little", signed=True))
-            elif op == 0x8B:                                  # LONG4
-                n = struct.unpack("<i", read(4))[0]
-                if n < 0 or n > 1024:
-                    self.fail(f"an integer of {n} bytes")
-                stack.append(int.from_bytes(read(n), "little", signed=True))
-            elif op == 0x49:                                  # INT (text), also True/False in protocol 0
-                line = self.readline()
-                stack.append({b"01": True, b"00": False}.get(line) if line in (b"01", b"00")
-                             else self.parse_int(line))
-            elif op == 0x4C:                                  # LONG (text)
-                stack.append(self.parse_int(self.readline().rstrip(b"L")))
-            elif op == 0x47:                                  # BINFLOAT
-                stack.append(struct.unpack(">d", read(8))[0])
-            elif op == 0x46:                                  # FLOAT (text)
-                try:
-                    stack.append(float(self.readline()))
-                except ValueError:
-                    self.fail("a malformed FLOAT")
-            elif op == 0x4E:                                  # NONE
-                stack.append(None)
-            elif op == 0x88:                                  # NEWTRUE
-                stack.append(True)
-            elif op == 0x89:                                  # NEWFALSE
-                stack.append(False)
-            elif op == 0x58:                                  # BINUNICODE
-                stack.append(self.text(read(struct.unpack("<I", read(4))[0])))
-            elif op == 0x8C:                                  # SHORT_BINUNICODE
-                stack.append(self.text(read(read(1)[0])))
-            elif op == 0x8D:                                  # BINUNICODE8
-                stack.append(self.text(read(self.length8())))
-            elif op == 0x55:                                  # SHORT_BINSTRING (Python 2 str)
-                stack.append(read(read(1)[0]).decode("latin-1"))
-            elif op == 0x54:                                  # BINSTRING
-                n = struct.unpack("<i", read(4))[0]
-                stack.append(read(n).decode("latin-1"))
-            elif op == 0x43:                                  # SHORT_BINBYTES
-                stack.append(read(read(1)[0]))
-            elif op == 0x42:                                  # BINBYTES
-                stack.append(read(struct.unpack("<I", read(4))[0]))
-            elif op == 0x8E:                                  # BINBYTES8
-                stack.append(read(self.length8()))
-            elif op == 0x63:                                  # GLOBAL "module\nname\n"
-                module = self.readline().decode("ascii", "replace")
-                name = self.readline().decode("ascii", "replace")
-                global_(module, name)
-            elif op == 0x93:                                  # STACK_GLOBAL
-                name, module = pop(), pop()
-                if not isinstance(name, str) or not isinstance(module, str):
-                    self.fail("STACK_GLOBAL of values that are not strings")
-                global_(module, name)
-            elif op == 0x52:                                  # REDUCE
-                args, func = pop(), pop()
-                stack.append(self.call(func, args))
-            elif op == 0x62:                                  # BUILD
-                state = pop()
-                target = top()
-                if not isinstance(target, _OrderedDictTag) or not isinstance(state, dict):
-                    self.fail(f"BUILD (setting the state of a {type(target).__name__}) is not supported")
-            elif op == 0x51:                                  # BINPERSID
-                stack.append(self.persistent_load(pop()))
-            elif op == 0x50:                                  # PERSID (text)
-                stack.append(self.persistent_load(self.readline().decode("ascii", "replace")))
-            else:
-                names = {0x82: "EXT1", 0x83: "EXT2", 0x84: "EXT4", 0x69: "INST", 0x6F: "OBJ", 0x81: "NEWOBJ",
-                         0x92: "NEWOBJ_EX", 0x96: "BYTEARRAY8", 0x97: "NEXT_BUFFER", 0x98: "READONLY_BUFFER",
-                         0x53: "STRING", 0x56: "UNICODE"}
-                what = names.get(op, f"unknown opcode 0x{op:02x}")
-                self.fail(f"refusing pickle opcode {what}: it builds objects that a checkpoint of tensors "
-                          "and containers never holds")
-
-    def length8(self):
-        n = struct.unpack("<Q", self.read(8))[0]
-        if n > len(self.data):
-            self.fail(f"a field of {n} bytes in a pickle of {len(self.data)}")
-        return n
-
-    def int_line(self):
-        return self.parse_int(self.readline())
-
-    def parse_int(self, line):
-        try:
-            if len(line) > 64:
-                raise ValueError
-            return int(line)
-        except ValueError:
-            self.fail(f"a malformed integer {_short(line)}")
 
 
 # ------------------------------------------------------------------------------ storages and tensors
@@ -582,15 +320,15 @@ class _Resolver:
 def _persistent_loader(source, storages):
     def load(pid):
         if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage":
-            raise TorchFormatError(f"{source}: unknown persistent id {_short(pid)} (only storages are read)")
+            raise TorchFormatError(f"{source}: unknown persistent id {short(pid)} (only storages are read)")
         _, stype, key, _location, numel = pid[:5]
         name = getattr(stype, "name", "")
         if name == "torch.storage.UntypedStorage":
             name = "torch.UntypedStorage"
         elif name == "torch.UntypedStorage" or not name.startswith("torch.") or name[6:] not in _STORAGES:
-            raise TorchFormatError(f"{source}: storage of type {_short(stype)} is not supported")
+            raise TorchFormatError(f"{source}: storage of type {short(stype)} is not supported")
         if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
-            raise TorchFormatError(f"{source}: a malformed storage record {_short(pid)}")
+            raise TorchFormatError(f"{source}: a malformed storage record {short(pid)}")
         if len(pid) > 5 and pid[5] is not None:
             raise TorchFormatError(f"{source}: storage views (an old PyTorch feature) are not supported")
         st = storages.get(key)
@@ -633,7 +371,7 @@ def _read_zip(f, source):
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise TorchFormatError(f"{source}: data.pkl cannot be read ({exc})") from None
     storages = {}
-    root = _Interpreter(program, 0, source, _persistent_loader(source, storages)).run()
+    root = _TorchMachine(program, 0, source, _persistent_loader(source, storages)).run()
     total = f.seek(0, io.SEEK_END)
 
     def fetch(st):
@@ -674,7 +412,7 @@ def _read_zip(f, source):
 
 def _read_legacy(data, source, file=None):
     def one(pos, what):
-        interp = _Interpreter(data, pos, source, _no_persistent(source, what))
+        interp = _TorchMachine(data, pos, source, _no_persistent(source, what))
         return interp.run(), interp.pos
 
     magic, pos = one(0, "the magic number")
@@ -687,7 +425,7 @@ def _read_legacy(data, source, file=None):
     if isinstance(sys_info, dict) and sys_info.get("little_endian") is False:
         raise TorchFormatError(f"{source}: a big-endian legacy checkpoint is not supported")
     storages = {}
-    interp = _Interpreter(data, pos, source, _persistent_loader(source, storages))
+    interp = _TorchMachine(data, pos, source, _persistent_loader(source, storages))
     root = interp.run()
     keys, pos = one(interp.pos, "the storage keys")
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
