@@ -2,10 +2,11 @@
 
 ``torch.save`` writes a Python pickle. Unpickling runs whatever callables the file names, so a
 downloaded ``.pt`` file can execute any code. This module never calls ``pickle``: it runs the file on
-``deepwise.io.pickle_machine``, an interpreter of the pickle opcodes, admitting only what a checkpoint holds — tensors, numbers,
-strings, ``None``, and dicts/lists/tuples of them (a state dict, an optimizer state dict, a training
-checkpoint). A global it does not know (``os.system``, ``builtins.eval``, a class of a user's program,
-NumPy's reconstructors) stops the read at once with an error naming it; nothing is ever called.
+``deepwise.io.pickle_machine``, an interpreter of the pickle opcodes, admitting only what a checkpoint
+holds — tensors, numbers, strings, ``None``, and dicts/lists/tuples of them (a state dict, an
+optimizer state dict, a training checkpoint). A global it does not know (``os.system``,
+``builtins.eval``, a class of a user's program, NumPy's reconstructors) stops the read at once with
+an error naming it; nothing is ever called.
 
 Both of PyTorch's layouts are read:
 
