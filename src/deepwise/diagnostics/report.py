@@ -35,7 +35,8 @@ def _matplotlib():
         import matplotlib.pyplot as plt  # noqa: PLC0415
     except ImportError:
         raise ReportError(
-            'reports need matplotlib, an optional extra: pip install "deepwise[report]"'
+            'reports need matplotlib, an optional extra: pip install "deepwise[report]" '
+            '(from a source checkout: pip install ".[report]")'
         ) from None
     return plt
 
