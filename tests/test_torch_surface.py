@@ -140,7 +140,8 @@ def test_dropout2d_on_2d_input_warns_and_drops_elements():
 
 @pytest.mark.parametrize("path", [
     "nn.modules", "nn.modules.conv", "nn.modules.loss", "nn.modules.module", "nn.modules.rnn",
-    "nn.modules.utils", "nn.modules.batchnorm", "nn.modules.container", "nn.parallel",
+    "nn.modules.utils", "nn.modules.batchnorm", "nn.modules.transformer", "nn.modules.activation",
+    "nn.modules.container", "nn.parallel",
     "utils", "utils.data", "utils.data.dataloader", "utils.data.dataset", "utils.data.sampler",
     "utils.data.distributed", "backends", "backends.cudnn", "backends.mps", "accelerator",
 ])

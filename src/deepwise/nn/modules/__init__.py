@@ -20,6 +20,7 @@ from deepwise.nn.modules import (
     pooling,
     rnn,
     sparse,
+    transformer,
     upsampling,
     utils,
 )
