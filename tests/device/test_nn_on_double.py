@@ -6,7 +6,17 @@ from __future__ import annotations
 import pytest
 
 from device.conftest import rerun_on_double
-from nn import test_conv_layers, test_init, test_layers, test_losses, test_module, test_norm, test_recurrent_layers
+from nn import (
+    test_attention,
+    test_conv_layers,
+    test_init,
+    test_layers,
+    test_losses,
+    test_module,
+    test_norm,
+    test_recurrent_layers,
+    test_transformer,
+)
 
 pytestmark = [pytest.mark.device_double, pytest.mark.usefixtures("cuda_by_default")]
 
@@ -28,5 +38,5 @@ HOST_ONLY = (
     "norm__gradcheck_batch_norm_train_and_eval",
 )
 
-rerun_on_double(globals(), test_conv_layers, test_init, test_layers, test_losses, test_module, test_norm,
-                test_recurrent_layers, host_only=HOST_ONLY)
+rerun_on_double(globals(), test_attention, test_conv_layers, test_init, test_layers, test_losses, test_module,
+                test_norm, test_recurrent_layers, test_transformer, host_only=HOST_ONLY)
