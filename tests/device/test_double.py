@@ -86,3 +86,32 @@ def test_tensors_models_and_gradcheck_run_on_the_double():
 def test_a_host_tensor_mixed_with_a_cuda_tensor_is_a_clear_error():
     with pytest.raises(RuntimeError, match="different devices"):
         dw.ones(3) * dw.ones(3, device="cuda")
+
+
+def _trainer(device, seed=1):
+    dw.manual_seed(seed)
+    model = dw.nn.Sequential(dw.nn.Linear(6, 16), dw.nn.ReLU(), dw.nn.Linear(16, 3))
+    return dw.Trainer(model, dw.optim.Adam(model.parameters(), lr=0.01), loss="cross_entropy", device=device)
+
+
+def test_a_checkpoint_written_on_the_device_resumes_on_the_cpu_and_back(tmp_path):
+    data = np.random.default_rng(2)
+    x = data.standard_normal((64, 6)).astype(np.float32)
+    y = x[:, :3].argmax(1)
+
+    def fit(trainer, epochs, **kw):
+        return trainer.fit(x, y, epochs=epochs, batch_size=16, verbose=0, checkpoint_every="epoch", **kw)
+
+    ref = _trainer("cpu")
+    ref_hist = fit(ref, 6, checkpoint_dir=tmp_path / "ref")
+    on_gpu = _trainer("cuda")
+    fit(on_gpu, 2, checkpoint_dir=tmp_path / "gpu")
+    assert all(backend.is_device_array(p.array) for p in on_gpu.model.parameters())
+    on_cpu = _trainer("cpu", seed=7)  # other weights: the checkpoint must replace them
+    fit(on_cpu, 4, resume_from=tmp_path / "gpu", checkpoint_dir=tmp_path / "cpu")
+    back = _trainer("cuda", seed=8)
+    hist = fit(back, 6, resume_from=tmp_path / "cpu", checkpoint_dir=tmp_path / "back")
+    assert all(backend.is_device_array(p.array) for p in back.model.parameters())
+    for p, q in zip(back.model.parameters(), ref.model.parameters()):
+        np.testing.assert_allclose(p.detach().cpu().numpy(), q.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(hist.history["loss"][-2:], ref_hist.history["loss"][-2:], rtol=1e-5)
