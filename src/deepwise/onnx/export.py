@@ -10,8 +10,9 @@ import numpy as np
 from deepwise.autograd.function import keep_calls
 from deepwise.autograd.mode import enable_grad, no_grad
 from deepwise.nn.module import Module
-from deepwise.onnx.converters import MAX_OPSET, MIN_OPSET, convert
+from deepwise.onnx import converters, converters_layers  # noqa: F401 - importing them registers the converters
 from deepwise.onnx.graph import Builder, ExportError, array_key, capture
+from deepwise.onnx.table import MAX_OPSET, MIN_OPSET, convert
 from deepwise.tensor import Tensor
 
 __all__ = ["ExportError", "compare", "export"]
