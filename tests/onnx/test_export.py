@@ -206,11 +206,55 @@ def test_dynamic_batch_is_not_baked_into_reshape_or_flatten():
 
 def test_an_op_without_converter_names_op_and_layer():
     class Odd(dw.nn.Module):
-        def forward(self, x):
-            return x.scatter_add(1, dw.tensor(np.zeros((2, 3), np.int64)), x)
+        def __init__(self):
+            super().__init__()
+            self.fc = dw.nn.Linear(3, 3)
 
-    with pytest.raises(dw.onnx.ExportError, match=r"op \w+ \(in layer 'Odd', Odd\) has no ONNX converter"):
+        def forward(self, x):
+            return dw.nn.functional.mse_loss(self.fc(x), x)
+
+    with pytest.raises(dw.onnx.ExportError, match=r"op MSELoss \(in layer 'Odd', Odd\) has no ONNX converter"):
         dw.onnx.export(Odd(), dw.randn(2, 3), io.BytesIO())
+
+
+class _Scatter(dw.nn.Module):
+    def forward(self, x):
+        return x.scatter_add(1, dw.tensor(np.array([[0, 0, 2]] * x.shape[0], np.int64)), x * 2)
+
+
+@pytest.mark.parametrize("opset", [16, 17, 21])
+def test_scatter_add_from_opset_16(opset):
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    roundtrip(_Scatter(), x, x, opset, dynamic={})
+
+
+def test_an_op_needing_a_newer_opset_says_which():
+    with pytest.raises(dw.onnx.ExportError, match=r"op ScatterAdd \(in layer '_Scatter', _Scatter\) needs opset >= 16"):
+        dw.onnx.export(_Scatter(), dw.randn(2, 3), io.BytesIO(), opset_version=13)
+
+
+# Function subclasses that never appear in an inference graph: backward helpers and losses
+_TRAINING_ONLY = ("Grad", "Grads", "Backward", "Scatter", "Gather", "Loss", "CrossEntropy", "KLDiv")
+
+
+def test_every_forward_op_has_a_converter():
+    import importlib
+    import inspect
+    import pkgutil
+
+    from deepwise import ops
+    from deepwise.autograd.function import Function
+
+    missing = []
+    for info in pkgutil.iter_modules(ops.__path__):
+        mod = importlib.import_module(f"deepwise.ops.{info.name}")
+        for name, cls in vars(mod).items():
+            if (inspect.isclass(cls) and issubclass(cls, Function) and cls.__module__ == mod.__name__
+                    and not name.startswith("_") and not name.endswith(_TRAINING_ONLY)
+                    and not name.startswith(("BinaryCrossEntropy", "NLLLoss", "CrossEntropy"))):
+                if name not in dw.onnx.CONVERTERS:
+                    missing.append(f"{info.name}.{name}")
+    assert not missing, f"ops without an ONNX converter (add one in deepwise/onnx/): {missing}"
 
 
 def test_export_errors_are_clear():

@@ -419,6 +419,14 @@ def _gather(g, node):
                 axis=int(axis) % x.ndim)
 
 
+@converts("ScatterAdd", opset=16)
+def _scatter_add(g, node):
+    x, axis, index, src = node.args[:4]
+    idx = g.value(index) if isinstance(index, Tensor) else g.const(np.asarray(index, np.int64))
+    return g.op("ScatterElements", [g.value(x), idx, operand(g, src, g.value(x))], axis=int(axis) % x.ndim,
+                reduction="add")
+
+
 @converts("Embedding")
 def _embedding(g, node):
     weight, indices = node.args[:2]
