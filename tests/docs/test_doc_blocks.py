@@ -5,6 +5,7 @@ with that reason when the need is not met:
 
     <!-- needs: gpu -->        CuPy and a CUDA device
     <!-- needs: graphviz -->   Graphviz's `dot` program
+    <!-- needs: torch onnx --> Python packages of extras (here PyTorch, and onnx + onnxruntime)
 
 The README's two long examples are the files examples/pytorch_style.py and keras_style.py, run
 (and their results checked) by tests/e2e/test_examples.py; here they are only matched to those files.
@@ -12,6 +13,7 @@ The README's two long examples are the files examples/pytorch_style.py and keras
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
 import re
@@ -25,7 +27,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXAMPLES = {p.read_text().strip(): p.name for p in (ROOT / "examples").glob("*.py")}
-NEEDS = re.compile(r"<!--\s*needs:\s*([\w-]+)\s*-->")
+NEEDS = re.compile(r"<!--\s*needs:\s*([\w -]+?)\s*-->")
+PACKAGES = {"torch": ["torch"], "onnx": ["onnx", "onnxruntime"]}
 
 
 def _blocks():
@@ -60,14 +63,20 @@ def _gpu_missing():
         return "needs CuPy and a CUDA device"
 
 
-def _missing(need):
-    if need is None:
-        return None
-    if need == "gpu":
-        return _gpu_missing()
-    if need == "graphviz":
-        return None if shutil.which("dot") else "needs Graphviz's `dot` program"
-    raise AssertionError(f"unknown need {need!r} in a <!-- needs: --> marker")
+def _missing(needs):
+    for need in (needs or "").split():
+        if need == "gpu":
+            reason = _gpu_missing()
+        elif need == "graphviz":
+            reason = None if shutil.which("dot") else "needs Graphviz's `dot` program"
+        elif need in PACKAGES:
+            absent = [m for m in PACKAGES[need] if importlib.util.find_spec(m) is None]
+            reason = f"needs {', '.join(absent)} (pip install {' '.join(absent)})" if absent else None
+        else:
+            raise AssertionError(f"unknown need {need!r} in a <!-- needs: --> marker")
+        if reason:
+            return reason
+    return None
 
 
 def test_the_pages_have_python_blocks_and_each_is_run_somewhere():
