@@ -33,6 +33,19 @@ def _run(program, tmp_path):
     return proc, report
 
 
+def _torch_losses(program, tmp_path):
+    """The training losses of ``program`` run on PyTorch with the same settings and stand-ins."""
+    shutil.copytree(HERE / "corpus" / "data", tmp_path / "data", dirs_exist_ok=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE / "standins"), str(HERE / "corpus"), env.get("PYTHONPATH", "")])
+    env["TORCHVISION_STANDIN_SAMPLES"] = str(MANIFEST["standin_samples"])
+    out = tmp_path / "torch_losses.json"
+    proc = subprocess.run([sys.executable, str(HERE / "torch_losses.py"), str(out), str(HERE / program["file"]),
+                           *program["args"]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
 def _trend_ok(losses):
     k = max(1, len(losses) // 4)
     first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
@@ -68,3 +81,23 @@ def test_the_manifest_records_where_every_program_comes_from():
     kinds = " ".join(p["kind"] for p in PROGRAMS)
     for family in ("CNN", "RNN", "GAN", "autoencoder", "transformer"):
         assert family in kinds, family
+
+
+FALLING = [p for p in PROGRAMS if p["trend"] == "falls"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("program", FALLING, ids=[p["name"] for p in FALLING])
+def test_loss_falls_about_as_much_as_under_pytorch(program, tmp_path):
+    pytest.importorskip("torch")
+    proc, report = _run(program, tmp_path / "deepwise")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ours = next(iter(json.loads((report / "metrics.json").read_text())["training_losses"].values()))
+    theirs = _torch_losses(program, tmp_path / "torch")
+    _, our_first, our_last = _trend_ok(ours)
+    _, their_first, their_last = _trend_ok(theirs[1:])  # deepwise's watch starts after the first step
+    assert their_last < their_first  # the oracle learns with these settings
+    # the same relative progress within a generous margin: different random draws, same recipe
+    ours_ratio, theirs_ratio = our_last / our_first, their_last / their_first
+    assert ours_ratio < 1.0 and ours_ratio <= theirs_ratio * 1.5 + 0.1, (ours_ratio, theirs_ratio)
+
