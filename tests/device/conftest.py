@@ -4,11 +4,16 @@ The double (double.py) is a NumPy-backed array type that refuses what CuPy refus
 transfers, host arrays mixed with device arrays, NumPy functions on device data), installed through
 the backend's seam ``deepwise.backend.set_cuda_module``, so ``tensor.to("cuda")``,
 ``model.to("cuda")`` and every op run on it.
+
+On a machine with a GPU, ``DEEPWISE_DEVICE_TESTS=cupy python -m pytest -m device_double tests/device``
+runs the same tests on real CuPy instead; the few that look inside the double (its transfer
+counters, its two devices, its refusals) take the ``double_only`` fixture and are skipped there.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 
 import pytest
 
@@ -19,13 +24,31 @@ from device import double
 tensor_module = importlib.import_module("deepwise.tensor")  # dw.tensor is the factory function
 
 
+REAL_CUPY = os.environ.get("DEEPWISE_DEVICE_TESTS") == "cupy"
+
+
 @pytest.fixture(autouse=True)
 def cuda_double():
-    """The double as the ``"cuda"`` module, on device 0, for the length of one test."""
+    """The double as the ``"cuda"`` module, on device 0, for the length of one test (real CuPy
+    with ``DEEPWISE_DEVICE_TESTS=cupy``; skipped then without a GPU)."""
+    if REAL_CUPY:
+        try:
+            module = backend.cupy_module()
+        except RuntimeError as exc:
+            pytest.skip(str(exc))
+        yield module
+        return
     previous = backend.set_cuda_module(double.namespace)
     double._current[0] = 0
     yield double.namespace
     backend.set_cuda_module(previous)
+
+
+@pytest.fixture
+def double_only():
+    """For a test that looks inside the double: skipped when the tests run on real CuPy."""
+    if REAL_CUPY:
+        pytest.skip("looks inside the CuPy double; this run uses real CuPy")
 
 
 @pytest.fixture

@@ -252,7 +252,7 @@ def test_gradscaler_state_dict_unscale_rules_and_disabled_passthrough():
         dw.amp.GradScaler(backoff_factor=2.0)
 
 
-def test_gradscaler_checks_device_gradients_with_one_read_per_device():
+def test_gradscaler_checks_device_gradients_with_one_read_per_device(double_only):
     from device import double
 
     w = dw.ones(4, device="cuda", requires_grad=True)

@@ -59,7 +59,7 @@ def test_the_real_cupy_without_a_gpu_is_not_available():
         backend.set_cuda_module(previous)
 
 
-def test_on_the_double_the_queries_see_its_two_devices():
+def test_on_the_double_the_queries_see_its_two_devices(double_only):
     assert dw.cuda.is_available() and dw.cuda.device_count() == double.DEVICE_COUNT == 2
     assert dw.cuda.is_initialized()
     assert dw.cuda.current_device() == 0
@@ -74,7 +74,7 @@ def test_on_the_double_the_queries_see_its_two_devices():
         dw.cuda.get_device_name("cpu")
 
 
-def test_set_device_and_the_device_context_choose_where_cuda_tensors_go():
+def test_set_device_and_the_device_context_choose_where_cuda_tensors_go(double_only):
     with dw.cuda.device(1):
         assert dw.cuda.current_device() == 1
         t = dw.ones(3, device="cuda")
@@ -87,7 +87,7 @@ def test_set_device_and_the_device_context_choose_where_cuda_tensors_go():
     dw.cuda.set_device(0)
 
 
-def test_synchronize_reaches_the_device_and_the_memory_pool_is_read_and_emptied():
+def test_synchronize_reaches_the_device_and_the_memory_pool_is_read_and_emptied(double_only):
     syncs = double.stats["syncs"]
     dw.cuda.synchronize()
     dw.cuda.synchronize("cuda:1")
@@ -100,7 +100,7 @@ def test_synchronize_reaches_the_device_and_the_memory_pool_is_read_and_emptied(
     assert double.namespace.get_default_memory_pool().freed == freed + 1
 
 
-def test_manual_seed_makes_cuda_draws_repeat_and_seeds_the_module():
+def test_manual_seed_makes_cuda_draws_repeat_and_seeds_the_module(double_only):
     dw.cuda.manual_seed(7)
     a = dw.randn(5, device="cuda").cpu().numpy()
     assert double.stats["seed"] == 7
@@ -111,7 +111,7 @@ def test_manual_seed_makes_cuda_draws_repeat_and_seeds_the_module():
     np.testing.assert_array_equal(dw.randn(5).numpy(), a)  # one generator: same draw on every device
 
 
-def test_device_strings_cuda_n():
+def test_device_strings_cuda_n(double_only):
     assert dw.device("cuda:1") == dw.device("cuda", 1) == dw.device(1)
     assert dw.device("cuda") == dw.device("cuda:0")
     assert repr(dw.device("cuda:1")) == "device(type='cuda', index=1)"

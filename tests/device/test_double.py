@@ -14,7 +14,7 @@ from device import double
 xp = double.namespace
 
 
-def test_implicit_transfers_and_host_mixing_raise_type_error():
+def test_implicit_transfers_and_host_mixing_raise_type_error(double_only):
     a = xp.asarray(np.arange(6.0).reshape(2, 3))
     host = np.ones((2, 3))
     for implicit in (lambda: np.asarray(a), lambda: np.array(a), lambda: np.exp(a), lambda: np.sum(a),
@@ -28,7 +28,7 @@ def test_implicit_transfers_and_host_mixing_raise_type_error():
         xp.errstate  # noqa: B018 - NumPy has it, CuPy does not
 
 
-def test_explicit_transfers_scalars_and_zero_d_results_work_as_in_cupy():
+def test_explicit_transfers_scalars_and_zero_d_results_work_as_in_cupy(double_only):
     a = xp.asarray(np.arange(6.0, dtype=np.float32).reshape(2, 3))
     assert isinstance(a, xp.ndarray) and not isinstance(a, np.ndarray) and a.device.id == 0
     np.testing.assert_array_equal(a.get(), np.arange(6.0).reshape(2, 3))
@@ -47,7 +47,7 @@ def test_explicit_transfers_scalars_and_zero_d_results_work_as_in_cupy():
     assert copy.deepcopy(a).get().tolist() == a.get().tolist()
 
 
-def test_arrays_keep_their_device_and_do_not_mix_across_devices():
+def test_arrays_keep_their_device_and_do_not_mix_across_devices(double_only):
     a = xp.asarray(np.ones(3))
     with xp.cuda.Device(1):
         b = xp.asarray(np.ones(3))
