@@ -128,8 +128,8 @@ class GradScaler:
         """``outputs * scale`` (a tensor, or tensors in lists/tuples/dicts)."""
         if not self._enabled:
             return outputs
-        if isinstance(outputs, Tensor):
-            return outputs * self._scale
+        if isinstance(outputs, Tensor):  # float16 in, float32 out (65536 * a float16 loss would overflow)
+            return (outputs.float() if outputs.dtype == backend.float16 else outputs) * self._scale
         if isinstance(outputs, (list, tuple)):
             return type(outputs)(self.scale(o) for o in outputs)
         if isinstance(outputs, dict):

@@ -245,6 +245,9 @@ def test_gradscaler_state_dict_unscale_rules_and_disabled_passthrough():
     assert other.state_dict() == state
     with pytest.raises(RuntimeError, match="no inf checks"):
         other.update()
+    half = dw.tensor([2.0], dtype=dw.float16)
+    scaled = dw.amp.GradScaler("cpu").scale(half)  # 2 * 65536 is beyond float16: PyTorch gives float32
+    assert scaled.dtype == dw.float32 and scaled.item() == 2.0**17
     off = dw.amp.GradScaler("cpu", enabled=False)
     loss = w.sum()
     assert off.scale(loss) is loss and off.get_scale() == 1.0 and off.state_dict() == {}
