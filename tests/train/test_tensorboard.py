@@ -141,3 +141,20 @@ def test_callback_logs_a_fit(tmp_path):
     assert last.num == 40 and last.max == pytest.approx(float(model[0].weight.array.max()))
     assert "lr" in history.history and [e.value for e in train.Scalars("epoch_lr")] == pytest.approx([0.1] * 3)
     assert any(n.op == "Linear" for n in train.Graph().node)
+
+
+def test_callback_logs_the_model_outputs_as_images(tmp_path):
+    dw.manual_seed(0)
+    x = np.random.default_rng(0).random((32, 1, 4, 4)).astype(np.float32)
+    model = dw.nn.Sequential(dw.nn.Conv2d(1, 2, 3, padding=1), dw.nn.ReLU(), dw.nn.Conv2d(2, 1, 3, padding=1))
+    trainer = dw.Trainer(model, dw.optim.SGD(model.parameters(), lr=0.01), loss="mse")
+    tb = dw.callbacks.TensorBoard(tmp_path, images=x[:4])
+    trainer.fit(x, x, epochs=2, batch_size=16, callbacks=[tb], verbose=0)
+    acc = read(tmp_path / "train")
+    assert [e.step for e in acc.Images("outputs")] == [0, 1]
+    inputs = acc.Images("inputs")
+    assert len(inputs) == 1 and (inputs[0].width, inputs[0].height) == (8, 8)  # a 2 x 2 grid of 4 x 4 images
+    grid = decode_png(inputs[0].encoded_image_string)[:, :, 0]
+    first = x[0, 0]
+    want = np.clip((first - first.min()) / (first.max() - first.min()) * 255 + 0.5, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(grid[:4, :4], want)

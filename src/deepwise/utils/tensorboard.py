@@ -26,7 +26,7 @@ import zlib
 import numpy as np
 
 from deepwise.autograd.function import keep_calls
-from deepwise.autograd.mode import enable_grad
+from deepwise.autograd.mode import enable_grad, no_grad
 from deepwise.onnx.graph import capture
 from deepwise.tensor import Tensor
 from deepwise.train.callback_base import Callback
@@ -310,11 +310,14 @@ class TensorBoard(Callback):
     N epochs: histograms of each parameter (``<key>``) and of its gradient (``<key>/grad``, from the
     epoch's first optimizer step). ``update_freq="batch"`` (or an int N: every N batches) also logs
     the running batch logs against the global step. ``write_graph=True`` writes the model's graph
-    once, traced on zeros of the training samples' shape after the first batch.
+    once, traced on zeros of the training samples' shape after the first batch. ``images`` (a batch
+    of model inputs, e.g. latent vectors of a GAN or digits for an autoencoder): every epoch the
+    model's outputs on them, when they are images (N, C, H, W), are logged as one grid (``outputs``),
+    each image scaled to [0, 1] by its own range; image-shaped inputs are logged once (``inputs``).
     """
 
     def __init__(self, log_dir="logs", histogram_freq: int = 0, write_graph: bool = False,
-                 update_freq="epoch"):
+                 update_freq="epoch", images=None):
         if not (update_freq in ("epoch", "batch") or (isinstance(update_freq, int) and update_freq > 0)):
             raise ValueError(f"TensorBoard: update_freq must be 'epoch', 'batch' or a positive int, "
                              f"got {update_freq!r}")
@@ -327,6 +330,8 @@ class TensorBoard(Callback):
         self._train = self._val = None
         self._grads_logged = -1
         self._graph_written = False
+        self.images = None if images is None else _array(images, "TensorBoard(images=...)")
+        self._inputs_logged = False
 
     def _writers(self):
         if self._train is None:
@@ -387,14 +392,45 @@ class TensorBoard(Callback):
         if self._histogram_epoch(epoch):
             for key, p in self.model.named_parameters():
                 train.add_histogram(key, p, epoch)
+        if self.images is not None:
+            self._log_images(train, epoch)
         train.flush()
         val.flush()
+
+    def _log_images(self, writer, epoch):
+        if not self._inputs_logged and _is_image_batch(self.images):
+            writer.add_images("inputs", _unit_range(self.images), epoch)
+            self._inputs_logged = True
+        was = self.model.training
+        self.model.eval()
+        try:
+            with no_grad():
+                out = self.model(Tensor(self.images))
+        finally:
+            self.model.train(was)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        arr = _array(out, "TensorBoard images")
+        if _is_image_batch(arr):
+            writer.add_images("outputs", _unit_range(arr), epoch)
 
     def on_train_end(self, logs=None):
         if self._train is not None:
             self._train.close()
             self._val.close()
             self._train = self._val = None
+
+
+def _is_image_batch(arr):
+    return arr.ndim == 4 and arr.shape[1] in (1, 3, 4) and arr.dtype.kind in "fiu"
+
+
+def _unit_range(arr):
+    """Each image of a batch scaled to [0, 1] by its own minimum and maximum (outputs of a tanh or a
+    linear layer are not in [0, 1])."""
+    arr = arr.astype(np.float32)
+    lo = arr.min(axis=(1, 2, 3), keepdims=True)
+    span = arr.max(axis=(1, 2, 3), keepdims=True) - lo
+    return (arr - lo) / np.where(span > 0, span, 1)
 
 
 def _is_number(v):
