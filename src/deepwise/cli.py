@@ -35,7 +35,7 @@ import time
 import numpy as np
 
 import deepwise as dw
-from deepwise import backend, callbacks, recipes
+from deepwise import backend, callbacks, recipes, run_script
 from deepwise.diagnostics import ReportError, build_report, model_overview
 from deepwise.io import atomic_write_bytes
 from deepwise.train import load_training_checkpoint, run_folder
@@ -558,8 +558,6 @@ def cmd_export(args):
 
 
 def cmd_run(args):
-    from deepwise import run_script  # noqa: PLC0415 - loads the alias and the diagnostics' patches only here
-
     return run_script.run(args.script, args.script_args, see_inside=args.see_inside, report_dir=args.report_dir)
 
 

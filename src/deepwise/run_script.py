@@ -39,6 +39,14 @@ import time
 import traceback
 import weakref
 
+from deepwise import nn, optim
+from deepwise.autograd import is_grad_enabled
+from deepwise.data import DataLoader
+from deepwise.diagnostics import GradientMonitor, OverfittingAdvisor, ReportError, build_report
+from deepwise.io import atomic_write_bytes
+from deepwise.nn import functional
+from deepwise.tensor import Tensor
+
 _STEPS_PER_PSEUDO_EPOCH = 100
 
 
@@ -153,8 +161,6 @@ class _Watch:
     """One optimizer, the model it trains, its monitor, advisor and per-epoch history."""
 
     def __init__(self, model, optimizer, label):
-        from deepwise.diagnostics import GradientMonitor, OverfittingAdvisor  # noqa: PLC0415
-
         self.label = label
         self.fit = _Fit(model, optimizer)
         self.monitor = GradientMonitor(every=5, verbose=0)
@@ -232,11 +238,6 @@ class SeeInside:
         self._undo.append((owner, name, original))
 
     def __enter__(self):
-        from deepwise import nn, optim  # noqa: PLC0415
-        from deepwise.data import DataLoader  # noqa: PLC0415
-        from deepwise.nn import functional  # noqa: PLC0415
-        from deepwise.tensor import Tensor  # noqa: PLC0415
-
         watcher = self
 
         def module_init(original):
@@ -324,8 +325,6 @@ class SeeInside:
 
     def _loader_started(self, loader):
         self._current_loader = loader
-        from deepwise.autograd import is_grad_enabled  # noqa: PLC0415
-
         for w in self.watches:  # a pass over data in training mode after some steps: the next epoch
             if w.loader is not None and w.fit.model.training and is_grad_enabled():
                 w.end_epoch()
@@ -338,8 +337,6 @@ class SeeInside:
                 w.step_losses.append(value)
 
     def _maybe_val(self, out):
-        from deepwise.autograd import is_grad_enabled  # noqa: PLC0415
-
         if not self.watches or getattr(out, "ndim", 1) != 0:
             return
         evaluating = not is_grad_enabled() or any(not w.fit.model.training for w in self.watches)
@@ -370,9 +367,6 @@ class SeeInside:
         return self._write(script, report_dir, diagnosis, out)
 
     def _write(self, script, report_dir, diagnosis, out):
-        from deepwise.diagnostics import ReportError, build_report  # noqa: PLC0415
-        from deepwise.io import atomic_write_bytes  # noqa: PLC0415
-
         name = os.path.splitext(os.path.basename(script))[0]
         folder = report_dir or os.path.join("runs", f"run-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
         os.makedirs(folder, exist_ok=True)

@@ -18,6 +18,7 @@ garbage collected): a None on each index queue, a join, and a terminate for any 
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 import queue
 import random as _pyrandom
 import traceback
@@ -61,8 +62,6 @@ class _Failure:
     def __reduce__(self):
         state = {"type_name": self.type_name, "worker_id": self.worker_id, "text": self.text}
         try:  # the class itself travels when it pickles by reference (builtins and importable ones)
-            import pickle  # noqa: PLC0415
-
             pickle.dumps(self.exc_type)
             state["exc_type"] = self.exc_type
         except Exception:
