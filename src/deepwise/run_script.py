@@ -15,7 +15,8 @@ Any other error is the script's own and shows its usual traceback.
 ``see_inside=True`` (``--see-inside``) watches every optimizer the script creates: at its first step
 the model it trains is found (the outermost ``nn.Module`` holding its parameters), a
 ``GradientMonitor`` is put on it and fed at each ``optimizer.step()``, and an ``OverfittingAdvisor``
-compares the training loss (the tensors ``backward()`` is called on) with the validation loss (what
+compares the training loss (the tensors ``backward()`` is called on, each counted for the optimizer
+that steps next) with the validation loss (what
 the loss functions return under ``no_grad`` or while the model is in ``eval()`` mode). An epoch is one
 pass over a DataLoader: the next epoch starts when a DataLoader is iterated again with the model
 in training mode and grad mode on (evaluation passes, under ``no_grad`` or ``eval()``, do not count);
@@ -229,7 +230,7 @@ class SeeInside:
         self.watches: list[_Watch] = []
         self._by_opt = {}
         self._undo = []
-        self._pending = {}  # id(optimizer) -> optimizer, not yet stepped
+        self._pending = []  # training losses since the last optimizer step
         self._current_loader = None
 
     def _patch(self, owner, name, replacement):
@@ -320,6 +321,9 @@ class SeeInside:
             self.watches.append(watch)
         watch.monitor.on_before_optimizer_step(opt)
         out = step(*args, **kwargs)
+        watch.train_losses += self._pending
+        watch.step_losses += self._pending
+        self._pending = []
         watch.stepped()
         return out
 
@@ -331,10 +335,9 @@ class SeeInside:
                 w.loader = loader
 
     def _loss(self, value, training):
-        for w in self.watches or ():
-            (w.train_losses if training else w.val_losses).append(value)
-            if training:
-                w.step_losses.append(value)
+        """A loss ``backward()`` is called on: it belongs to the optimizer that steps next (a GAN's
+        discriminator loss to the discriminator's optimizer, its generator loss to the generator's)."""
+        self._pending.append(value)
 
     def _maybe_val(self, out):
         if not self.watches or getattr(out, "ndim", 1) != 0:
