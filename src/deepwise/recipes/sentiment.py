@@ -100,10 +100,12 @@ class Sentiment(Recipe):
     name = "sentiment"
     task = "text classification (sentiment)"
     data_desc = "3,000 review sentences from Amazon/IMDb/Yelp (UCI, CC BY 4.0), bundled"
-    model_desc = "embedding 64 + GRU 64 (default) or a 2-layer transformer encoder; vs naive Bayes"
-    expected = "test accuracy ~0.78 (GRU), transformer ~0.75, naive Bayes ~0.80"
-    typical_time = "~1 min"
-    defaults = {"epochs": 12, "batch_size": 32, "lr": 2e-3, "seed": 0, "arch": "gru", "max_len": 48,
+    model_desc = "embedding 64 + GRU 64 (default) or a 2-layer transformer encoder (arch=transformer)"
+    # measured (seed 0, 8 epochs, last weights): GRU test accuracy 0.796 / loss 0.47; the transformer
+    # encoder 0.796 / loss 0.76 (it overfits: val loss rising from epoch 2); naive Bayes 0.827
+    expected = "test accuracy ~0.80 (GRU; transformer ~0.80 at a higher loss) vs naive Bayes 0.83, majority 0.53"
+    typical_time = "~5 min"
+    defaults = {"epochs": 8, "batch_size": 32, "lr": 2e-3, "seed": 0, "arch": "gru", "max_len": 48,
                 "embed": 64, "hidden": 64, "dropout": 0.3, "data": None}
     loss = "cross_entropy"
     metrics = ("accuracy",)
