@@ -11,7 +11,6 @@ import numpy as np
 
 from deepwise.diagnostics.attention import attention_maps, describe_attention
 from deepwise.models.gpt import GPT
-from deepwise.optim.lr_scheduler import CosineAnnealingLR
 from deepwise.recipes.sequences import CharsLSTM
 from deepwise.tensor import Tensor
 from deepwise.text import to_ascii
@@ -30,15 +29,19 @@ class CharGPT(GPT):
 
 class CharsGPT(CharsLSTM):
     """Next character of Python's docstrings with a 4-layer GPT (pre-norm blocks, causal self-attention
-    over the last 64 characters, tied embedding/head), trained with Adam and a cosine learning rate.
-    Compared with chars-lstm (val ~1.55 nats/char in ~2.5 min) on the same validation text."""
+    over the last 64 characters, tied embedding/head), trained with Adam at a constant learning rate.
+    Compared with chars-lstm (val 1.55 nats/char in ~2.5 min) on the same validation text: in similar
+    time (3 epochs) this GPT reaches 2.01, so on two CPU cores the LSTM wins; the transformer needs
+    many more steps than a recurrent net to learn spelling."""
 
     name = "chars-gpt"
     task = "character-level language model (transformer)"
     data_desc = CharsLSTM.data_desc
     model_desc = "GPT: 4 pre-norm blocks, 4 heads, width 128, context 64, tied head"
-    expected = "val loss ~1.7 nats/char after 3 epochs (chars-lstm: ~1.55 with 6 epochs); readable samples"
-    typical_time = "~8 min"
+    # measured (seed 0): val 2.01 nats/char after 3 epochs (~3 min of training on 2 cores), where
+    # chars-lstm reaches 1.55 in ~2.5 min: at this budget the LSTM is clearly better
+    expected = "val loss 2.01 nats/char in 3 epochs (chars-lstm: 1.55 in similar time); word-like samples"
+    typical_time = "~4 min"
     defaults = {"epochs": 3, "batch_size": 32, "lr": 2e-3, "seed": 0, "seq_len": 64, "max_chars": None,
                 "n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0}
 
@@ -46,9 +49,6 @@ class CharsGPT(CharsLSTM):
         return CharGPT(96, block_size=int(config.get("seq_len", 64)), n_layer=int(config.get("n_layer", 4)),
                        n_head=int(config.get("n_head", 4)), n_embd=int(config.get("n_embd", 128)),
                        dropout=float(config.get("dropout", 0.0)))
-
-    def scheduler(self, optimizer, config):
-        return CosineAnnealingLR(optimizer, T_max=max(int(config["epochs"]), 1), eta_min=config["lr"] * 0.1)
 
     def _generate(self, trainer, prompt, config, length=300):
         vocab = self.vocab()

@@ -7,6 +7,10 @@ beam search, against two baselines that need no training: copying the English, a
 learned from the training pairs (each English word replaced by the German word that co-occurs with it
 most, numbers and punctuation kept in place). The report shows test translations and, as heat maps,
 which source characters the decoder's cross-attention looks at while writing each output character.
+
+One limit is in the data: for May the en_US medium style ("May 27, 1907") is the same as the long
+one, while German writes 27.05.1907 (medium) or 27. Mai 1907 (long), so about 9 % of medium-style
+pairs cannot be translated exactly from the English alone.
 """
 
 from __future__ import annotations
@@ -204,8 +208,12 @@ class TranslateDates(Recipe):
     task = "sequence-to-sequence translation"
     data_desc = "12,000 English/German date pairs from Unicode CLDR (via babel), split by date"
     model_desc = "char transformer: 2+2 pre-norm layers, width 64, 4 heads, greedy and beam search"
-    expected = "test exact match ~0.95+ and chrF ~99 vs copy chrF ~40 / word-lookup exact match ~0.3"
-    typical_time = "~10 min"
+    # measured (seed 0, 1,219 test pairs): exact match 0.967 greedy and beam, chrF 98.6, BLEU 97.7;
+    # copy chrF 33.2, word lookup chrF 51.4 (exact match 0 for both). Almost every miss is "May 27,
+    # 1907": in en_US the medium style of May is the long one, while German writes 27.05.1907 or
+    # 27. Mai 1907 -- the source cannot say which (38 of the 421 medium-style test pairs).
+    expected = "test exact match 0.967, chrF 98.6 vs chrF 33.2 copy / 51.4 word lookup"
+    typical_time = "~30 min"
     defaults = {"epochs": 6, "batch_size": 64, "lr": 2e-3, "seed": 0, "max_pairs": None, "d_model": 64,
                 "nhead": 4, "num_layers": 2, "dim_feedforward": 128, "dropout": 0.1, "beam_size": 4,
                 "eval_pairs": None}
