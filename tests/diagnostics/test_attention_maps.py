@@ -66,6 +66,9 @@ def test_describe_head_names_the_pattern():
         align[i, j] = 0.9
         align[i, (j + 1) % 7] = 0.1
     assert "monotonic alignment" in describe_head(align, key_tokens=list("abcdefg"))
+    copy = np.zeros((3, 4))  # writing "2", "0", "2" while looking at the source's "2", "0", "2"
+    copy[0, 1] = copy[1, 2] = copy[2, 1] = 1.0
+    assert "copying" in describe_head(copy, tokens=["2", "0", "2"], key_tokens=["x", "2", "0", "y"])
     with pytest.raises(ValueError, match=r"\(L, S\)"):
         describe_head(np.zeros(4))
 

@@ -109,7 +109,8 @@ def _collecting_forward(module, name, found):
 def describe_head(weights, tokens=None, key_tokens=None) -> str:
     """What one head (``weights`` (L, S) or (batch, L, S)) mostly attends to, as a phrase: the previous
     token, the token itself, the first token, a particular token (when ``key_tokens`` or ``tokens``
-    name the keys), the source position that moves along with the query (cross-attention), or
+    name the keys), the source position that moves along with the query or the source token equal
+    to the query's own (cross-attention, with ``tokens`` naming the queries), or
     "spreads its attention" when no pattern takes most of the weight."""
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim == 2:
@@ -137,6 +138,11 @@ def describe_head(weights, tokens=None, key_tokens=None) -> str:
         if moves > 0.8 and peak > 0.5 and np.ptp(focus) > 0:
             candidates.append((peak, "the source position that lines up with the output (a monotonic alignment)"))
     share, what = max(candidates, key=lambda c: c[0]) if candidates else (0.0, "")
+    if key_tokens is not None and tokens is not None and len(tokens) == L and len(key_tokens) == S:
+        same = np.array([[q == k for k in key_tokens] for q in tokens])  # the query's own token among the keys
+        copy = float((w * same).sum()) / total
+        if copy > share:
+            share, what = copy, "the source token equal to the one it writes (copying)"
     if keys is not None and len(keys) == S:
         mass = {}
         for k, tok in enumerate(keys):

@@ -323,8 +323,7 @@ class TranslateDates(Recipe):
                 if m.name.endswith("multihead_attn")]
         S, T = len(source), len(out_ids) + 1
         src_tokens = list(source)
-        tgt_tokens = [BOS] + list(output)[: T - 1]  # the query at step t writes output character t
-        writes = list(output)[: T - 1] + [EOS]
+        writes = list(output)[: T - 1] + ["<end>"]  # the query at step t writes output character t
         entries = []
         for n, m in enumerate(maps, start=1):
             w = m.weights[0, :, :T, :S]
@@ -340,7 +339,7 @@ class TranslateDates(Recipe):
                                 "y_label": "German output being written"})
         trimmed = [type(m)(m.name, m.weights[:, :, :T, :S]) for m in maps]
         return {"attention_maps": entries, "attention_sample": f"{source}  ->  {output}",
-                "attention_text": describe_attention(trimmed, tokens=tgt_tokens, key_tokens=src_tokens)}
+                "attention_text": describe_attention(trimmed, tokens=writes, key_tokens=src_tokens)}
 
     def predict(self, trainer, path, config):
         """The input is an English date (text), e.g. "Tuesday, March 5, 2024": returns its German
