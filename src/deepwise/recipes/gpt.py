@@ -32,7 +32,7 @@ class CharsGPT(CharsLSTM):
     over the last 64 characters, tied embedding/head), trained with Adam at a constant learning rate.
     Compared with chars-lstm (val 1.55 nats/char in ~2.5 min) on the same validation text: in similar
     time (3 epochs) this GPT reaches 2.01, so on two CPU cores the LSTM wins; the transformer needs
-    many more steps than a recurrent net to learn spelling."""
+    many more steps than a recurrent net to learn spelling (``--epochs 8``: 1.59 nats/char, ~8 min)."""
 
     name = "chars-gpt"
     task = "character-level language model (transformer)"
