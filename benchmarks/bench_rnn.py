@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from harness import Result, setup_torch, time_pair
+
 from models import gru_lm, lstm_lm, pair, train_step_fns
 
 

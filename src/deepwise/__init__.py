@@ -17,6 +17,7 @@ from deepwise import (
     cuda,
     data,
     diagnostics,
+    distributed,
     io,
     nn,
     onnx,

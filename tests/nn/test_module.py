@@ -485,3 +485,19 @@ def test_nn_namespace_exports_every_layer_family():
 
     for name in F.__all__:
         assert callable(getattr(F, name)), name
+
+
+def test_reassigning_a_child_or_a_parameter_keeps_its_place_in_the_order():
+    # state_dict order is what ties checkpoints and all-reduce buckets together: replacing a layer
+    # (convert_sync_batchnorm, fine-tuning heads) must not move it to the end, as in PyTorch
+    from deepwise import nn
+
+    m = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2), nn.ReLU())
+    m[1] = nn.BatchNorm1d(2)
+    setattr(m, "0", nn.Linear(2, 2))
+    assert list(m._modules) == ["0", "1", "2"]
+    lin = nn.Linear(2, 3)
+    lin.weight = nn.Parameter(lin.weight.detach().clone())
+    assert list(dict(lin.named_parameters())) == ["weight", "bias"]
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2), nn.ReLU()))
+    assert list(converted.state_dict())[:4] == ["0.weight", "0.bias", "1.weight", "1.bias"]

@@ -23,6 +23,21 @@ from deepwise.autograd import anomaly, mode
 from deepwise.backend import get_array_module
 from deepwise.tensor import Tensor
 
+_CALLBACKS = []  # run once after the backward pass that is running now (see queue_callback)
+_DEPTH = [0]
+
+
+def queue_callback(fn) -> None:
+    """Run ``fn()`` once, when the backward pass now running has put every gradient into ``.grad``
+    (PyTorch's ``_execution_engine.queue_callback``; DistributedDataParallel averages gradients over
+    processes with it). Called outside a backward pass, ``fn`` runs after the next one."""
+    _CALLBACKS.append(fn)
+
+
+def _run_callbacks():
+    while _CALLBACKS:
+        _CALLBACKS.pop(0)()
+
 
 # ------------------------------------------------------------------------------ the public calls
 def _root_grads(outputs, grad_outputs, create_graph, what):
@@ -166,8 +181,24 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, capture=N
 
     ``capture`` (from ``autograd.grad``) maps ``("leaf", id(leaf))`` or ``(id(node), output index)``
     to a position in the result: those gradients are returned, in a dict by position, and with
-    ``accumulate=False`` nothing is added into ``.grad``.
+    ``accumulate=False`` nothing is added into ``.grad``. Callbacks queued during the pass
+    (``queue_callback``) run at its end.
     """
+    _DEPTH[0] += 1
+    try:
+        captured = _run(roots, grads, retain_graph, create_graph, capture, accumulate)
+    except BaseException:
+        if _DEPTH[0] == 1:
+            _CALLBACKS.clear()  # a failed pass runs nothing queued for it
+        raise
+    finally:
+        _DEPTH[0] -= 1
+    if not _DEPTH[0]:
+        _run_callbacks()
+    return captured
+
+
+def _run(roots, grads, retain_graph, create_graph, capture, accumulate):
     node_grads = {}
     leaf_grads = {}
     captured = {}

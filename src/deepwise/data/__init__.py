@@ -28,6 +28,7 @@ from deepwise.data.datasets import (
     read_idx,
     verify_checksum,
 )
+from deepwise.data.distributed import DistributedSampler
 from deepwise.data.loader import DataLoader
 from deepwise.data.randomness import rng
 from deepwise.data.sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler
@@ -44,7 +45,8 @@ from deepwise.data.transforms import (
 
 __all__ = [
     "ArrayDataset", "BatchSampler", "CIFAR10_CLASSES", "ChecksumError", "Compose", "DataLoader", "Dataset",
-    "DatasetFormatError", "DownloadError", "GaussianNoise", "Normalize", "RandomCrop", "RandomHorizontalFlip",
+    "DatasetFormatError", "DistributedSampler", "DownloadError", "GaussianNoise", "Normalize", "RandomCrop",
+    "RandomHorizontalFlip",
     "RandomMask", "RandomSampler", "RandomShift", "Sampler", "SequentialSampler", "Subset", "TensorDataset",
     "Transform", "cifar10_class_names", "dataset_folder", "default_collate", "default_convert", "default_root",
     "download",

@@ -2,7 +2,7 @@
 layers, ``init``, ``functional`` (``import deepwise.nn.functional as F``) and ``utils`` (gradient
 clipping, flat parameter vectors)."""
 
-from deepwise.nn import functional, init, utils
+from deepwise.nn import functional, init, parallel, utils
 from deepwise.nn.containers import ModuleDict, ModuleList, Sequential
 from deepwise.nn.layers import *  # every layer is nn.<Name>
 from deepwise.nn.module import Module

@@ -40,7 +40,7 @@ from deepwise.nn.layers.loss import (
     NLLLoss,
     SmoothL1Loss,
 )
-from deepwise.nn.layers.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from deepwise.nn.layers.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, SyncBatchNorm
 from deepwise.nn.layers.pool import (
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,

@@ -1,14 +1,28 @@
-"""Normalisation layers: BatchNorm1d/2d, LayerNorm, GroupNorm, with PyTorch's parameters, buffers,
-state-dict keys and reprs."""
+"""Normalisation layers: BatchNorm1d/2d, SyncBatchNorm, LayerNorm, GroupNorm, with PyTorch's
+parameters, buffers, state-dict keys and reprs.
+
+``SyncBatchNorm`` is batch normalisation whose statistics are those of the whole batch, spread over
+every process of ``deepwise.distributed``. With data parallelism each rank sees only its share of a
+batch, so plain BatchNorm would normalise by a different, noisier mean and variance on each rank
+than one process would on the full batch. SyncBatchNorm sums over the ranks instead, weighting each
+rank by its number of values: first the sums and the count (giving the mean), then the squared
+deviations from that mean (giving the variance: the same two-pass formula one process uses). The
+sums are ``distributed.nn.all_reduce``, which autograd differentiates (its backward sums the
+gradients over the ranks), so the backward pass is exact without a formula of its own, double
+backward included. In a world of one process, and in evaluation, it is BatchNorm exactly.
+"""
 
 from __future__ import annotations
 
-from deepwise import backend
+from deepwise import backend, distributed
+from deepwise.autograd.mode import no_grad
 from deepwise.creation import ones, tensor, zeros
+from deepwise.distributed import nn as dist_nn
 from deepwise.nn import init
 from deepwise.nn.module import Module
 from deepwise.nn.parameter import Parameter
 from deepwise.ops.normalization import batch_norm, group_norm, layer_norm
+from deepwise.ops.shape import cat
 
 
 def _positive_int(layer, name, value):
@@ -134,6 +148,74 @@ class BatchNorm2d(_BatchNorm):
     _layout = "4D (N, C, H, W)"
 
 
+class SyncBatchNorm(_BatchNorm):
+    """Batch normalisation over all ranks' shares of the batch, of (N, C, *) inputs (PyTorch's
+    arguments; ``process_group`` is accepted and means the world)."""
+
+    _ndims = (2, 3, 4, 5)
+    _layout = "(N, C) or (N, C, *) with up to 3 spatial dims"
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, process_group=None, device=None, dtype=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+
+    def forward(self, input):
+        if not self.training or distributed.world_size() == 1:
+            return super().forward(input)
+        self._check_input(input)
+        c = self.num_features
+        axes = (0, *range(2, input.ndim))
+        shape = (1, c) + (1,) * (input.ndim - 2)
+        local_count = input.numel() // c
+        count = tensor([float(local_count)], dtype=input.dtype)
+        totals = dist_nn.all_reduce(cat([input.sum(dim=axes), count]))
+        n = totals[c]
+        if float(n.item()) <= 1:
+            raise ValueError(f"SyncBatchNorm: expected more than 1 value per channel over all ranks, got "
+                             f"input of shape {tuple(input.shape)} on this rank")
+        mean = totals[:c] / n
+        centered = input - mean.reshape(shape)
+        var = dist_nn.all_reduce((centered * centered).sum(dim=axes)) / n
+        out = centered * (var + self.eps).rsqrt().reshape(shape)
+        if self.weight is not None:
+            out = out * self.weight.reshape(shape)
+        if self.bias is not None:
+            out = out + self.bias.reshape(shape)
+        if self.track_running_stats:
+            self._update_running(mean, var, float(n.item()))
+        return out
+
+    def _update_running(self, mean, var, n):
+        with no_grad():
+            self.num_batches_tracked.add_(1)
+            factor = self.momentum
+            if factor is None:
+                factor = 1.0 / float(self.num_batches_tracked.item())
+            unbiased = var * (n / (n - 1))
+            self.running_mean.mul_(1 - factor).add_(mean.detach().to(self.running_mean.dtype) * factor)
+            self.running_var.mul_(1 - factor).add_(unbiased.detach().to(self.running_var.dtype) * factor)
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module, process_group=None):
+        """``module`` with every BatchNorm1d/2d replaced by a SyncBatchNorm holding the same parameters,
+        buffers and settings (the module itself is returned when it is one)."""
+        if isinstance(module, (BatchNorm1d, BatchNorm2d)) and not isinstance(module, SyncBatchNorm):
+            sync = cls(module.num_features, module.eps, module.momentum, module.affine,
+                       module.track_running_stats)
+            if module.affine:
+                sync.weight = module.weight
+                sync.bias = module.bias
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                setattr(sync, name, getattr(module, name))
+            sync.train(module.training)
+            return sync
+        for name, child in list(module.named_children()):
+            new = cls.convert_sync_batchnorm(child, process_group)
+            if new is not child:
+                setattr(module, name, new)
+        return module
+
+
 class LayerNorm(Module):
     """Normalises each sample over its trailing ``normalized_shape`` dimensions; elementwise weight
     (ones) and bias (zeros) of that shape."""
@@ -212,4 +294,4 @@ class GroupNorm(Module):
                 f"bias={self.bias is not None}")
 
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm", "SyncBatchNorm"]
