@@ -69,6 +69,25 @@ def test_a_torch_script_runs_on_deepwise_with_its_arguments(tmp_path):
     assert "torch is deepwise" in proc.stdout
 
 
+def test_python_dash_m_deepwise_is_the_deepwise_command(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(TRAIN)
+    proc = subprocess.run([sys.executable, "-m", "deepwise", "run", str(script), "--epochs", "2"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert len([line for line in proc.stdout.splitlines() if line.startswith("epoch")]) == 2
+    assert "torch is deepwise" in proc.stdout
+    # the same parser as the console script: its usage, and a bad command is a usage error (exit 2)
+    listed = subprocess.run([sys.executable, "-m", "deepwise", "recipes"], capture_output=True, text=True,
+                            timeout=240)
+    direct = subprocess.run([sys.executable, "-m", "deepwise.cli", "recipes"], capture_output=True, text=True,
+                            timeout=240)
+    assert listed.returncode == 0 and listed.stdout == direct.stdout and listed.stdout.strip()
+    bad = subprocess.run([sys.executable, "-m", "deepwise", "no-such-command"], capture_output=True, text=True,
+                         timeout=240)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
 def test_a_gap_is_one_line_naming_it_and_the_script_line(tmp_path):
     proc = _run(tmp_path, """
         import torch
