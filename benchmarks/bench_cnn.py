@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from harness import Result, setup_torch, time_pair
+from harness import Result, conv_extra, setup_torch, time_pair
 
-from models import lenet5, pair, train_step_fns, vgg_block
+from models import conv_layer_flops, lenet5, pair, train_conv_flops, train_step_fns, vgg_block
 
 
 def _train(torch, builder, shape, name):
@@ -15,7 +15,10 @@ def _train(torch, builder, shape, name):
     dw_model, th_model = pair(builder, torch)
     dw_step, th_step = train_step_fns(dw_model, th_model, x, y, torch, opt="sgd", lr=0.01)
     dw_s, th_s, mem = time_pair(dw_step, th_step, repeats=20, warmup=3)
-    return Result("cnn", name, dw_s, th_s, target=1.5, extra=mem)
+    import deepwise as dw
+
+    flop = train_conv_flops(conv_layer_flops(builder(dw.nn), shape, dw))
+    return Result("cnn", name, dw_s, th_s, target=1.5, extra={**mem, **conv_extra(flop)})
 
 
 def _inference(torch):

@@ -157,6 +157,35 @@ def time_pair(dw_step, torch_step, repeats=30, warmup=3, blocks=6, settle=0.05):
     return med["deepwise"], med["torch"], extra
 
 
+_SGEMM = {}
+
+
+def sgemm_peak(n=1536, repeats=5):
+    """This worker's float32 matmul rate in GFLOP/s: the best of ``repeats`` (n, n) @ (n, n) products
+    through NumPy's BLAS (the one deepwise calls) at the worker's thread count. Measured once per
+    worker, so it is taken in the same run, under the same load, as the conv workloads beside it."""
+    if n not in _SGEMM:
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+        out = np.empty((n, n), dtype=np.float32)
+        np.matmul(a, b, out=out)  # warm-up: threads started, pages touched
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            np.matmul(a, b, out=out)
+            best = min(best, time.perf_counter() - t0)
+        _SGEMM[n] = 2 * n**3 / best / 1e9
+    return _SGEMM[n]
+
+
+def conv_extra(flop):
+    """Result.extra entries for a conv workload: its conv FLOPs per step and this worker's sgemm peak;
+    the table then shows each framework's achieved conv GFLOP/s beside that peak."""
+    return {"conv_flop": flop, "sgemm_gflops": sgemm_peak()}
+
+
 def merge(runs: list[list[Result]]) -> list[Result]:
     """One Result per workload from several workers' results: the best (lowest) median of each framework
     over the rounds, the largest memory figure seen, notes and targets from whichever worker had them."""
@@ -220,15 +249,33 @@ HOW_TO_READ = """
 - Peak memory is how far the worker's resident memory rose during one cold training step (gradients
   and optimizer state included), measured the same way for both frameworks (Linux VmHWM, reset
   before the step).
+- conv GFLOP/s: the conv and transposed-conv FLOPs of one step (2 per multiply-add; forward, input
+  gradient and weight gradient) over the step time, beside the float32 matmul rate (sgemm peak,
+  NumPy's BLAS, same worker and thread count). A whole step also spends time outside the convs; the
+  "convs alone" rows time only the conv layers' forward and backward.
 - `fit` overhead is Trainer.fit's epoch time over the same epochs in a hand-written loop (both
   deepwise); the target is <= 5%.
 """
 
 
+def _gflops(r: Result) -> str:
+    """'deepwise / PyTorch GFLOP/s of the conv FLOPs per step (sgemm peak P, deepwise at x% of it)'."""
+    flop, peak = r.extra.get("conv_flop"), r.extra.get("sgemm_gflops")
+    if not flop:
+        return "-"
+    rates = [None if s is None else flop / s / 1e9 for s in (r.dw_s, r.torch_s)]
+    text = " / ".join("-" if v is None else f"{v:.1f}" for v in rates)
+    if peak:
+        text += f" (peak {peak:.0f}" + (f", dw {100 * rates[0] / peak:.0f}%" if rates[0] else "") + ")"
+    return text
+
+
 def _table(results) -> list[str]:
+    conv = any(r.extra.get("conv_flop") for r in results)  # the GFLOP/s column only where it applies
     lines = [
-        "| group | workload | deepwise | PyTorch | ratio (dw/torch) | target | note |",
-        "|---|---|---|---|---|---|---|",
+        "| group | workload | deepwise | PyTorch | ratio (dw/torch) | target | "
+        + ("conv GFLOP/s dw / torch (sgemm peak) | " if conv else "") + "note |",
+        "|---|---|---|---|---|---|---|" + ("---|" if conv else ""),
     ]
     ratios = []
     for r in results:
@@ -239,7 +286,8 @@ def _table(results) -> list[str]:
         lines.append(
             f"| {r.group} | {r.name} | {_fmt_time(r.dw_s)} | {_fmt_time(r.torch_s)} | "
             f"{'-' if ratio is None else f'{ratio:.2f}x'}{ok} | "
-            f"{'-' if r.target is None else f'<= {r.target}x'} | {_note(r)} |"
+            f"{'-' if r.target is None else f'<= {r.target}x'} | "
+            + (f"{_gflops(r)} | " if conv else "") + f"{_note(r)} |"
         )
     if ratios:
         gm = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
