@@ -23,7 +23,7 @@ SRC = pathlib.Path(deepwise.__file__).parent
 # listed here fails the test (add it). io (file formats, atomic writes) sits low because training
 # writes checkpoints and histories with it; models are compositions of layers, below training.
 LAYERS = {
-    "_malloc": 0, "backend": 0, "backends": 0,
+    "_malloc": 0, "backend": 0, "backends": 0, "threads": 0,
     "random": 1, "cuda": 1, "accelerator": 1, "tensor": 1, "autograd": 1, "creation": 1,
     "ops": 2,
     "distributed": 2.5,

@@ -82,6 +82,7 @@ from deepwise.nn.summary import summary
 from deepwise.ops import *  # the functional ops are dw.exp, dw.cat, ... as in torch
 from deepwise.random import get_rng_state, manual_seed, set_rng_state
 from deepwise.tensor import Tensor
+from deepwise.threads import get_num_threads, set_num_threads
 from deepwise.train import History, Trainer, metrics
 
 _malloc.apply()  # keep freed arrays' pages mapped (see deepwise/_malloc.py; DEEPWISE_MALLOC_TUNING=0 opts out)
