@@ -9,7 +9,16 @@
 
 from deepwise.data import transforms
 from deepwise.data.collate import default_collate, default_convert
-from deepwise.data.dataset import ArrayDataset, Dataset, Subset, TensorDataset, random_split
+from deepwise.data.dataset import (
+    ArrayDataset,
+    ChainDataset,
+    ConcatDataset,
+    Dataset,
+    IterableDataset,
+    Subset,
+    TensorDataset,
+    random_split,
+)
 from deepwise.data.datasets import (
     CIFAR10_CLASSES,
     ChecksumError,
@@ -29,9 +38,16 @@ from deepwise.data.datasets import (
     verify_checksum,
 )
 from deepwise.data.distributed import DistributedSampler
-from deepwise.data.loader import DataLoader
+from deepwise.data.loader import DataLoader, get_worker_info
 from deepwise.data.randomness import rng
-from deepwise.data.sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler
+from deepwise.data.sampler import (
+    BatchSampler,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    SubsetRandomSampler,
+    WeightedRandomSampler,
+)
 from deepwise.data.transforms import (
     Compose,
     GaussianNoise,
@@ -44,7 +60,8 @@ from deepwise.data.transforms import (
 )
 
 __all__ = [
-    "ArrayDataset", "BatchSampler", "CIFAR10_CLASSES", "ChecksumError", "Compose", "DataLoader", "Dataset",
+    "ArrayDataset", "BatchSampler", "CIFAR10_CLASSES", "ChainDataset", "ChecksumError", "Compose", "ConcatDataset",
+    "DataLoader", "Dataset", "IterableDataset", "SubsetRandomSampler", "WeightedRandomSampler", "get_worker_info",
     "DatasetFormatError", "DistributedSampler", "DownloadError", "GaussianNoise", "Normalize", "RandomCrop",
     "RandomHorizontalFlip",
     "RandomMask", "RandomSampler", "RandomShift", "Sampler", "SequentialSampler", "Subset", "TensorDataset",

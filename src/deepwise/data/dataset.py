@@ -9,12 +9,14 @@ Python loop over samples.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from deepwise import backend
+from deepwise.creation import as_numpy_generator
 from deepwise.data.randomness import rng
 from deepwise.tensor import Tensor
 
@@ -31,6 +33,100 @@ class Dataset:
 
     def __len__(self) -> int:
         raise NotImplementedError(f"{type(self).__name__} must implement __len__()")
+
+    def __add__(self, other):
+        """``a + b``: the samples of ``a`` followed by those of ``b`` (a ``ConcatDataset``)."""
+        return ConcatDataset([self, other])
+
+
+class IterableDataset(Dataset):
+    """Base class of datasets that are streams: implement ``__iter__`` yielding samples.
+
+    A ``DataLoader`` over one batches the samples as they come (no sampler, no shuffle). With
+    ``num_workers=N`` every worker process iterates its own copy of the dataset, so a dataset that
+    should not be read N times over splits the work itself inside ``__iter__``, from
+    ``deepwise.data.get_worker_info()`` (None in the main process; in a worker, its ``id`` and
+    ``num_workers``)::
+
+        def __iter__(self):
+            info = get_worker_info()
+            start, step = (0, 1) if info is None else (info.id, info.num_workers)
+            return iter(range(self.start + start, self.end, step))
+    """
+
+    def __iter__(self):
+        raise NotImplementedError(f"{type(self).__name__} must implement __iter__()")
+
+    def __getitem__(self, index):
+        raise TypeError(f"{type(self).__name__} is an IterableDataset: iterate over it, it has no "
+                        "samples by index")
+
+    def __len__(self) -> int:
+        """A stream's length is unknown unless a subclass defines ``__len__`` (len() is a TypeError)."""
+        raise TypeError(f"{type(self).__name__} (an IterableDataset) has no __len__")
+
+    def __add__(self, other):
+        """``a + b``: the stream of ``a`` followed by that of ``b`` (a ``ChainDataset``)."""
+        return ChainDataset([self, other])
+
+
+class ChainDataset(IterableDataset):
+    """The streams of several ``IterableDataset``s one after the other (built lazily: each is
+    iterated only when the previous one is exhausted)."""
+
+    def __init__(self, datasets):
+        self.datasets = list(datasets)
+        for i, d in enumerate(self.datasets):
+            if not isinstance(d, IterableDataset):
+                raise TypeError(f"ChainDataset: dataset {i} is a {type(d).__name__}, expected an "
+                                "IterableDataset (use ConcatDataset for map-style datasets)")
+
+    def __iter__(self):
+        for d in self.datasets:
+            yield from d
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self.datasets)  # a TypeError when one of them has no length
+
+    def __repr__(self):
+        return f"ChainDataset({len(self.datasets)} datasets)"
+
+
+class ConcatDataset(Dataset):
+    """The samples of several map-style datasets one after the other: with sizes 3 and 2, index 3
+    is sample 0 of the second. ``cumulative_sizes[i]`` is the number of samples in the first
+    ``i + 1`` datasets; negative indices count from the end, as for a list."""
+
+    def __init__(self, datasets):
+        self.datasets = list(datasets)
+        if not self.datasets:
+            raise ValueError("ConcatDataset: datasets should not be an empty iterable")
+        for i, d in enumerate(self.datasets):
+            if isinstance(d, IterableDataset):
+                raise TypeError(f"ConcatDataset: dataset {i} is an IterableDataset ({type(d).__name__}); "
+                                "ConcatDataset does not support IterableDataset (use ChainDataset)")
+        self.cumulative_sizes = np.cumsum([len(d) for d in self.datasets]).tolist()
+
+    def __len__(self) -> int:
+        return int(self.cumulative_sizes[-1])
+
+    def __getitem__(self, index):
+        n = len(self)
+        if not isinstance(index, (int, np.integer)):
+            raise TypeError(f"ConcatDataset: index must be an int, got {type(index).__name__}")
+        if index < 0:
+            if -index > n:
+                raise ValueError(f"ConcatDataset: absolute value of index {index} should not exceed the "
+                                 f"dataset length {n}")
+            index += n
+        if index >= n:
+            raise IndexError(f"ConcatDataset: index {index} is out of range for a dataset of {n} samples")
+        which = bisect.bisect_right(self.cumulative_sizes, index)
+        start = self.cumulative_sizes[which - 1] if which else 0
+        return self.datasets[which][int(index - start)]
+
+    def __repr__(self):
+        return f"ConcatDataset({len(self.datasets)} datasets, {len(self)} samples)"
 
 
 def _as_data_array(value, position: int):
@@ -192,17 +288,17 @@ def _split_lengths(lengths: Sequence, n: int) -> list[int]:
     return counts
 
 
-def random_split(dataset, lengths, generator: np.random.Generator | None = None) -> list[Subset]:
+def random_split(dataset, lengths, generator=None) -> list[Subset]:
     """Split ``dataset`` into non-overlapping random ``Subset``s.
 
     ``lengths``: integer sizes summing to ``len(dataset)``, or fractions summing to 1 (each part gets
     ``floor(n * f)`` samples and the remainder goes one by one to the first parts). The permutation is
-    drawn from ``generator``, by default the shared ``deepwise.random.generator()``, so
-    ``deepwise.manual_seed`` makes the split reproducible.
+    drawn from ``generator`` (a ``numpy.random.Generator`` or a ``dw.Generator``), by default the
+    shared ``deepwise.random.generator()``, so ``deepwise.manual_seed`` makes the split reproducible.
     """
     n = len(dataset)
     counts = _split_lengths(lengths, n)
-    gen = generator if generator is not None else rng()
+    gen = as_numpy_generator(generator, "random_split") if generator is not None else rng()
     perm = gen.permutation(n)
     bounds = np.cumsum([0, *counts])
     return [Subset(dataset, perm[bounds[i]:bounds[i + 1]]) for i in range(len(counts))]

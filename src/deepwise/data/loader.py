@@ -35,8 +35,9 @@ from deepwise import backend
 from deepwise.creation import as_numpy_generator
 from deepwise.data import randomness
 from deepwise.data.collate import default_collate, default_convert, to_default_dtype
-from deepwise.data.dataset import Subset, TensorDataset
+from deepwise.data.dataset import IterableDataset, Subset, TensorDataset
 from deepwise.data.sampler import BatchSampler, RandomSampler, SequentialSampler, is_lazy
+from deepwise.data.streams import StreamBatches, StreamIterator
 from deepwise.data.workers import WorkerPool, get_worker_info
 from deepwise.tensor import Tensor
 
@@ -62,7 +63,10 @@ class DataLoader:
 
     Args:
         dataset: has ``__len__`` and ``__getitem__``; with ``__getitems__(indices)`` (like
-            ``TensorDataset``) a whole batch is fetched in one call — no Python loop per sample.
+            ``TensorDataset``) a whole batch is fetched in one call — no Python loop per sample. Or an
+            ``IterableDataset``, a stream batched as it comes (``deepwise.data.streams``): no sampler or
+            shuffle then, ``batch_size=None`` delivers single samples, and each worker process iterates
+            its own copy (``get_worker_info()`` inside ``__iter__`` says which share is its own).
         batch_size: samples per batch (the last batch may be smaller unless ``drop_last``).
         shuffle: a new random order every epoch (a ``RandomSampler`` drawing from
             ``deepwise.random.generator()``; ``deepwise.manual_seed`` makes it reproducible).
@@ -115,7 +119,10 @@ class DataLoader:
             raise ValueError(f"DataLoader: timeout option should be non-negative, got {timeout!r}")
         if worker_init_fn is not None and not callable(worker_init_fn):
             raise TypeError(f"DataLoader: worker_init_fn must be callable, got {type(worker_init_fn).__name__}")
-        if batch_sampler is not None:
+        self._stream = isinstance(dataset, IterableDataset)
+        if self._stream:
+            _check_stream_options(shuffle, sampler, batch_sampler, batch_size)
+        elif batch_sampler is not None:
             if batch_size != 1 or shuffle or sampler is not None or drop_last:
                 raise ValueError("DataLoader: batch_sampler already decides batches; do not also pass "
                                  "batch_size, shuffle, sampler or drop_last")
@@ -129,7 +136,9 @@ class DataLoader:
         self.dataset = dataset
         self.generator = generator
         self._np_generator = None if generator is None else as_numpy_generator(generator)
-        if batch_sampler is None:
+        if self._stream:  # the stream decides the order: no sampler
+            self.batch_size = None if batch_size is None else int(batch_size)
+        elif batch_sampler is None:
             if sampler is None:
                 sampler = (RandomSampler(dataset, generator=self._np_generator) if shuffle
                            else SequentialSampler(dataset))
@@ -160,6 +169,15 @@ class DataLoader:
         """The epoch number the next ``iter(loader)`` passes to ``sampler.set_epoch``."""
         self._epoch = int(epoch)
 
+    def _stream_epoch(self, epoch):
+        """One epoch of an ``IterableDataset`` (``deepwise.data.streams``)."""
+        seed = randomness.child_seed()
+        if self.num_workers == 0:
+            batches = StreamBatches(self.dataset, self.batch_size, self.drop_last, self.collate_fn)
+            return StreamIterator(batches, epoch, np.random.default_rng(seed))
+        pool = self._start_pool(StreamBatches(self.dataset, self.batch_size, self.drop_last, self.collate_fn))
+        return pool.run_stream_epoch(epoch, seed, own_pool=not self.persistent_workers)
+
     def _announce_epoch(self, epoch: int) -> None:
         # the batch sampler's set_epoch (deepwise's BatchSampler forwards it to its sampler) or,
         # when it has none, the sampler's: each sampler hears of every epoch exactly once
@@ -188,6 +206,8 @@ class DataLoader:
     def __iter__(self):
         epoch = self._epoch
         self._epoch += 1
+        if self._stream:
+            return self._stream_epoch(epoch)
         self._announce_epoch(epoch)
         if is_lazy(self.batch_sampler.sampler if hasattr(self.batch_sampler, "sampler") else self.batch_sampler):
             seed = randomness.child_seed()
@@ -214,19 +234,32 @@ class DataLoader:
             return _SerialIterator(batches, fetch, gen)
         return _PrefetchIterator(batches, fetch, gen, self.prefetch)
 
-    def _worker_epoch(self, batches, seed):
+    def _start_pool(self, fetch):
+        """The worker processes: the persistent ones when they run already, else new ones."""
         pool = self._pool
         if pool is None:
             gen = self._np_generator if self._np_generator is not None else randomness.rng()
             base_seed = int(gen.integers(0, 2**62))
-            pool = WorkerPool(self.dataset, _make_fetch(self.dataset, self.collate_fn), self.num_workers,
-                              base_seed, self.worker_init_fn, self.prefetch_factor, self.timeout,
-                              self.multiprocessing_context)
+            pool = WorkerPool(self.dataset, fetch, self.num_workers, base_seed, self.worker_init_fn,
+                              self.prefetch_factor, self.timeout, self.multiprocessing_context)
             if self.persistent_workers:
                 self._pool = pool
+        return pool
+
+    def _worker_epoch(self, batches, seed):
+        pool = self._start_pool(_make_fetch(self.dataset, self.collate_fn))
         return pool.run_epoch(batches, seed, own_pool=not self.persistent_workers)
 
     def __len__(self) -> int:
+        if self._stream:  # as PyTorch: from the dataset's own length, when it has one
+            try:
+                n = len(self.dataset)
+            except TypeError:
+                raise TypeError(f"DataLoader: the {type(self.dataset).__name__} (an IterableDataset) has no "
+                                "__len__, so the number of batches is not known") from None
+            if self.batch_size is None:
+                return n
+            return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
         return len(self.batch_sampler)
 
     def __getstate__(self):  # the worker pool stays with the process that started it
@@ -235,8 +268,21 @@ class DataLoader:
         return state
 
     def __repr__(self):
+        if self._stream:
+            return f"DataLoader({type(self.dataset).__name__} (a stream), batch_size={self.batch_size})"
         return (f"DataLoader({type(self.dataset).__name__} of {len(self.dataset)} samples, "
                 f"batch_size={self.batch_size}, batches={len(self)}, prefetch={self.prefetch})")
+
+
+def _check_stream_options(shuffle, sampler, batch_sampler, batch_size):
+    """An ``IterableDataset`` gives its samples in its own order: no sampler, no shuffle."""
+    for name, value in (("shuffle", shuffle or None), ("sampler", sampler), ("batch_sampler", batch_sampler)):
+        if value is not None:
+            raise ValueError(f"DataLoader with IterableDataset: expected unspecified {name} option, but got "
+                             f"{name}={value!r} (the dataset's __iter__ decides the order; shuffle inside it)")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size <= 0):
+        raise ValueError(f"DataLoader: batch_size must be a positive int or None, got {batch_size!r}")
 
 
 def _row_source(dataset, collate_fn):

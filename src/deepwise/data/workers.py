@@ -28,6 +28,7 @@ import numpy as np
 
 from deepwise import random as dw_random
 from deepwise.data import randomness
+from deepwise.data.streams import StreamEnd
 
 _POLL_S = 0.1  # how often a waiting main process checks that its workers are alive
 
@@ -152,6 +153,12 @@ class WorkerPool:
         the epoch ends (else they wait for the next epoch: ``persistent_workers``)."""
         return _EpochIterator(self, batches, epoch_seed, own_pool)
 
+    def run_stream_epoch(self, epoch, epoch_seed, own_pool):
+        """An iterator over one epoch of an ``IterableDataset`` whose ``fetch`` is a
+        ``deepwise.data.streams.StreamBatches``: each request asks a worker for the next batch of its
+        own stream (see ``_StreamEpochIterator``)."""
+        return _StreamEpochIterator(self, epoch, epoch_seed, own_pool)
+
     def _get(self, wait_s):
         try:
             return self._results.get(timeout=wait_s)
@@ -262,3 +269,65 @@ class _EpochIterator:
             self.close()
         except Exception:  # interpreter shutdown
             pass
+
+
+class _StreamEpochIterator(_EpochIterator):
+    """One epoch of an ``IterableDataset`` over the workers, each iterating its own copy of it.
+
+    Request ``k`` asks the next worker in turn that still has samples for its next batch; batches are
+    delivered in the order they were requested, so workers take turns batch by batch, and a worker
+    whose stream has ended (it answers ``StreamEnd``) is passed over from then on -- the order
+    PyTorch's loader gives. The epoch ends when every worker's stream has ended.
+    """
+
+    def __init__(self, pool, epoch, epoch_seed, own_pool=False):
+        self._active = [True] * pool.num_workers
+        self._turn = 0
+        self._owner = {}
+        self._epoch = epoch
+        super().__init__(pool, (), epoch_seed, own_pool)  # which sends the first requests
+
+    def _send(self):
+        n = self._pool.num_workers
+        for _ in range(n):
+            wid = self._turn
+            self._turn = (wid + 1) % n
+            if self._active[wid]:
+                k = self._sent
+                self._pool._index_queues[wid].put((self._seed, k, self._epoch))
+                self._owner[k] = wid
+                self._sent += 1
+                return
+
+    def __len__(self):
+        raise TypeError("the length of an epoch over an IterableDataset is not known in advance")
+
+    def __next__(self):
+        while True:
+            if self._done or self._next >= self._sent:  # every worker's stream has ended
+                self.close()
+                raise StopIteration
+            k = self._next
+            waited = 0.0
+            while k not in self._buffer:
+                got = self._pool._get(_POLL_S)
+                if got is None:
+                    waited += _POLL_S
+                    if self._pool.timeout and waited >= self._pool.timeout:
+                        self.close(force=True)
+                        raise RuntimeError(f"DataLoader timed out after {self._pool.timeout} s waiting for "
+                                           f"batch {k} from its workers")
+                    continue
+                j, item = got
+                if isinstance(item, _Failure):
+                    self.close(force=True)
+                    raise item.error(j if j >= 0 else k)
+                if isinstance(item, StreamEnd):  # no more requests for that worker this epoch
+                    self._active[self._owner[j]] = False
+                self._buffer[j] = item
+            item = self._buffer.pop(k)
+            del self._owner[k]
+            self._next += 1
+            self._send()
+            if not isinstance(item, StreamEnd):
+                return item
