@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepwise import backend
+from deepwise.creation import as_numpy_generator
 from deepwise.data.randomness import rng
 
 # An epoch of more indices than this is drawn lazily, chunk by chunk, as it is consumed (a
@@ -42,6 +44,12 @@ class Sampler:
 
     def __len__(self) -> int:
         raise NotImplementedError(f"{type(self).__name__} must implement __len__()")
+
+
+def _generator(generator, where):
+    """The NumPy generator to draw from: ``generator`` (NumPy's or a ``dw.Generator``) when given,
+    else the data pipeline's (``deepwise.data.rng()``), looked up when the epoch is drawn."""
+    return rng() if generator is None else as_numpy_generator(generator, where)
 
 
 def draw_epoch(sampler) -> np.ndarray:
@@ -96,7 +104,7 @@ class RandomSampler(Sampler):
 
     def epoch_indices(self) -> np.ndarray:
         n = len(self.data_source)
-        gen = self.generator if self.generator is not None else rng()
+        gen = _generator(self.generator, "RandomSampler")
         k = self.num_samples
         if n == 0:
             return np.zeros(0, dtype=np.int64)
@@ -113,7 +121,7 @@ class RandomSampler(Sampler):
             yield from self.epoch_indices().tolist()
             return
         n = len(self.data_source)
-        gen = self.generator if self.generator is not None else rng()
+        gen = _generator(self.generator, "RandomSampler")
         left = self.num_samples
         while left > 0:
             if self.replacement:
@@ -125,6 +133,99 @@ class RandomSampler(Sampler):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class SubsetRandomSampler(Sampler):
+    """The given ``indices`` in a new random order every epoch (e.g. a validation share of a
+    dataset, without building a ``Subset``)."""
+
+    def __init__(self, indices, generator=None):
+        self.indices = indices
+        self.generator = generator
+        self._indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+
+    def epoch_indices(self) -> np.ndarray:
+        gen = _generator(self.generator, "SubsetRandomSampler")
+        return self._indices[gen.permutation(self._indices.size)]
+
+    def __len__(self) -> int:
+        return int(self._indices.size)
+
+
+class WeightedRandomSampler(Sampler):
+    """``num_samples`` indices in ``[0, len(weights))``, index ``i`` drawn with probability
+    ``weights[i] / sum(weights)`` (the weights need not sum to 1). With ``replacement=False`` an index
+    is drawn at most once per epoch (zero-weight indices only once every other one is drawn). The
+    usual cure for an unbalanced dataset: weight each sample by one over the size of its class.
+    Epochs longer than ``LAZY_ABOVE`` indices are drawn lazily.
+    """
+
+    def __init__(self, weights, num_samples: int, replacement: bool = True, generator=None):
+        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples <= 0:
+            raise ValueError("WeightedRandomSampler: num_samples should be a positive integer value, but got "
+                             f"num_samples={num_samples!r}")
+        if not isinstance(replacement, bool):
+            raise ValueError("WeightedRandomSampler: replacement should be a boolean value, but got "
+                             f"replacement={replacement!r}")
+        w = _weights_array(weights)
+        if w.ndim != 1:
+            raise ValueError(f"WeightedRandomSampler: weights should be a 1d sequence but given weights have "
+                             f"shape {tuple(w.shape)}")
+        if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise RuntimeError("WeightedRandomSampler: invalid weights: they must be finite, non-negative and "
+                               f"not all zero (got {w.size} weights, min {w.min() if w.size else None}, "
+                               f"sum {w.sum()})")
+        if not replacement and num_samples > w.size:
+            raise RuntimeError(f"WeightedRandomSampler: cannot draw {num_samples} distinct indices without "
+                               f"replacement from {w.size} weights")
+        self.weights = w
+        self.num_samples = int(num_samples)
+        self.replacement = replacement
+        self.generator = generator
+        self._p = w / w.sum()
+
+    def _draw(self, gen, k):
+        if self.replacement:
+            return gen.choice(self._p.size, size=k, p=self._p).astype(np.int64, copy=False)
+        # successive draws without replacement, all at once: sorting by Exp(1) / weight gives the
+        # order in which weighted draws would pick the indices; once the weighted ones are used up,
+        # zero-weight indices follow in random order (as torch.multinomial gives them)
+        e = gen.exponential(size=self._p.size)
+        zero = self._p == 0
+        with np.errstate(divide="ignore"):
+            key = np.where(zero, e, e / self._p)
+        return np.lexsort((key, zero))[:k].astype(np.int64, copy=False)
+
+    def epoch_indices(self) -> np.ndarray:
+        return self._draw(_generator(self.generator, "WeightedRandomSampler"), self.num_samples)
+
+    def __iter__(self):
+        if not (is_lazy(self) and self.replacement):
+            yield from self.epoch_indices().tolist()
+            return
+        gen = _generator(self.generator, "WeightedRandomSampler")
+        left = self.num_samples
+        while left > 0:
+            chunk = self._draw(gen, min(_CHUNK, left))
+            left -= len(chunk)
+            yield from chunk.tolist()
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def _weights_array(weights) -> np.ndarray:
+    """Sample weights (a sequence, NumPy array or Tensor) as float64, as PyTorch reads them."""
+    array = getattr(weights, "array", None)  # a deepwise Tensor
+    if array is not None and not isinstance(weights, np.ndarray):
+        weights = array
+    if backend.is_device_array(weights):
+        weights = backend.to_device(weights, backend.Device("cpu"))
+    try:
+        return np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"WeightedRandomSampler: weights must be a sequence of numbers, got "
+                        f"{type(weights).__name__}: {exc}") from None
 
 
 class BatchSampler(Sampler):
