@@ -204,3 +204,20 @@ def test_legacy_tensor_types_and_variable_behave_as_in_torch():
     v = dw.autograd.Variable(dw.ones(3), requires_grad=True)
     assert isinstance(v, dw.Tensor) and v.requires_grad
     assert dw.ones(2, 5).nelement() == torch.ones(2, 5).nelement() == 10
+
+
+def test_cuda_legacy_constructors_exist_and_refuse_without_a_gpu_as_torch_does():
+    if dw.cuda.is_available() or torch.cuda.is_available():
+        pytest.skip("a CUDA device is present here")
+    for name in ("FloatTensor", "LongTensor", "DoubleTensor", "ByteTensor", "HalfTensor"):
+        ours, theirs = getattr(dw.cuda, name), getattr(torch.cuda, name)
+        assert repr(ours) == repr(theirs) == f"<class 'torch.cuda.{name}'>"
+        assert str(ours.dtype) == str(theirs.dtype).replace("torch.", "")
+        for args in ((2, 3), ([1, 2],)):
+            with pytest.raises(TypeError, match=f"torch.cuda.{name} not available"):
+                theirs(*args)
+            with pytest.raises(TypeError, match=f"torch.cuda.{name} not available"):
+                ours(*args)
+    # the idiom of many programs picks the CPU constructor without touching the GPU one
+    Tensor = dw.cuda.FloatTensor if dw.cuda.is_available() else dw.FloatTensor
+    assert Tensor(2).dtype == dw.float32

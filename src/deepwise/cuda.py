@@ -6,7 +6,8 @@
     dw.cuda.memory_allocated()    # bytes in use in CuPy's memory pool
 
 Asking for a device that is not there (``set_device``, ``get_device_name``, ``current_device``,
-``dw.cuda.device(i)``) is an error that says why, as it is in PyTorch.
+``dw.cuda.device(i)``, the legacy constructors ``dw.cuda.FloatTensor(...)`` and the like) is an
+error that says why, as it is in PyTorch.
 
 deepwise draws every random number from its one generator (``dw.manual_seed``), on the CPU, then
 moves the draw to the device, so a seed gives the same tensors on every device. ``manual_seed`` and
@@ -17,8 +18,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from deepwise import backend, random
+from deepwise import autograd, backend, random  # noqa: F401 - autograd loads before creation's tensor (a cycle)
 from deepwise.backend import Device
+from deepwise.creation import LegacyTensorType, legacy_tensor_types
 
 
 def _module():
@@ -202,3 +204,28 @@ def empty_cache() -> None:
         return
     module.get_default_memory_pool().free_all_blocks()
     module.get_default_pinned_memory_pool().free_all_blocks()
+
+
+class CudaTensorType(LegacyTensorType):
+    """``torch.cuda.FloatTensor`` and its kin: the legacy constructors of GPU tensors. Without a
+    CUDA device, calling one is the TypeError PyTorch raises there; the name itself (for
+    ``Tensor = torch.cuda.FloatTensor if cuda else torch.FloatTensor``) is always defined."""
+
+    def __call__(self, *args):
+        if not is_available():
+            raise TypeError(f"type torch.cuda.{self.__name__} not available: deepwise has no CUDA device here "
+                            "(it needs CuPy and an NVIDIA GPU; dw.cuda.is_available() says whether it is; "
+                            f"torch.{self.__name__} makes the tensor on the CPU)")
+        return super().__call__(*args)
+
+
+_LEGACY = {name: CudaTensorType(name, kind.dtype, "cuda") for name, kind in legacy_tensor_types().items()}
+FloatTensor = _LEGACY["FloatTensor"]
+DoubleTensor = _LEGACY["DoubleTensor"]
+HalfTensor = _LEGACY["HalfTensor"]
+LongTensor = _LEGACY["LongTensor"]
+IntTensor = _LEGACY["IntTensor"]
+ShortTensor = _LEGACY["ShortTensor"]
+CharTensor = _LEGACY["CharTensor"]
+ByteTensor = _LEGACY["ByteTensor"]
+BoolTensor = _LEGACY["BoolTensor"]
