@@ -107,6 +107,7 @@ class DistributedDataParallel(Module):
         self._check_same_parameters()
         self._params = [p for p in module.parameters() if p.requires_grad]
         self._buckets = _buckets(self._params, int(bucket_cap_mb * 2**20))
+        self._bucket_cache = {}
         self.sync_module_states()
 
     # ------------------------------------------------------------------ construction
@@ -159,12 +160,7 @@ class DistributedDataParallel(Module):
     def forward(self, *args, **kwargs):
         world = distributed.get_world_size()
         if world > 1 and self.broadcast_buffers and self.training:
-            buffers = [b for b in self.module.buffers() if b is not None]
-            if buffers:
-                for bucket in _buckets(buffers, int(self.bucket_cap_mb * 2**20)):
-                    flat = np.concatenate([collectives.host_array(b.array).ravel() for b in bucket])
-                    distributed.broadcast(Tensor._make(flat), src=0)
-                    self._scatter(bucket, flat, into_grad=False)
+            self.sync_buffers()
         out = self.module(*args, **kwargs)
         if world > 1 and self.require_backward_grad_sync and mode.is_grad_enabled() and self._params:
             out = _map_tensors(out, lambda t: _SyncPoint.apply(t, owner=self) if t.requires_grad else t)
@@ -176,13 +172,30 @@ class DistributedDataParallel(Module):
             engine.queue_callback(self._average_gradients)
 
     def _average_gradients(self) -> None:
-        """Every parameter's ``.grad`` becomes its mean over the ranks (missing gradients count as zero)."""
         self._queued = False
+        self.average_gradients()
+
+    def average_gradients(self, params=None) -> None:
+        """Make every ``.grad`` of ``params`` (default: all the module's trainable parameters) its mean
+        over the ranks, missing gradients counting as zero; a parameter without a gradient on every
+        rank keeps ``grad = None``. Every rank must call it with the same parameters. Backward calls it
+        by itself; ``Trainer.fit`` calls it just before each optimizer step instead (for that
+        optimizer's parameters), so gradient accumulation and custom ``train_step``s sync once per step."""
+        if params is None:
+            params, buckets = self._params, self._buckets
+        else:
+            params = [p for p in params if p.requires_grad]
+            key = tuple(id(p) for p in params)
+            buckets = self._bucket_cache.get(key)
+            if buckets is None:
+                buckets = self._bucket_cache[key] = _buckets(params, int(self.bucket_cap_mb * 2**20))
         world = distributed.get_world_size()
-        present = np.array([p.grad is not None for p in self._params], dtype=np.float64)
+        if world == 1 or not params:
+            return
+        present = np.array([p.grad is not None for p in params], dtype=np.float64)
         distributed.all_reduce(Tensor._make(present), op=distributed.ReduceOp.SUM)
         start = 0
-        for bucket in self._buckets:
+        for bucket in buckets:
             flags = present[start:start + len(bucket)]
             start += len(bucket)
             if not flags.any():
@@ -193,6 +206,14 @@ class DistributedDataParallel(Module):
             collectives.reduce_array(flat, "sum")
             flat /= world
             self._scatter(bucket, flat, into_grad=True, present=flags > 0)
+
+    def sync_buffers(self) -> None:
+        """Copy rank 0's buffers (BatchNorm's running statistics) to every rank."""
+        buffers = [b for b in self.module.buffers() if b is not None]
+        for bucket in _buckets(buffers, int(self.bucket_cap_mb * 2**20)):
+            flat = np.concatenate([collectives.host_array(b.array).ravel() for b in bucket])
+            distributed.broadcast(Tensor._make(flat), src=0)
+            self._scatter(bucket, flat, into_grad=False)
 
     @contextlib.contextmanager
     def no_sync(self):

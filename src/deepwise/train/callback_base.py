@@ -58,9 +58,14 @@ def takes_metric(scheduler) -> bool:
 
 
 class Callback:
-    """Base class: override the hooks you need; all default to doing nothing."""
+    """Base class: override the hooks you need; all default to doing nothing.
+
+    ``rank_zero_only``: under ``mpiexec``, run this callback on rank 0 alone (it prints or writes
+    files: a progress bar, a checkpoint or log writer). Callbacks that change training
+    (EarlyStopping, learning-rate schedules) run on every rank, on the same merged logs."""
 
     trainer = None
+    rank_zero_only = False
 
     def set_trainer(self, trainer) -> None:
         self.trainer = trainer

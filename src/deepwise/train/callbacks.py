@@ -152,6 +152,8 @@ class ModelCheckpoint(Callback):
     after every callback has run for the epoch.
     """
 
+    rank_zero_only = True  # it prints or writes files: under mpiexec, rank 0 alone
+
     def __init__(self, filepath, monitor: str = "val_loss", verbose: int = 0, save_best_only: bool = False,
                  mode: str = "auto", save_weights_only: bool = True, initial_value_threshold: float | None = None):
         self.filepath = os.fspath(filepath)

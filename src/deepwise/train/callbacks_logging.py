@@ -41,6 +41,8 @@ class CSVLogger(Callback):
     appended to — so a run killed between a row and its checkpoint does not leave a duplicate row.
     """
 
+    rank_zero_only = True  # it prints or writes files: under mpiexec, rank 0 alone
+
     def __init__(self, filename, separator: str = ",", append: bool = False):
         self.filename = os.fspath(filename)
         self.separator = separator
@@ -184,6 +186,8 @@ class ProgressBar(Callback):
     terminal. ``use_tqdm=True`` draws the live bar with tqdm. The Trainer adds one for
     ``fit(verbose=1|2)`` unless the callbacks already include a ProgressBar. After a Ctrl-C that
     ``fit(checkpoint_on_interrupt=...)`` caught, the live line is ended before anything else is printed."""
+
+    rank_zero_only = True  # it prints or writes files: under mpiexec, rank 0 alone
 
     def __init__(self, verbose: int = 1, use_tqdm: bool | None = False,
                  heartbeat: float | None = progress.HEARTBEAT_SECONDS):

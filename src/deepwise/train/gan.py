@@ -247,6 +247,8 @@ class SampleGrid(Callback):
     runs in eval mode for the grid (batch norm uses running statistics) and goes back to training
     mode. Files: ``directory/<prefix>_epoch<NNN>.png``; ``paths`` lists those written."""
 
+    rank_zero_only = True  # it prints or writes files: under mpiexec, rank 0 alone
+
     def __init__(self, directory, n: int = 64, nrow: int = 8, seed: int = 0, every: int = 1, scale: int = 4,
                  value_range=(0.0, 1.0), prefix: str = "samples"):
         for key, v in (("n", n), ("nrow", nrow), ("every", every), ("scale", scale)):

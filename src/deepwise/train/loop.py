@@ -32,7 +32,7 @@ from deepwise import random as dw_random
 from deepwise.autograd import no_grad
 from deepwise.backend import Device
 from deepwise.tensor import Tensor
-from deepwise.train import resume
+from deepwise.train import parallel, resume
 from deepwise.train.callback_base import takes_metric
 from deepwise.train.checkpoint import CHECKPOINT_NAME
 from deepwise.train.steps import batch_size_of
@@ -80,6 +80,9 @@ class LoopState:
     Checkpoint bookkeeping: ``progress`` (the epoch's ``Tracker``), ``epoch_rng_state`` (the random
     state at the epoch's start), ``checkpoint_due``, ``pending_checkpoints`` (paths asked for with
     ``trainer.request_checkpoint``) and ``settings`` (what a mid-epoch resume must find unchanged).
+
+    ``parallel``: under ``mpiexec``, the ``deepwise.train.parallel.ParallelFit`` of this fit (rank,
+    world size, the shares of each batch); None in one process.
     """
 
     phase: str | None = None
@@ -124,6 +127,8 @@ class LoopState:
     checkpoint_due: bool = False
     pending_checkpoints: list = field(default_factory=list, repr=False)
     settings: dict = field(default_factory=dict, repr=False)
+    # under mpiexec: the ParallelFit of this fit (deepwise.train.parallel), None in one process
+    parallel: object = field(default=None, repr=False)
 
     @classmethod
     def for_fit(cls, what: str, *, epochs, initial_epoch, batch_size, grad_clip_norm, grad_accumulation_steps,
@@ -260,8 +265,21 @@ def optimizers_in(objects: dict) -> list:
 
 # ------------------------------------------------------------------------------ one epoch of fit
 def _save(trainer, path, mid_epoch=False):
-    resume.write_checkpoint(path, trainer.model, trainer.state_objects(), trainer.callbacks, trainer.history,
-                            trainer.state, mid_epoch)
+    """Write a checkpoint; under mpiexec rank 0 writes it (the epoch's sums merged over the ranks
+    first, for one taken mid-epoch) and the others go on at once (``_written`` waits for it)."""
+    par = trainer.state.parallel
+    progress = None
+    if par is not None and mid_epoch:
+        progress = parallel.merged_tracker_state(trainer.state.progress)  # a collective: every rank
+    if par is None or par.main:
+        resume.write_checkpoint(path, trainer.model, trainer.state_objects(), trainer.callbacks, trainer.history,
+                                trainer.state, mid_epoch, progress)
+
+
+def _written(state) -> None:
+    """Under mpiexec, wait until rank 0 has written the checkpoints due (a barrier)."""
+    if state.parallel is not None:
+        state.parallel.barrier()
 
 
 def run_epoch(trainer, epoch: int, train, val, val_metrics, resumed=None, skip: int = 0) -> dict | None:
@@ -278,17 +296,24 @@ def run_epoch(trainer, epoch: int, train, val, val_metrics, resumed=None, skip: 
         set_epoch(epoch)
     tracker = state.progress
     tracker.reset()
+    par = state.parallel
     with state.running("train", data=train, metrics=trainer.metrics):
         if resumed is not None:
             trainer.model.train()
             state.epoch_rng_state = resumed.position["epoch_rng_state"]
             iterator = resume.skip_batches(loader, resumed, skip, epoch, tracker)
+            if par is not None and not par.main:
+                tracker.reset()  # the checkpoint's sums are every rank's: rank 0 carries them
         else:
             callbacks.on_epoch_begin(epoch, {})
             trainer.model.train()  # after the hook: the epoch trains in train mode whatever a callback did
+            if par is not None:
+                par.sync_rng()  # one epoch order on every rank
             state.epoch_rng_state = dw_random.get_rng_state()
             iterator = iter(loader)
             skip = 0
+        if par is not None:
+            par.decorrelate()
         state.epoch_samples, state.epoch_steps = tracker.count, tracker.steps
         # the batch hooks (and the running logs they get) only when some callback does something in them
         batch_begin = callbacks.implements("on_train_batch_begin")
@@ -300,18 +325,31 @@ def run_epoch(trainer, epoch: int, train, val, val_metrics, resumed=None, skip: 
         for b, batch in enumerate(iterator, start=skip):
             state.batch_index = state.phase_batch = b
             n = batch_size_of(batch)
+            scale = 1.0
             if accum > 1:
                 size, boundary = accumulation_group(b, accum, steps)
-                state.accumulation_boundary, state.loss_scale = boundary, 1.0 / size
+                state.accumulation_boundary, scale = boundary, 1.0 / size
+            shares = par.batch_shares(b) if par is not None else None
+            if shares is not None:  # this rank's part of the batch's mean loss (see deepwise.train.parallel)
+                n = shares[0]
+                scale *= par.size * n / shares[1]
+            state.loss_scale = scale
             if batch_begin:
                 callbacks.on_train_batch_begin(b, {"batch": b, "size": n})
             if state.sample_shape is None:
                 first = batch[0] if isinstance(batch, (tuple, list)) else batch
                 state.sample_shape = tuple(first.shape[1:]) if hasattr(first, "shape") else None
-            tracker.add(trainer.train_step(batch), n)
+            if n == 0:  # a stand-in sample (a batch smaller than the world): weight 0, no metrics
+                state.metrics = []
+                tracker.add(trainer.train_step(batch), 0)
+                state.metrics = trainer.metrics
+            else:
+                tracker.add(trainer.train_step(batch), n)
             state.global_step += 1
             pending = not boundary
             state.epoch_samples, state.epoch_steps = tracker.count, tracker.steps
+            if par is not None:
+                state.epoch_samples = par.samples_through(b) or state.epoch_samples
             if batch_end:
                 callbacks.on_train_batch_end(b, tracker.logs())
             if state.stop_training:
@@ -324,6 +362,7 @@ def run_epoch(trainer, epoch: int, train, val, val_metrics, resumed=None, skip: 
                     return None
                 if state.checkpoint_due:
                     save(os.path.join(state.checkpoint_dir, CHECKPOINT_NAME), mid_epoch=True)
+                    _written(state)
                     state.checkpoint_due = False
         if tracker.steps == 0:
             raise ValueError("Trainer.fit: the training data yielded no batches this epoch")
@@ -336,6 +375,9 @@ def run_epoch(trainer, epoch: int, train, val, val_metrics, resumed=None, skip: 
                 trainer.optimizer_step()
         state.accumulation_boundary, state.loss_scale = True, 1.0
 
+        if par is not None:
+            parallel.reduce_tracker(tracker)  # every rank's samples: the same logs everywhere
+            par.sync_buffers()  # rank 0's running statistics, for validation and the checkpoint
         logs = tracker.logs()
         if val is not None:
             val_logs = evaluate_batches(trainer.model, trainer.eval_step, val, val_metrics, callbacks, state,
@@ -360,6 +402,7 @@ def run_epoch(trainer, epoch: int, train, val, val_metrics, resumed=None, skip: 
         state.pending_checkpoints = []
         if state.interrupted:
             resume.write_interrupt_checkpoint(state, trainer.history, save, mid_epoch=False)
+        _written(state)
     return logs
 
 
@@ -388,6 +431,7 @@ def evaluate_batches(model, eval_step, data, metrics, callbacks, state, phase: s
                         callbacks.on_test_batch_end(b, tracker.logs(scalar_only=scalar_only))
         finally:
             model.train(was_training)
+        parallel.reduce_tracker(tracker)  # under mpiexec: the sums of every rank's batches
         if tracker.steps == 0:
             raise ValueError(f"Trainer: the {phase} data yielded no batches")
         logs = tracker.logs(scalar_only=scalar_only)

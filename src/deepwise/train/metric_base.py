@@ -96,6 +96,25 @@ class Metric:
                     value = value.item()
             setattr(self, key, value)
 
+    def merge_state_dicts(self, states: list) -> dict:
+        """One state from the ``state_dict()``s of the same metric run on disjoint parts of the data
+        (the ranks of a data-parallel job): by default each running value is summed (counts, totals,
+        confusion matrices), None meaning "nothing seen yet". A metric whose state does not add up
+        overrides this (``R2Score`` merges means and spreads with Chan's formula)."""
+        out = {}
+        for key in self._state:
+            values = [s[key] for s in states if s.get(key) is not None]
+            if not values:
+                out[key] = None
+            elif isinstance(values[0], (bool, np.bool_)):
+                out[key] = any(bool(v) for v in values)
+            else:
+                total = values[0]
+                for v in values[1:]:
+                    total = total + v
+                out[key] = total
+        return out
+
     def __call__(self, pred, target, weight=None):
         """Update with one batch and return the running result."""
         self.update(pred, target, weight)

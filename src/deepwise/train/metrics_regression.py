@@ -114,6 +114,25 @@ class R2Score(Metric):
         self.sse = backend.to_device(self.sse, backend.device_of(nb)) + sse_b
         self.weight = n
 
+    def merge_state_dicts(self, states: list) -> dict:
+        """Column weights, means and spreads of disjoint parts merged with Chan's parallel formula."""
+        weight = mean = m2 = sse = None
+        for s in states:
+            if s.get("weight") is None:
+                continue
+            nb, mean_b = np.asarray(s["weight"], np.float64), np.asarray(s["mean"], np.float64)
+            m2_b, sse_b = np.asarray(s["m2"], np.float64), np.asarray(s["sse"], np.float64)
+            if weight is None:
+                weight, mean, m2, sse = nb, mean_b, m2_b, sse_b
+                continue
+            n = weight + nb
+            delta = mean_b - mean
+            mean = mean + delta * (nb / n)
+            m2 = m2 + m2_b + delta ** 2 * (weight * nb / n)
+            sse = sse + sse_b
+            weight = n
+        return {"weight": weight, "mean": mean, "m2": m2, "sse": sse}
+
     def result(self) -> float:
         if self.weight is None:
             return float("nan")

@@ -31,26 +31,30 @@ __all__ = [
 RESUME_SETTINGS = ("batch_size", "n_train", "steps_per_epoch", "grad_accumulation_steps", "validation_split")
 
 
-def position(state, mid_epoch: bool) -> dict:
-    """Where a checkpoint taken now resumes: after this batch (``mid_epoch``) or at the next epoch."""
+def position(state, mid_epoch: bool, progress: dict | None = None) -> dict:
+    """Where a checkpoint taken now resumes: after this batch (``mid_epoch``) or at the next epoch.
+    ``progress``: the epoch's running sums to save (default ``state.progress``'s; under mpiexec, those
+    merged over the ranks)."""
     if mid_epoch:
         return {"epoch": state.epoch, "batch": state.batch_index + 1, "global_step": state.global_step,
-                "epoch_rng_state": state.epoch_rng_state, "progress": state.progress.state_dict()}
+                "epoch_rng_state": state.epoch_rng_state,
+                "progress": state.progress.state_dict() if progress is None else progress}
     return {"epoch": state.next_epoch, "batch": 0, "global_step": state.global_step, "epoch_rng_state": None,
             "progress": None}
 
 
-def write_checkpoint(path, model, objects: dict, callbacks, history, state, mid_epoch: bool = False) -> None:
+def write_checkpoint(path, model, objects: dict, callbacks, history, state, mid_epoch: bool = False,
+                     progress: dict | None = None) -> None:
     """Write everything ``fit(resume_from=path)`` needs: ``model``'s weights, the states of ``objects``
     (``Trainer.state_objects()``) and of the ``callbacks``, the ``history``, the random state, and the
-    position and settings kept in ``state``."""
+    position and settings kept in ``state`` (``progress``: see ``position``)."""
     save_training_checkpoint(
         path,
         model_state=model.state_dict(),
         objects={name: obj.state_dict() for name, obj in objects.items() if obj is not None},
         callbacks=callbacks.state_dicts(),
         history=(history or History()).to_dict(),
-        position=position(state, mid_epoch),
+        position=position(state, mid_epoch, progress),
         rng_state=dw_random.get_rng_state(),
         settings=state.settings,
     )

@@ -5,7 +5,9 @@
   also records the holder's pid, so a second ``deepwise train --resume`` of the folder stops at once
   with an error naming the folder and that pid. The OS drops the lock when its process ends, however
   it ends: a lock file left by a killed process is simply taken over. Once held, stale temporary
-  files of interrupted atomic writes (``.NAME.HEX.tmp``) are removed.
+  files of interrupted atomic writes (``.NAME.HEX.tmp``) are removed. A second ``RunLock`` of
+  the folder is refused even within the holding process, unless made with ``nest=True``: then it
+  shares this process's hold (``Trainer.fit(checkpoint_dir=d)`` inside ``deepwise train``'s hold of ``d``).
 - ``run_state(run_dir)``: ``"new"`` (no ``config.json``), ``"started"`` (a config but no checkpoint
   and no final metrics: the run stopped before its first checkpoint, so it restarts from epoch 0),
   ``"checkpointed"`` (``last.ckpt`` exists: it resumes from there) or ``"finished"``.
@@ -31,6 +33,8 @@ __all__ = ["LOCK_NAME", "RunLock", "RunLockedError", "load_config", "run_state"]
 LOCK_NAME = ".deepwise.lock"
 CONFIG_NAME = "config.json"
 _MAX_CONFIG_BYTES = 10_000_000
+# the run folders this process holds locked (real path -> how many RunLocks hold it): the lock nests
+_HELD: dict[str, int] = {}
 
 
 class RunLockedError(RuntimeError):
@@ -61,21 +65,29 @@ def _try_lock(fd: int) -> bool:
 class RunLock:
     """``with RunLock(run_dir):`` — hold the folder's lock (see the module docstring).
 
-    ``create=False`` refuses a folder that does not exist. After acquiring, ``previous_pid`` is the pid
-    the lock file named before (a process that no longer holds it: killed, or finished) or None, and
-    ``removed_temps`` lists the stale temporary files deleted."""
+    ``create=False`` refuses a folder that does not exist. ``nest=True``: when this process holds the
+    folder's lock already, share that hold (released with it) instead of refusing. After acquiring,
+    ``previous_pid`` is the pid the lock file named before (a process that no longer holds it:
+    killed, or finished) or None, and ``removed_temps`` lists the stale temporary files deleted."""
 
-    def __init__(self, run_dir, create: bool = True):
+    def __init__(self, run_dir, create: bool = True, nest: bool = False):
         self.run_dir = os.fspath(run_dir)
         self.path = os.path.join(self.run_dir, LOCK_NAME)
         self.create = create
+        self.nest = nest
         self.previous_pid = None
         self.removed_temps: list[str] = []
         self._fd = None
+        self._nested = None
 
     def acquire(self) -> RunLock:
-        if self._fd is not None:
+        if self._fd is not None or self._nested is not None:
             raise RuntimeError(f"RunLock({self.run_dir!r}) is already held by this object")
+        key = os.path.realpath(self.run_dir)
+        if self.nest and _HELD.get(key):  # this process holds it already: share the hold
+            _HELD[key] += 1
+            self._nested = key
+            return self
         if self.create:
             os.makedirs(self.run_dir, exist_ok=True)
         elif not os.path.isdir(self.run_dir):
@@ -97,12 +109,18 @@ class RunLock:
             os.lseek(fd, 0, os.SEEK_SET)
             os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        _HELD[key] = 1
         self.removed_temps = remove_stale_temps(self.run_dir)
         return self
 
     def release(self) -> None:
+        if self._nested is not None:
+            _HELD[self._nested] -= 1
+            self._nested = None
+            return
         fd, self._fd = self._fd, None
         if fd is not None:
+            _HELD.pop(os.path.realpath(self.run_dir), None)
             os.close(fd)  # closing the file drops the OS lock
 
     def __enter__(self) -> RunLock:

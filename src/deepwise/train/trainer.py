@@ -49,7 +49,7 @@ from deepwise.optim import clip_grad_norm_
 from deepwise.tensor import Tensor
 from deepwise.train import checkpoint as ckpt_io
 from deepwise.train import metrics as metrics_mod
-from deepwise.train import resume, steps
+from deepwise.train import parallel, resume, steps
 from deepwise.train.callback_base import CallbackList
 from deepwise.train.callbacks import ProgressBar
 from deepwise.train.data import fit_data, make_data
@@ -65,6 +65,7 @@ from deepwise.train.loop import (
 )
 from deepwise.train.losses import Loss, class_weight_vector
 from deepwise.train.progress import format_duration, format_logs
+from deepwise.train.run_folder import RunLock
 
 __all__ = ["Trainer"]
 
@@ -201,6 +202,10 @@ class Trainer:
         ck = ckpt_io.load_training_checkpoint(resume_from) if resume_from is not None else None
         if ck is not None and initial_epoch:
             raise ValueError(f"{what}: initial_epoch comes from the checkpoint when resuming; do not pass both")
+        par = parallel.ParallelFit() if parallel.join() > 1 else None  # under mpiexec: deepwise.train.parallel
+        if par is not None:
+            par.sync_rng()  # the same validation split and epoch orders on every rank
+            verbose = verbose if par.main else 0
 
         # ---- data
         split_state = ck.settings.get("split_rng_state") if ck is not None else None
@@ -211,6 +216,9 @@ class Trainer:
                               validation_batch_size=validation_batch_size, loss=self.loss, split_state=split_state,
                               advance_global=ck is None)
         vec = class_weight_vector(class_weight, self.loss)
+        if par is not None:
+            train = par.shard_training(train)
+            val = parallel.shard_for_evaluation(val) if val is not None else None
 
         # ---- the loop state: what depends on the data
         state.steps_per_epoch, state.n_samples = train.steps, train.n_samples
@@ -221,6 +229,7 @@ class Trainer:
             state.log_names += ["val_" + n for n in state.log_names]
         state.log_names.append("lr")
         state.device, state.metrics, state.progress = self.device, self.metrics, Tracker(self.metrics)
+        state.parallel = par
         state.settings = {"batch_size": batch_size, "n_train": train.n_samples, "steps_per_epoch": train.steps,
                           "grad_accumulation_steps": grad_accumulation_steps, "validation_split": validation_split,
                           "split_rng_state": split_state}
@@ -230,6 +239,8 @@ class Trainer:
 
         # ---- callbacks, history
         cbs = list(callbacks or [])
+        if par is not None and not par.main:
+            cbs = [cb for cb in cbs if not getattr(cb, "rank_zero_only", False)]
         if verbose and not any(isinstance(cb, ProgressBar) for cb in cbs):
             cbs.insert(0, ProgressBar(verbose))
         self.callbacks = CallbackList(cbs, trainer=self)
@@ -248,30 +259,40 @@ class Trainer:
             start_epoch = int(ck.position["epoch"])
             skip = int(ck.position.get("batch", 0))
             state.global_step = int(ck.position["global_step"])
+        if par is not None:
+            par.wrap(self.model)  # every rank the same model, with rank 0's weights
         state.initial_epoch = state.next_epoch = state.epoch = start_epoch
         for opt in self._optimizers():
             opt.zero_grad()
 
         logs: dict = {}
-        catch_ctrl_c = resume.SigintCheckpoint(state) if state.checkpoint_on_interrupt else contextlib.nullcontext()
-        with catch_ctrl_c:
-            try:
-                self.model.train()
-                self.callbacks.on_train_begin({})
-                if ck is not None:
-                    self.callbacks.load_state_dicts(ck.callbacks)
-                    dw_random.set_rng_state(ck.rng_state)
-                for epoch in range(start_epoch, epochs):
-                    resumed = ck if (ck is not None and epoch == start_epoch and skip) else None
-                    epoch_logs = run_epoch(self, epoch, train, val, val_metrics, resumed, skip)
-                    if epoch_logs is None:  # interrupted in the middle of the epoch
-                        break
-                    logs = epoch_logs
-                    if state.stop_training or state.interrupted:
-                        break
-            finally:
-                state.phase, state.data, state.device = None, None, None
-        self.callbacks.on_train_end(logs)
+        # under mpiexec a Ctrl-C ends the job (the ranks could not agree on the batch to stop after)
+        catch = state.checkpoint_on_interrupt and par is None
+        catch_ctrl_c = resume.SigintCheckpoint(state) if catch else contextlib.nullcontext()
+        writes = state.checkpoint_dir is not None and (par is None or par.main)
+        # one writer per run folder, as `deepwise train` (whose own hold of it is shared)
+        lock = RunLock(state.checkpoint_dir, nest=True) if writes else contextlib.nullcontext()
+        quiet = par.quiet() if par is not None else contextlib.nullcontext()
+        with lock, quiet:
+            with catch_ctrl_c:
+                try:
+                    self.model.train()
+                    self.callbacks.on_train_begin({})
+                    if ck is not None:
+                        self.callbacks.load_state_dicts(ck.callbacks)
+                        dw_random.set_rng_state(ck.rng_state)
+                    for epoch in range(start_epoch, epochs):
+                        resumed = ck if (ck is not None and epoch == start_epoch and skip) else None
+                        epoch_logs = run_epoch(self, epoch, train, val, val_metrics, resumed, skip)
+                        if epoch_logs is None:  # interrupted in the middle of the epoch
+                            break
+                        logs = epoch_logs
+                        if state.stop_training or state.interrupted:
+                            break
+                finally:
+                    state.phase, state.data, state.device = None, None, None
+            self.callbacks.on_train_end(logs)
+        state.parallel = None
         return history
 
     # ------------------------------------------------------------------------------ checkpoints
@@ -302,6 +323,7 @@ class Trainer:
         if verbose not in (0, 1, 2):
             raise ValueError(f"{what}: verbose must be 0, 1 or 2, got {verbose!r}")
         data = make_data(x, y, sample_weight, what=what, batch_size=batch_size, loss=self.loss)
+        data = parallel.shard_for_evaluation(data)  # under mpiexec: each rank its batches, sums merged
         cbs = CallbackList(callbacks or [], trainer=self)
         start = time.perf_counter()
         logs = evaluate_batches(self.model, self.eval_step, data, [_fresh(m) for m in self.metrics], cbs,
@@ -425,6 +447,8 @@ class Trainer:
         state = self.state
         if not state.accumulation_boundary:
             return False
+        if state.parallel is not None:  # under mpiexec: the mean gradient over the ranks
+            state.parallel.average_gradients(optimizer)
         if self.callbacks.callbacks:  # (a CallbackList with no callbacks has nothing to call)
             self.callbacks.on_before_optimizer_step(optimizer)
         if state.stop_training:
