@@ -187,6 +187,14 @@ def _matmul(a, b):
     return xp_of(a).matmul(a, b)
 
 
+def _weight_grad(gm, cols):
+    """(G, O//G, K) weight gradient gm @ cols^T of the (G, O//G, columns) gradient matrix and the
+    (G, K, columns) input columns, computed as (cols @ gm^T)^T: the same sums, but OpenBLAS runs
+    this orientation of the long-reduction GEMM faster (1 thread, 64 x 288 x 9216: 66 -> 80 GFLOP/s;
+    128 x 576 x 2560: 85 -> 90)."""
+    return _matmul(cols, gm.transpose(0, 2, 1)).transpose(0, 2, 1)
+
+
 def _conv_forward(x, w, b, geom, out_hw, gw_from=None, keep_cols=False, want_y=True):
     """y = conv2d(x, w) + b as an (N, O, OH, OW) view. With ``gw_from`` (an (N, O, OH, OW) output
     gradient) also the weight gradient from the same columns. Returns (y, gw, [cols of each chunk] when
@@ -219,7 +227,7 @@ def _conv_forward(x, w, b, geom, out_hw, gw_from=None, keep_cols=False, want_y=T
             else:
                 y[:, n0:n1] = yc[..., :ow]
         if gw_from is not None:
-            part = _matmul(_grad_matrix(gw_from[n0:n1], groups, wp), cols_g.transpose(0, 2, 1))
+            part = _weight_grad(_grad_matrix(gw_from[n0:n1], groups, wp), cols_g)
             gw = part if gw is None else gw.__iadd__(part)
     y = None if y is None else y.transpose(1, 0, 2, 3)
     gw = None if gw is None else gw.reshape(w.shape)
@@ -245,7 +253,7 @@ def _conv_backward(g, x_shape, w, w_shape, geom, x=None, cols=None, need_dx=True
         gm = _grad_matrix(g[n0:n1], groups, wp)
         if need_dw:
             cc = cols[k] if cols is not None else _im2col(x[n0:n1], (kh, kw), stride, pads, dil, out_hw)
-            part = _matmul(gm, cc.reshape(groups, cg * kh * kw, -1).transpose(0, 2, 1))
+            part = _weight_grad(gm, cc.reshape(groups, cg * kh * kw, -1))
             gw = part if gw is None else gw.__iadd__(part)
         if need_dx:
             _col2im_into(buf[:, n0:n1], _matmul(wt, gm), (kh, kw), stride, dil, out_hw, wp)
