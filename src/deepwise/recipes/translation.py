@@ -75,7 +75,7 @@ class DateTranslator(Module):
 
     def encode(self, src):
         """Source ids (batch, S) -> (memory (batch, S, d_model), source padding mask (batch, S), True = pad)."""
-        pad = Tensor._make(src.array == self.pad_index)
+        pad = src == self.pad_index  # a tensor op, so an ONNX export computes the mask from its input
         x = self.src_embed(src) + self.pos(self._positions(src.shape[1], src))
         return self.transformer.encoder(x, src_key_padding_mask=pad), pad
 

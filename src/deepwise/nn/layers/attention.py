@@ -230,30 +230,31 @@ class MultiheadAttention(Module):
             k, v = cat([k, z], dim=2), cat([v, z], dim=2)
         extra = k.shape[2] - S  # key positions added by bias_kv / zero_attn: never masked
 
+        # the masks are combined with tensor ops (not on raw arrays) so that an exporter records them:
+        # ``allow`` is a boolean tensor, True where a key may be attended
         bias, allow = None, None
         if attn_mask is not None:
             m = attn_mask if attn_mask.ndim == 2 else attn_mask.reshape(N, H, L, S)
             if kinds[0] == "bool":
-                allow = ~m.array
+                allow = m.logical_not()
             else:
                 bias = m
         if key_padding_mask is not None:
             m = key_padding_mask.reshape(N, 1, 1, S)
             if kinds[1] == "bool":
-                keep = ~m.array
-                allow = keep if allow is None else allow & keep
+                keep = m.logical_not()
+                allow = keep if allow is None else allow.logical_and(keep)
             else:
                 bias = m if bias is None else bias + m
         if extra:
             if allow is not None:
-                xp = backend.get_array_module(allow)
-                allow = xp.pad(allow, [(0, 0)] * (allow.ndim - 1) + [(0, extra)], constant_values=True)
+                allow = pad(allow, (0, extra), value=True)
             if bias is not None:
                 bias = pad(bias, (0, extra))
 
         p = self.dropout if self.training else 0.0
         out, weights = attention(q, k, v, attn_mask=bias, dropout_p=p, is_causal=causal, need_weights=need_weights,
-                                 bool_mask=allow, op=name)
+                                 bool_mask=None if allow is None else allow.array, op=name)
         out = out.permute(0, 2, 1, 3) if first else out.permute(2, 0, 1, 3)
         out = self.out_proj(out.reshape(out.shape[0], out.shape[1], self.embed_dim))
         if weights is not None and average_attn_weights:
