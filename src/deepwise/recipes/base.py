@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepwise import optim
+from deepwise import backend, optim
+from deepwise.tensor import Tensor
 from deepwise.train import Trainer
 
 
@@ -90,3 +91,17 @@ def classification_extras(trainer, splits, class_names, n_samples=16) -> dict:
                 else np.asarray(x[i]).reshape(int(np.sqrt(x.shape[1])), -1).tolist(),
                 "label": int(y[i]), "pred": int(pred[i])} for i in pick]
     return {"confusion_matrix": cm.tolist(), "class_names": class_names, "samples": samples}
+
+
+def state_at_length(output, lengths):
+    """A batch_first recurrent layer's output (N, T, H) at each right-padded sequence's last real step,
+    ``lengths - 1`` (a (N,) int tensor) -> (N, H).
+
+    That is the final state a run with ``lengths=`` ends in (padding comes after the real steps, so it
+    never reaches them), gradients included; written in tensor ops rather than with ``lengths=``, whose
+    lengths leave the recorded graph as plain integers, so an ONNX export follows each input's own
+    lengths instead of baking in the example's."""
+    xp = backend.get_array_module(output.array)
+    steps = Tensor._make(xp.arange(output.shape[1], dtype=xp.int64))
+    pick = (steps == (lengths - 1).unsqueeze(1)).to(output.dtype)  # (N, T): one 1 per row
+    return (output * pick.unsqueeze(2)).sum(dim=1)

@@ -21,7 +21,7 @@ from deepwise.nn.layers.linear import Linear
 from deepwise.nn.layers.recurrent import GRU
 from deepwise.nn.layers.transformer import TransformerEncoder, TransformerEncoderLayer
 from deepwise.nn.module import Module
-from deepwise.recipes.base import Recipe, Splits
+from deepwise.recipes.base import Recipe, Splits, state_at_length
 from deepwise.tensor import Tensor
 from deepwise.text import Vocab
 from deepwise.text.classification import encode_padded, load_imdb_folder, load_sentiment_sentences, load_sst2_tsv
@@ -32,8 +32,8 @@ PAD = "<pad>"
 
 
 class GRUClassifier(Module):
-    """Word embeddings -> a GRU run to each sentence's own length (padding id 1 ignored) -> dense on
-    the final state -> 2 classes."""
+    """Word embeddings -> a GRU -> dense on the state after each sentence's last real word (the
+    padding, id 1, comes after it; ``state_at_length``) -> 2 classes."""
 
     def __init__(self, vocab_size: int, embed: int = 64, hidden: int = 64, dropout: float = 0.3, pad_index: int = 1):
         super().__init__()
@@ -44,9 +44,9 @@ class GRUClassifier(Module):
         self.head = Linear(hidden, 2)
 
     def forward(self, ids):
-        lengths = np.maximum((backend.to_device(ids.array, backend.Device("cpu")) != self.pad_index).sum(axis=1), 1)
-        _, h_n = self.gru(self.drop(self.embed(ids)), lengths=lengths)
-        return self.head(self.drop(h_n[-1]))
+        lengths = (ids != self.pad_index).sum(dim=1).clamp(min=1)  # an empty text reads its one pad
+        out, _ = self.gru(self.drop(self.embed(ids)))
+        return self.head(self.drop(state_at_length(out, lengths)))
 
 
 class TransformerClassifier(Module):
@@ -65,10 +65,10 @@ class TransformerClassifier(Module):
 
     def forward(self, ids):
         xp = backend.get_array_module(ids.array)
-        pad = ids.array == self.pad_index
+        pad = ids == self.pad_index  # tensor ops, so an ONNX export computes the masks from its input
         x = self.embed(ids) + self.pos(Tensor._make(xp.arange(ids.shape[1], dtype=xp.int64)))
-        h = self.encoder(x, src_key_padding_mask=Tensor._make(pad))
-        keep = Tensor._make((~pad).astype(h.array.dtype)[:, :, None])
+        h = self.encoder(x, src_key_padding_mask=pad)
+        keep = pad.logical_not().to(h.dtype).unsqueeze(2)
         pooled = (h * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
         return self.head(pooled)
 

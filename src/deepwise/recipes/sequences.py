@@ -12,13 +12,12 @@ import os
 
 import numpy as np
 
-from deepwise import backend
 from deepwise.data.datasets.series import load_co2
 from deepwise.nn.layers.embedding import Embedding
 from deepwise.nn.layers.linear import Linear
 from deepwise.nn.layers.recurrent import GRU, LSTM
 from deepwise.nn.module import Module
-from deepwise.recipes.base import Recipe, Splits
+from deepwise.recipes.base import Recipe, Splits, state_at_length
 from deepwise.text import (
     ASCII_ALPHABET,
     LanguageModel,
@@ -234,8 +233,8 @@ def parity_data(n, min_len, max_len, rng):
 
 
 class ParityGRU(Module):
-    """Embedding -> GRU run with each string's own length (the padding, id 0, is masked through
-    ``GRU(..., lengths=)``) -> dense on the final state -> 2 classes."""
+    """Embedding -> GRU -> dense on the state after each string's last real bit (the padding, id 0,
+    comes after it and never reaches it; ``state_at_length``) -> 2 classes."""
 
     def __init__(self, hidden: int = 32):
         super().__init__()
@@ -244,9 +243,8 @@ class ParityGRU(Module):
         self.head = Linear(hidden, 2)
 
     def forward(self, ids):
-        lengths = (backend.to_device(ids.array, backend.Device("cpu")) != PAD).sum(axis=1)
-        _, h_n = self.gru(self.embed(ids), lengths=lengths)
-        return self.head(h_n[-1])
+        out, _ = self.gru(self.embed(ids))
+        return self.head(state_at_length(out, (ids != PAD).sum(dim=1)))
 
 
 class SequenceGRU(Recipe):
