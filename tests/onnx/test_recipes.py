@@ -14,14 +14,6 @@ from deepwise import cli, recipes
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-# recipes whose models cannot export with a dynamic batch, refused with a clear error: their GRUs get
-# each string's length, and the translator's attention its padding mask, computed from raw arrays
-# outside the recorded graph
-NOT_EXPORTABLE = {"sequence-gru": "lengths were computed outside the recorded graph",
-                  "sentiment": "lengths were computed outside the recorded graph",
-                  "translate-dates": r"ScaledDotProductAttention in layer .*self_attn.* constant whose shape follows"}
-
-
 @functools.cache
 def _data(name):
     recipe = recipes.get(name)
@@ -35,31 +27,78 @@ def _recipe_model(name):
     return recipe, config, recipe.model(config), _data(name)
 
 
+def _onnx_output(data, input_name, x):
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return sess.run(None, {input_name: x})
+
+
+def _deepwise_output(forward, model, x):
+    model.eval()
+    with dw.no_grad():
+        want = forward(dw.tensor(x))
+    return want if isinstance(want, tuple) else (want,)
+
+
 @pytest.mark.parametrize("name", recipes.names())
 @pytest.mark.parametrize("opset", [13, 17, 21])
 def test_every_recipe_model_exports_and_matches(name, opset):
+    """Exported at batch 2 with a dynamic batch axis, the file runs at batch 1 and 5 and equals deepwise."""
     _, _, model, splits = _recipe_model(name)
     forward, input_name, example, other = cli.export_target(model, splits)
     buf = io.BytesIO()
-    if name in NOT_EXPORTABLE:
-        with pytest.raises(dw.onnx.ExportError, match=NOT_EXPORTABLE[name]):
-            dw.onnx.export(forward, example, buf, input_names=[input_name], dynamic_axes={input_name: {0: "b"}},
-                           opset_version=opset)
-        return
     model.train()
     proto = dw.onnx.export(forward, example, buf, input_names=[input_name], dynamic_axes={input_name: {0: "b"}},
                            opset_version=opset)
     assert model.training  # restored after the eval-mode run
     onnx.checker.check_model(proto, full_check=True)
-    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {input_name: other})
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "b"
+    assert proto.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "b"  # follows the input's axis
+    for batch in (other[:1], other):
+        got = _onnx_output(buf.getvalue(), input_name, batch)
+        want = _deepwise_output(forward, model, batch)
+        assert len(got) == len(want)
+        for a, b in zip(got, want):
+            assert a.shape == b.shape and a.shape[0] == len(batch) != len(example)
+            np.testing.assert_allclose(a, b.array, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["sequence-gru", "sentiment"])
+def test_gru_recipes_export_each_inputs_own_length(name):
+    """The exported GRU classifiers read each input's own length: equal to deepwise's GRU run with
+    ``lengths=`` on inputs whose padding differs from the example's."""
+    _, _, model, splits = _recipe_model(name)
+    x = splits.test[0]
+    pad = 0 if name == "sequence-gru" else model.pad_index
+    lengths = (x != pad).sum(axis=1)
+    order = np.argsort(lengths)
+    example = x[order[-2:]]  # the two longest, exported
+    batch = x[order[np.linspace(0, len(order) - 3, 6).astype(int)]]  # shortest to nearly longest
+    assert len(set((batch != pad).sum(axis=1))) > 2
+    buf = io.BytesIO()
+    dw.onnx.export(model, example, buf, input_names=["ids"], dynamic_axes={"ids": {0: "b"}})
+    (got,) = _onnx_output(buf.getvalue(), "ids", batch)
     model.eval()
-    with dw.no_grad():
-        want = forward(dw.tensor(other))
-    want = want if isinstance(want, tuple) else (want,)
-    for a, b in zip(got, want):
-        assert a.shape == b.shape and a.shape[0] == len(other) != len(example)
-        np.testing.assert_allclose(a, b.array, rtol=1e-4, atol=1e-5)
+    with dw.no_grad():  # the same model as a GRU run to each length
+        ids = dw.tensor(batch)
+        _, h = model.gru(model.embed(ids), lengths=np.maximum((batch != pad).sum(axis=1), 1))
+        want = model.head(h[-1]).array
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_translator_export_follows_the_source_padding():
+    """translate-dates: the source padding mask is computed inside the exported graph, so a batch of
+    sources of other lengths than the example's gives deepwise's logits."""
+    _, _, model, splits = _recipe_model("translate-dates")
+    x = splits.test[0]
+    src_pad = (x[:, : model.src_len] == model.pad_index).sum(axis=1)
+    order = np.argsort(src_pad)
+    example, batch = x[order[:2]], x[order[-4:]]  # exported on the longest sources, run on the shortest
+    assert src_pad[order[-1]] > src_pad[order[0]]
+    buf = io.BytesIO()
+    dw.onnx.export(model, example, buf, input_names=["ids"], dynamic_axes={"ids": {0: "b"}})
+    (got,) = _onnx_output(buf.getvalue(), "ids", batch)
+    (want,) = _deepwise_output(model, model, batch)
+    np.testing.assert_allclose(got, want.array, rtol=1e-4, atol=1e-5)
 
 
 def test_cli_export_prints_inputs_outputs_and_the_check(tmp_path, capsys):

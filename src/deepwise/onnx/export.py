@@ -62,6 +62,15 @@ def _grow(arr, axes):
     return arr
 
 
+def _follows(size, grown, inputs, dyn_inputs):
+    """The name of the one dynamic input axis an output axis follows (its size, and one more when the
+    dynamic axes were grown by one), or None when that is not clear."""
+    if grown != size + 1:
+        return None
+    names = {dim for t, axes in zip(inputs, dyn_inputs) for axis, dim in axes.items() if t.shape[axis] == size}
+    return names.pop() if len(names) == 1 else None
+
+
 def export(model, args, f, input_names=None, output_names=None, dynamic_axes=None, opset_version=17,
            check=True):
     """Run ``model(*args)`` once in eval mode (restoring its mode after) and write the graph autograd
@@ -133,13 +142,17 @@ def export(model, args, f, input_names=None, output_names=None, dynamic_axes=Non
         for i, name in enumerate(produced):
             g.values[("out", id(ctx), i)] = name
             if i in node.outputs:
-                g.input_arrays[id(node.outputs[i])] = name
+                arr = node.outputs[i]
+                g.input_arrays[id(arr)] = name
+                # the dtype lets later converters type their constants (an int count minus 1 stays int)
+                g.shapes.setdefault(name, (tuple(arr.shape), arr.dtype))
     g.current = None
     graph_outputs = []
     for t, t2, name in zip(outs, outs2, output_names):
         src = g.value(t)
         g.nodes.append(helper.make_node("Identity", [src], [name], name=g.fresh("n_output")))
-        dims = {j: f"{name}_dim{j}" for j, (a, b) in enumerate(zip(t.shape, t2.shape)) if a != b}
+        dims = {j: _follows(a, b, inputs, dyn_inputs) or f"{name}_dim{j}"
+                for j, (a, b) in enumerate(zip(t.shape, t2.shape)) if a != b}
         dims.update(_dynamic(dynamic_axes, name, t.ndim))  # an output's axes that follow the inputs' stay symbolic
         graph_outputs.append(g.value_info(name, t.shape, t.array.dtype, dims))
     graph_inputs = [g.value_info(name, t.shape, t.array.dtype, _dynamic(dynamic_axes, name, t.ndim))
