@@ -11,7 +11,9 @@ import sys
 import time
 
 import pytest
+from train_helpers import classification_data, make_mlp
 
+import deepwise as dw
 from deepwise.io.atomic import atomic_open, remove_stale_temps
 from deepwise.io.checkpoint import CheckpointError
 from deepwise.io.safetensors import load_file_with_metadata, save_file
@@ -179,3 +181,46 @@ def test_cli_out_reuses_a_folder_killed_before_its_first_checkpoint(tmp_path):
     res = subprocess.run([*CLI, "train", "digits-mlp", "--out", str(folder), "--quiet"], capture_output=True,
                          text=True, env=ENV, timeout=120)
     assert res.returncode == 2 and "already holds a run" in res.stderr
+
+
+def _fit_into(folder, callbacks=()):
+    x, y = classification_data(n=40)
+    dw.manual_seed(0)
+    model = make_mlp()
+    trainer = dw.Trainer(model, dw.optim.SGD(model.parameters(), lr=0.1))
+    return trainer.fit(x, y, epochs=1, batch_size=16, verbose=0, checkpoint_dir=folder, callbacks=list(callbacks))
+
+
+def test_fit_into_a_folder_another_process_trains_into_is_refused_and_writes_nothing(tmp_path):
+    folder = tmp_path / "run"
+    proc = _holder(folder)
+    try:
+        with pytest.raises(RunLockedError, match=f"process {proc.pid} is training into it"):
+            _fit_into(folder)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert sorted(os.listdir(folder)) == [LOCK_NAME]
+
+
+def test_fit_holds_the_lock_while_it_trains_and_shares_a_hold_of_its_own_process(tmp_path):
+    folder = tmp_path / "run"
+    seen = []
+
+    class TryLock(dw.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            try:
+                RunLock(folder).acquire()
+            except RunLockedError as exc:
+                seen.append(str(exc))
+
+    _fit_into(folder, [TryLock()])
+    assert len(seen) == 1 and f"process {os.getpid()}" in seen[0]
+    with RunLock(folder):  # released when fit returned
+        pass
+    with RunLock(folder):  # `deepwise train` holds it around fit: fit shares that hold
+        _fit_into(folder)
+        with pytest.raises(RunLockedError):
+            RunLock(folder).acquire()  # still held by the outer lock after fit's nested hold ended
+    with RunLock(folder):
+        pass
