@@ -273,7 +273,10 @@ def _rnn(g, node):
 @converts("ScaledDotProductAttention")
 def _attention(g, node):
     """softmax(q k^T * scale + bias, masked) v, written out in MatMul/Softmax (ONNX has no such op
-    before opset 23)."""
+    before opset 23). Masked scores are -inf, as in the op; a row with nothing left to attend to
+    (every score -inf, from the boolean masks or from -inf in a float mask) gets zero weights and so
+    a zero output, as deepwise's op and PyTorch's ``scaled_dot_product_attention`` give, where a
+    plain Softmax would give NaN."""
     q, k, v, bias, allow, keep = node.args[:6]
     kw = node.kwargs
     if keep is not None:
@@ -286,18 +289,23 @@ def _attention(g, node):
     scores = g.op("Mul", [scores, g.scalar(kw["scale"], dt)])
     if bias is not None:
         scores = g.op("Add", [scores, operand(g, bias, scores)])
-    neg = g.scalar(np.finfo(dt).min, dt)
+    neg = g.scalar(-np.inf, dt)
     if kw.get("causal"):
         L, S = q.shape[-2], k.shape[-2]
         mask = np.tri(L, S, dtype=bool)  # top-left aligned, as the op (and PyTorch) does
         scores = g.op("Where", [g.const(mask), scores, neg])
     if allow is not None:
-        am = allow.array if isinstance(allow, Tensor) else np.asarray(allow)
+        am = allow.array if isinstance(allow, Tensor) else allow  # another op's output, or a constant
         scores = g.op("Where", [g.op("Cast", [g.const(am)], to=9), scores, neg])
+    # causal alone leaves key 0 to every query; a boolean or float mask may leave a row nothing
+    dead = None
+    if allow is not None or bias is not None:
+        dead = g.op("IsInf", [g.reduce("ReduceMax", scores, [nd - 1], True)], detect_positive=0)
+        scores = g.op("Where", [dead, g.scalar(0, dt), scores])
     weights = g.op("Softmax", [scores], axis=-1)
+    if dead is not None:
+        weights = g.op("Where", [dead, g.scalar(0, dt), weights])
     out = g.op("MatMul", [weights, vn])
     if kw.get("need_weights"):
         return [out, weights]
     return [out]
-
-
