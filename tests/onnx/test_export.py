@@ -289,3 +289,31 @@ def test_transformer_encoder_layer(opset):
     layer = dw.nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.1, batch_first=True)
     x = np.random.default_rng(0).standard_normal((2, 4, 8)).astype(np.float32)
     roundtrip(layer, x, np.random.default_rng(1).standard_normal((5, 4, 8)).astype(np.float32), opset)
+
+
+@pytest.mark.parametrize("opset", [13, 21])
+def test_constants_and_expands_made_to_the_batch_size_follow_it(opset):
+    """ones made to the batch size and a parameter expanded to it take the graph input's batch size."""
+
+    class Widen(dw.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.b = dw.nn.Parameter(dw.randn(1, 3))
+
+        def forward(self, x):
+            n = x.shape[0]
+            return dw.cat([x, dw.ones(n, 1), self.b.expand(n, 3)], dim=1) * 2
+
+    dw.manual_seed(0)
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    proto = roundtrip(Widen(), x, np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32), opset)
+    assert "Shape" in {n.op_type for n in proto.graph.node}  # the size is read from the input
+
+
+def test_a_constant_that_follows_the_batch_size_in_value_is_refused():
+    class Counts(dw.nn.Module):
+        def forward(self, x):
+            return x + dw.tensor(np.arange(x.shape[0], dtype=np.float32)[:, None])
+
+    with pytest.raises(dw.onnx.ExportError, match="argument 1 is a constant whose shape follows the dynamic axes"):
+        dw.onnx.export(Counts(), dw.randn(2, 3), io.BytesIO(), input_names=["x"], dynamic_axes={"x": {0: "b"}})

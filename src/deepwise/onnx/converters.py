@@ -287,10 +287,13 @@ def _expand(g, node):
     if node.twin is not None and [int(s) for s in node.twin.args[1]] != [int(s) for s in shape]:
         x2 = node.twin.args[0]
         xs2 = (1,) * (len(shape) - x2.ndim) + tuple(x2.shape)
-        for j, (s1, s2) in enumerate(zip(shape, node.twin.args[1])):
-            if s1 != s2 and not (xs[j] == s1 and xs2[j] == s2):
-                raise ExportError(f"{g.where()}: expand to {tuple(shape)} grows an axis to a size that follows "
-                                  "the dynamic axes, which the exporter cannot express")
+        grown = [1 if (s == d or s == -1) else int(s) for s, d in zip(node.twin.args[1], xs2)]
+        # a size that follows a dynamic axis (bias_k expanded to the batch) is read from the graph input
+        value = g.shape_value(target, grown)
+        if value is None:
+            raise ExportError(f"{g.where()}: expand to {tuple(shape)} grows an axis to a size that follows "
+                              "the dynamic axes other than as one of them, which the exporter cannot express")
+        return g.op("Expand", [g.value(x), value])
     return g.op("Expand", [g.value(x), g.ints(target)])
 
 
@@ -344,6 +347,17 @@ def _flip(g, node):
 
 
 @converts("_Tri")
+def _tri13(g, node):
+    """Before opset 14 (no Trilu): a triangle of a constant (a causal mask made with
+    ``generate_square_subsequent_mask``) is folded into a constant; of a computed value, refused."""
+    x, k, upper = node.args[:3]
+    if x._ctx is not None or g.key_of(x) in g.values:
+        raise ExportError(f"{g.where()}: triu/tril of a computed value needs ONNX's Trilu, from opset 14; "
+                          f"exporting at {g.opset}")
+    return g.const((np.triu if upper else np.tril)(x.array, int(k)))
+
+
+@converts("_Tri", opset=14)
 def _tri(g, node):
     x, k, upper = node.args[:3]
     return g.op("Trilu", [g.value(x), g.const(np.asarray(int(k), np.int64))], upper=int(bool(upper)))

@@ -135,6 +135,8 @@ def export(model, args, f, input_names=None, output_names=None, dynamic_axes=Non
     g = Builder(helper, numpy_helper, int(opset_version), names)
     for t, name in zip(inputs, input_names):
         g.bind(t, name)
+    g.dynamic = [(name, axis, dim, t.shape[axis]) for t, name, axes in zip(inputs, input_names, dyn_inputs)
+                 for axis, dim in axes.items()]
     for node in nodes:
         g.current = node
         produced = convert(g, node)

@@ -164,6 +164,8 @@ class Builder:
         self.input_arrays = {}   # id(array) -> graph input name
         self._n = 0
         self.current = None      # the node being converted (for error messages)
+        self.dynamic = []        # (graph input name, axis, dim name, size in the example) per dynamic axis
+        self._dims = {}
 
     # ---------------------------------------------------------------- naming
     def fresh(self, hint):
@@ -227,6 +229,55 @@ class Builder:
                 self.shapes[key] = (arr.shape, arr.dtype)
             return key
         return self.const(arr)
+
+    # ---------------------------------------------------------------- sizes that follow the dynamic axes
+    def _dim(self, size, grown):
+        """A 1-element int64 value holding the size of the dynamic input axis that a size ``size``
+        (``grown`` when the dynamic axes were one longer) follows; None when none does or it is unclear."""
+        if grown != size + 1:
+            return None
+        found = [(name, axis) for name, axis, _, n in self.dynamic if n == size]
+        if not found or len({dim for _, _, dim, n in self.dynamic if n == size}) > 1:
+            return None
+        if found[0] not in self._dims:
+            name, axis = found[0]
+            self._dims[found[0]] = self.op("Gather", [self.op("Shape", [name]), self.ints([axis])], axis=0)
+        return self._dims[found[0]]
+
+    def shape_value(self, shape, grown):
+        """An int64 shape value: ``shape`` where it stays, and where it follows a dynamic axis
+        (``grown`` differs) that axis's size read from the graph input; None when some size follows the
+        dynamic axes in another way."""
+        if tuple(shape) == tuple(grown):
+            return self.ints(shape)
+        parts = []
+        for a, b in zip(shape, grown):
+            part = self.ints([a]) if a == b else self._dim(int(a), int(b))
+            if part is None:
+                return None
+            parts.append(part)
+        return self.op("Concat", parts, axis=0)
+
+    def uniform(self, value, twin):
+        """Bind a constant whose shape follows the dynamic axes (zeros made to the batch size) as its
+        one value expanded to the input's sizes; False when it is not uniform or its shape cannot be
+        followed."""
+        arr = value.array if isinstance(value, Tensor) else np.asarray(value)
+        shape2 = np.shape(twin.array if isinstance(twin, Tensor) else twin)
+        if not isinstance(arr, np.ndarray) or arr.size == 0 or len(shape2) != arr.ndim:
+            return False
+        first = arr.reshape(-1)[0]
+        if not np.all(arr == first):
+            return False
+        shape = self.shape_value(arr.shape, shape2)
+        if shape is None:
+            return False
+        name = self.op("Expand", [self.const(np.asarray(first, dtype=arr.dtype)), shape])
+        if isinstance(value, Tensor):
+            self.values[self.key_of(value)] = name
+        self.input_arrays[id(arr)] = name
+        self.shapes[name] = (arr.shape, arr.dtype)
+        return True
 
     def ints(self, values):
         return self.const(np.asarray(list(values), dtype=np.int64), "ints")

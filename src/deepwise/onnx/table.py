@@ -43,6 +43,8 @@ def convert(g, node):
         raise ExportError(f"op {node.name} (in layer {layer!r}, {kind}) needs opset >= {entries[0][0]}, "
                           f"exporting at {g.opset}")
     node.varying = tuple(i for i in node.varying if id(node.args[i]) not in g.input_arrays)  # raw arrays of values
+    if node.name not in _HANDLE_VARYING:  # zeros made to the batch size follow the input's batch size
+        node.varying = tuple(i for i in node.varying if not g.uniform(node.args[i], node.twin.args[i]))
     if node.varying and node.name not in _HANDLE_VARYING:
         raise ExportError(f"{g.where()}: argument {node.varying[0]} is a constant whose shape follows the "
                           "dynamic axes (made outside the recorded graph, e.g. from a shape); it cannot be "
