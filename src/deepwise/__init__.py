@@ -18,6 +18,7 @@ from deepwise import (
     data,
     diagnostics,
     distributed,
+    distributions,
     io,
     nn,
     onnx,
