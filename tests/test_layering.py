@@ -28,6 +28,7 @@ LAYERS = {
     "ops": 2,
     "distributed": 2.5,
     "nn": 3,
+    "distributions": 3.2,  # torch.distributions: over the ops and nn.functional's losses
     "io": 3.5,
     "models": 3.7,
     "optim": 4, "amp": 4.5,
@@ -36,6 +37,7 @@ LAYERS = {
     "onnx": 7,
     "diagnostics": 8, "callbacks": 8.5,
     "utils.tensorboard": 7.5,  # the writer and the fit callback: over train and the graph capture of onnx
+    "utils.checkpoint": 2,  # activation checkpointing: autograd's Function and the generator only
     "utils": 9,  # torch.utils' module paths over the layers below (data, and tensorboard's writer)
     "recipes": 10,
     "cli": 11, "__main__": 11, "run_script": 11,
