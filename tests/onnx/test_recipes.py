@@ -10,6 +10,7 @@ import pytest
 
 import deepwise as dw
 from deepwise import cli, recipes
+from deepwise.text.classification import encode_padded
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -117,3 +118,97 @@ def test_cli_export_prints_inputs_outputs_and_the_check(tmp_path, capsys):
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["input"]
     assert cli.main(["export", str(run), str(out)]) == 2  # refuses to overwrite without --force
+
+
+def _run_dir(tmp_path, name, **settings):
+    """A run folder as ``deepwise train`` leaves it: config.json and the (untrained) best weights."""
+    recipe = recipes.get(name)
+    config = dict(recipe.defaults, seed=0, **settings)
+    dw.manual_seed(0)
+    model = recipe.model(config)
+    run = tmp_path / name
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(dict(config, recipe=name, epochs=1, device="cpu")))
+    dw.save(model.state_dict(), run / "best.safetensors")
+    return recipe, config, model, run
+
+
+def _export(run, out, capsys):
+    assert cli.main(["export", str(run), str(out)]) == 0
+    text = capsys.readouterr().out
+    diff = float(text.split("largest difference ")[1].split()[0])
+    assert diff < 1e-4
+    return text
+
+
+def _ort_ids(path, ids):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"input": ids})[0]
+
+
+@pytest.mark.parametrize("name", ["chars-lstm", "chars-gpt"])
+def test_cli_export_of_the_character_models_reads_the_recipes_ids(name, tmp_path, capsys):
+    """chars-lstm / chars-gpt: the file takes a window of character ids from the recipe's vocab and
+    gives the logits deepwise's model gives."""
+    recipe, config, model, run = _run_dir(tmp_path, name)
+    out = tmp_path / f"{name}.onnx"
+    text = _export(run, out, capsys)
+    window = len(_data(name).test[0][0])
+    assert f"inputs:  input ['batch', {window}]" in text
+    vocab = recipe.vocab()
+    prompt = ("To be, or not to be, that is the question. " * 3)[:window]
+    ids = np.asarray([vocab.encode(prompt)], dtype=np.int64)
+    model.eval()
+    with dw.no_grad():
+        want = model(dw.tensor(ids)).array
+    np.testing.assert_allclose(_ort_ids(out, ids), want, rtol=1e-4, atol=1e-5)
+    assert f"outputs: output_0 ['batch', {len(vocab)}, {window}]" in text
+
+
+@pytest.mark.parametrize("arch", ["gru", "transformer"])
+def test_cli_export_of_sentiment_on_a_users_tsv(arch, tmp_path, capsys):
+    """sentiment trained on an SST-2-style TSV of the user's: export rebuilds that run's vocab (the
+    weights fit it), and the file classifies a sentence encoded with it as deepwise's predict does."""
+    rng = np.random.default_rng(0)
+    words = ["good", "bad", "great", "awful", "food", "film", "plot", "service", "fine", "slow"]
+    lines = ["sentence\tlabel"] + [f"{' '.join(rng.choice(words, rng.integers(2, 9)))}\t{i % 2}" for i in range(200)]
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text("\n".join(lines) + "\n")
+    recipe, config, model, run = _run_dir(tmp_path, "sentiment", data=str(tsv), arch=arch)
+    assert len(recipe.vocab(config)) == len(words) + 2  # <unk>, <pad> and the file's words
+    out = tmp_path / "sentiment.onnx"
+    text = _export(run, out, capsys)
+    assert "inputs:  input ['batch', 48]" in text and "outputs: output_0 ['batch', 2]" in text
+    ids, _ = encode_padded(recipe.vocab(config), ["great food , slow service", "awful"], 48,
+                           pad_index=recipe.vocab(config)["<pad>"])
+    trainer = recipe.trainer(model, config)
+    np.testing.assert_allclose(_ort_ids(out, ids), trainer.predict(ids), rtol=1e-4, atol=1e-5)
+
+
+def test_cli_export_of_the_translator_and_the_parity_gru(tmp_path, capsys):
+    """translate-dates: ids of the source and the decoder input side by side (32 + 32); sequence-gru:
+    a padded bit string. Both as the recipes encode their inputs."""
+    recipe, config, model, run = _run_dir(tmp_path, "translate-dates")
+    out = tmp_path / "dates.onnx"
+    text = _export(run, out, capsys)
+    assert "inputs:  input ['batch', 64]" in text
+    vocab = recipe.vocab()
+    src = recipe.encode_sources(vocab, ["Tuesday, March 5, 2024"])
+    tgt = np.full((1, recipe.tgt_len), vocab["\x00"], dtype=np.int64)
+    tgt[0, 0] = vocab["\x02"]
+    ids = np.concatenate([src, tgt], axis=1)
+    model.eval()
+    with dw.no_grad():
+        want = model(dw.tensor(ids)).array
+    np.testing.assert_allclose(_ort_ids(out, ids), want, rtol=1e-4, atol=1e-5)
+
+    recipe, config, model, run = _run_dir(tmp_path, "sequence-gru")
+    out = tmp_path / "parity.onnx"
+    assert "inputs:  input ['batch', 30]" in _export(run, out, capsys)
+    bits = np.zeros((2, 30), dtype=np.int64)
+    bits[0, :5] = [2, 1, 2, 2, 1]  # '10110' then padding
+    bits[1, :] = 2
+    model.eval()
+    with dw.no_grad():
+        want = model(dw.tensor(bits)).array
+    np.testing.assert_allclose(_ort_ids(out, bits), want, rtol=1e-4, atol=1e-5)
