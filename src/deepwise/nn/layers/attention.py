@@ -5,7 +5,11 @@ Mask conventions (as PyTorch's ``nn.MultiheadAttention``): a boolean ``attn_mask
 ``key_padding_mask`` marks with True the positions that may NOT be attended (the opposite of
 ``F.scaled_dot_product_attention``); a float mask is added to the scores. ``attn_mask`` is (L, S) or
 (N * num_heads, L, S); ``key_padding_mask`` is (N, S). A query whose every key is masked gets zero
-weights and a zero output (PyTorch gives NaN there), so a padded batch stays finite.
+weights and a zero attention output (so the layer's output is ``out_proj``'s bias there), and a
+padded batch stays finite. PyTorch's ``scaled_dot_product_attention`` gives those zeros too; its
+``nn.MultiheadAttention`` gives NaN there with ``need_weights=True`` or on its no-grad fast path. An
+ONNX export gives the zeros as well (``deepwise.onnx``). The masks are combined with tensor ops, so
+an export computes them from the graph's inputs.
 """
 
 from __future__ import annotations
