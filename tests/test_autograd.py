@@ -168,13 +168,14 @@ def test_graph_nodes_are_freed_without_the_garbage_collector():
     try:
         x = dw.randn(4, 4, requires_grad=True)
         h = (x * 2).relu()
-        ref = weakref.ref(h)
+        ref, values = weakref.ref(h), weakref.ref(h.array)
         loss = (h @ x).sum()
         del h
-        assert ref() is not None  # the graph keeps the intermediate alive for backward
+        assert ref() is None  # the graph keeps an edge to the tensor's node, not the tensor ...
+        assert values() is not None  # ... and the values matmul's backward saved
         loss.backward()
         del loss
-        assert ref() is None, "an intermediate tensor outlived its graph (a reference cycle?)"
+        assert values() is None, "a saved array outlived its graph (a reference cycle?)"
         h = x.exp()
         ref = weakref.ref(h)
         loss = h.sum() * 3

@@ -166,7 +166,7 @@ def _add(a, b):
 
 def _conform(g, t, ctx, create_graph):
     """Check a gradient against its tensor; cast it to the tensor's dtype."""
-    if tuple(g.shape) != tuple(t.shape):
+    if tuple(g.shape) != tuple(t.shape):  # shapes may be lists on some array types
         raise RuntimeError(
             f"backward of {ctx.name} returned a gradient of shape {tuple(g.shape)} "
             f"for an input of shape {tuple(t.shape)}"
@@ -210,10 +210,11 @@ def _run(roots, grads, retain_graph, create_graph, capture, accumulate):
             slots[t._out_index] = _add(slots[t._out_index], g)
     order = _topological([t._ctx for t in roots if t._ctx is not None])
 
+    checking = anomaly.anomaly_enabled()
     with mode.set_grad_enabled(create_graph):  # off: the backward formulas run on arrays
         for node in order:
             slots = node_grads.pop(id(node), None)
-            if slots is None or all(s is None for s in slots):
+            if slots is None:  # no gradient reached this node
                 if not retain_graph:
                     node.release()
                 continue
@@ -245,19 +246,24 @@ def _run(roots, grads, retain_graph, create_graph, capture, accumulate):
                 result = node.fn.backward(node, *slots)
             if not isinstance(result, tuple):
                 result = (result,)
-            if anomaly.anomaly_enabled():
+            if checking:
                 anomaly.check_backward(node, [r.array if isinstance(r, Tensor) else r for r in result])
-            inputs, needs = node.inputs, node.needs_input_grad
-            for t, need, g in zip(inputs, needs, result):
+            for t, need, g in zip(node.inputs, node.needs_input_grad, result):
                 if not need or g is None:
                     continue
-                g = _conform(g, t, node, create_graph)
-                if t._ctx is not None:
-                    s = node_grads.setdefault(id(t._ctx), [None] * t._ctx.n_outputs)
-                    s[t._out_index] = _add(s[t._out_index], g)
+                if g.shape != t.shape or g.dtype != t.dtype:
+                    g = _conform(g, t, node, create_graph)
+                producer = t._ctx
+                if producer is not None:
+                    s = node_grads.get(id(producer))
+                    if s is None:
+                        s = node_grads[id(producer)] = [None] * producer.n_outputs
+                    i = t._out_index
+                    s[i] = g if s[i] is None else s[i] + g
                 else:
                     prev = leaf_grads.get(id(t))
                     leaf_grads[id(t)] = (t, g if prev is None else prev[1] + g)
+            result = slots = None  # this node's gradients are spent: let them go before the next node
             if not retain_graph:
                 node.release()
 

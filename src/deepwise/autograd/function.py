@@ -79,6 +79,23 @@ def keep_calls():
         _KEEP_CALLS[1] = outer
 
 
+_WATCH = [None]  # a function applied to every op's arguments first (see ``watch_inputs``), or None
+
+
+@contextlib.contextmanager
+def watch_inputs(fn):
+    """While active, every ``Function.apply`` passes its positional arguments through ``fn(args)``
+    and runs on what it returns (the same tuple to just look). ``deepwise.utils.checkpoint`` finds
+    the tensors a block reads this way, and in backward swaps them for detached stand-ins. An
+    outer watcher still sees the arguments first."""
+    outer = _WATCH[0]
+    _WATCH[0] = fn if outer is None else (lambda args: fn(outer(args)))
+    try:
+        yield
+    finally:
+        _WATCH[0] = outer
+
+
 def is_keeping_calls() -> bool:
     """Whether ``keep_calls()`` is active (ops with a shortcut for tensors without grad skip it then)."""
     return _KEEP_CALLS[0] > 0
@@ -94,11 +111,39 @@ def _keep_node(t, ctx, index):
     return t
 
 
+class Edge:
+    """What a node keeps of an input made by another op: that op's node and which of its outputs
+    the input is (the graph), with the input's shape and dtype (gradients are checked against
+    them) -- not the Tensor, so the input's values are freed once the program drops it and no
+    backward saved them. Leaf inputs (parameters, data) are kept as themselves."""
+
+    __slots__ = ("_ctx", "_out_index", "shape", "dtype")
+    requires_grad = True
+    grad = None
+
+    def __init__(self, ctx, index, shape, dtype):
+        self._ctx, self._out_index, self.shape, self.dtype = ctx, index, shape, dtype
+
+    @property
+    def array(self):
+        """The input's values if its node saved them for backward (as its output), else None."""
+        node = self._ctx
+        if node._saved and node.out_ids:
+            want = node.out_ids[self._out_index]
+            for a in node._saved:
+                if id(a) == want:
+                    return a
+        return None
+
+    def __repr__(self):
+        return f"<edge from {self._ctx.name} output {self._out_index}: {self.dtype}{list(self.shape)}>"
+
+
 class Context:
     """A node of the graph: the op, its inputs, and whatever forward saved for backward."""
 
     __slots__ = ("fn", "inputs", "needs_input_grad", "n_outputs", "freed", "retained", "hooks",
-                 "stack", "_saved", "out_ids", "call", "__dict__")
+                 "stack", "_saved", "out_ids", "in_ids", "call", "__dict__")
 
     def __init__(self, fn, inputs, needs_input_grad):
         self.fn = fn
@@ -111,6 +156,7 @@ class Context:
         self.stack = None  # creation traceback, recorded in anomaly mode
         self._saved = ()
         self.out_ids = ()  # ids of the output arrays, to recognise a saved output (see ``saved``)
+        self.in_ids = ()  # ids of the input arrays, to recognise a saved input (set when something is saved)
         self.call = None  # (args, kwargs) of apply, kept for ops that have a ``composite``
 
     @property
@@ -149,9 +195,9 @@ class Context:
     def _as_tensor(self, a):
         if not is_array(a) and not isinstance(a, np.generic):  # 0-d results are NumPy scalars
             return a  # None, or a setting saved alongside
-        for t in self.inputs or ():
-            if t is not None and t.array is a:
-                return t
+        for t, i in zip(self.inputs or (), self.in_ids):
+            if t is not None and i == id(a):  # a saved input: the input itself, or a tensor on its edge
+                return t if isinstance(t, Tensor) else Tensor._make(a, True, t._ctx, t._out_index)
         if id(a) in self.out_ids:
             return Tensor._make(a, True, self, self.out_ids.index(id(a)))
         return Tensor._make(a)
@@ -233,18 +279,24 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
+        if _WATCH[0] is not None:
+            args = _WATCH[0](args)
         arrays = []
         needs = []
         record = False
         for a in args:
             if isinstance(a, Tensor):
                 arrays.append(a.array)
-                needs.append(a.requires_grad)
-                record = record or a.requires_grad
+                if a.requires_grad:
+                    needs.append(True)
+                    record = True
+                else:
+                    needs.append(False)
             else:
                 arrays.append(a)
                 needs.append(False)
-        if _KEEP_CALLS[0]:  # an exporter reads every op on tensors, integer ones (token ids) too
+        keeping = _KEEP_CALLS[0]
+        if keeping:  # an exporter reads every op on tensors, integer ones (token ids) too
             record = any(isinstance(a, Tensor) for a in args)
         record = record and mode.is_grad_enabled()
         ctx = Context(cls, None, tuple(needs))
@@ -252,15 +304,25 @@ class Function:
             out = cls._forward_tensors(ctx, args, kwargs)
         else:
             out = cls.forward(ctx, *arrays, **kwargs)
-        if anomaly.anomaly_enabled():
+        checking = anomaly.anomaly_enabled()
+        if checking:
             anomaly.check_forward(ctx, out, args)
         if not record:
             if isinstance(out, tuple):
                 return tuple(Tensor._make(o) for o in out)
             return Tensor._make(out)
-        ctx.inputs = tuple(a if isinstance(a, Tensor) else None for a in args)
-        if cls.composite is not None or _KEEP_CALLS[0]:
+        if keeping or checking:  # readers of the graph (exporters, anomaly reports) see the inputs' values
+            ctx.inputs = tuple(a if isinstance(a, Tensor) else None for a in args)
+        else:
+            ctx.inputs = tuple(
+                (a if a._ctx is None else Edge(a._ctx, a._out_index, a.array.shape, a.array.dtype))
+                if isinstance(a, Tensor) else None
+                for a in args
+            )
+        if cls.composite is not None or keeping:
             ctx.call = (args, kwargs)
+        if ctx._saved:
+            ctx.in_ids = tuple(id(a) for a in arrays)
         frozen = ctx.__dict__.get("_non_differentiable", ())
         if isinstance(out, tuple):
             ctx.n_outputs = len(out)
@@ -296,7 +358,7 @@ class Function:
         wrt = [i for i, need in enumerate(ctx.needs_input_grad) if need]
         if not pairs or not wrt:
             return (None,) * len(ctx.needs_input_grad)
-        got = engine.grad([o for o, _ in pairs], [ctx.inputs[i] for i in wrt], [g for _, g in pairs],
+        got = engine.grad([o for o, _ in pairs], [args[i] for i in wrt], [g for _, g in pairs],
                           create_graph=True, allow_unused=True)
         result = [None] * len(ctx.needs_input_grad)
         for i, g in zip(wrt, got):

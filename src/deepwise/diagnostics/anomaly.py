@@ -74,7 +74,9 @@ class NanSource:
 
 def find_nan(tensor) -> NanSource | None:
     """Walk the graph behind ``tensor`` and return where NaN/Inf first appears, or None when the
-    tensor is finite. Raises when the graph was already freed by ``backward()``."""
+    tensor is finite. Raises when the graph was already freed by ``backward()``. The graph keeps an
+    intermediate's values only where a backward needs them, so outside ``detect_anomaly()`` (where
+    every op's inputs are kept) an op is named only when the values around it are still known."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"find_nan: expected a deepwise Tensor, got {type(tensor).__name__}")
     if is_finite(tensor.array):
@@ -114,7 +116,8 @@ def find_nan(tensor) -> NanSource | None:
         if out is None or is_finite(out.array):
             continue
         inputs = [t.array if t is not None else None for t in node.inputs]
-        if all(is_finite(a) for a in inputs):
+        # an input whose values the graph no longer holds (None: no backward saved it) clears nobody
+        if all(t is None or (a is not None and is_finite(a)) for t, a in zip(node.inputs, inputs)):
             filename, lineno, line = creation_site(node)
             return NanSource(node.name, [tuple(a.shape) for a in inputs if a is not None], tuple(out.shape),
                              hint(node.name, "forward", inputs), filename, lineno, line, count_non_finite([out.array]))
