@@ -23,6 +23,7 @@ checkpoint written), 141 when the reader of the output went away (``deepwise ...
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -35,10 +36,10 @@ import time
 import numpy as np
 
 import deepwise as dw
-from deepwise import backend, callbacks, recipes, run_script
+from deepwise import backend, callbacks, distributed, recipes, run_script
 from deepwise.diagnostics import ReportError, build_report, model_overview
 from deepwise.io import atomic_write_bytes
-from deepwise.train import load_training_checkpoint, run_folder
+from deepwise.train import load_training_checkpoint, parallel, run_folder
 from deepwise.train.progress import terminal_columns, wrap_items
 
 
@@ -295,6 +296,8 @@ def _discard_new_run(run_dir, created_dir):
 
 def cmd_train(args):
     _check_device(args.device)
+    if parallel.join() > 1:  # under mpiexec -n N
+        return _train_on_ranks(args)
     if args.resume:
         config, recipe, run_dir, done = _resume_settings(args)
     else:
@@ -314,11 +317,53 @@ def cmd_train(args):
         lock.release()
 
 
+def _train_on_ranks(args):
+    """``deepwise train`` under ``mpiexec -n N``: rank 0 checks the arguments, holds the run folder
+    and writes everything in it; every rank builds the same data and model and trains on its share of
+    each batch (``deepwise.train.parallel``). An error on rank 0 before training reaches every rank,
+    which then exits with the same code; a failure once training runs ends the whole job (``main``)."""
+    box = [None]
+    if distributed.get_rank() == 0:
+        try:
+            if args.resume:
+                config, recipe, run_dir, done = _resume_settings(args)
+            else:
+                config, recipe, run_dir = _new_run_settings(args)
+                done = 0
+        except UsageError as exc:
+            distributed.broadcast_object_list([{"exit": 2}])
+            raise exc from None
+        except Exception:
+            distributed.broadcast_object_list([{"exit": 1}])
+            raise
+        box = [{"config": config, "run_dir": run_dir, "done": done}]
+        distributed.broadcast_object_list(box)
+        created_dir = not os.path.isdir(run_dir)
+        lock = run_folder.RunLock(run_dir).acquire()
+        try:
+            return _build_and_train(args, config, recipe, run_dir, done, created_dir)
+        except BaseException:
+            if created_dir and not os.path.exists(os.path.join(run_dir, "last.ckpt")):
+                _discard_new_run(run_dir, created_dir)
+            raise
+        finally:
+            lock.release()
+    distributed.broadcast_object_list(box)
+    if "exit" in box[0]:
+        return box[0]["exit"]  # rank 0 says why
+    config = box[0]["config"]
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # rank 0 alone prints
+        return _build_and_train(args, config, recipes.get(config["recipe"]), box[0]["run_dir"], box[0]["done"],
+                                False)
+
+
 def _build_and_train(args, config, recipe, run_dir, done, created_dir):
     dw.manual_seed(config["seed"])
     splits = recipe.data(config)
     model = recipe.model(config)
     trainer = _trainer_for(recipe, config, model)
+    if not distributed.is_main_process():  # another rank of mpiexec: rank 0 writes the run folder
+        return _train(args, recipe, config, run_dir, splits, model, trainer, done, created_dir)
     # only now, with every setting checked and data and model built, is the run folder written
     os.makedirs(run_dir, exist_ok=True)
     _write_json(os.path.join(run_dir, "config.json"), config)
@@ -367,15 +412,22 @@ def _train(args, recipe, config, run_dir, splits, model, trainer, done, created_
             print(f"\naborted before the first checkpoint: nothing to resume, nothing kept in {run_dir}",
                   file=sys.stderr)
         return 130
-    history.to_csv(os.path.join(run_dir, "history.csv"))
+    main = distributed.is_main_process()
+    if main:
+        history.to_csv(os.path.join(run_dir, "history.csv"))
     if history.interrupted:  # the trainer said where the checkpoint is and how to resume
         return 130
-    dw.save(model.state_dict(), os.path.join(run_dir, "last.safetensors"))
     which = "last"
-    if os.path.exists(os.path.join(run_dir, "best.safetensors")):
-        model.load_state_dict(dw.load(os.path.join(run_dir, "best.safetensors")))
-        which = "best"
-    metrics = recipe.final_metrics(trainer, splits, config)
+    if main:
+        dw.save(model.state_dict(), os.path.join(run_dir, "last.safetensors"))
+        if os.path.exists(os.path.join(run_dir, "best.safetensors")):
+            model.load_state_dict(dw.load(os.path.join(run_dir, "best.safetensors")))
+            which = "best"
+    if distributed.world_size() > 1:
+        dw.nn.parallel.DistributedDataParallel(model)  # every rank evaluates rank 0's (best) weights
+    metrics = recipe.final_metrics(trainer, splits, config)  # under mpiexec, each rank its share
+    if not main:
+        return 0
     metrics.update(model_overview(model, splits.train[0]))  # the report shows the model and names its layers
     if watchers:
         found = [text for w in watchers for text in w.diagnosis_text()]
@@ -598,13 +650,23 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
-        return 130
+        return _end_job(130)
     except Exception as exc:  # one line for people; the traceback with --debug
         if args.debug:
             raise
         what = str(exc) if isinstance(exc, _PLAIN_ERRORS) and str(exc) else f"{type(exc).__name__}: {exc}"
-        print(f"deepwise: error: {what}", file=sys.stderr)
-        return 1
+        world = distributed.world_size()
+        rank = f" (rank {distributed.get_rank()} of {world})" if world > 1 else ""
+        print(f"deepwise: error{rank}: {what}", file=sys.stderr)
+        return _end_job(1)
+
+
+def _end_job(code: int) -> int:
+    """Under mpiexec a failed rank ends every rank (the others would wait in their next collective)."""
+    if distributed.world_size() > 1:
+        sys.stderr.flush()
+        distributed.abort(code)
+    return code
 
 
 if __name__ == "__main__":
