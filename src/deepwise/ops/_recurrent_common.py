@@ -81,6 +81,32 @@ class Seq:
             states = states * self.maskf
         return self.to_layout(states)
 
+    # column layout (the LSTM): per-step arrays (features, B), steps stacked in processing order
+    def empty_cols(self, width):
+        return self.xp.empty((self.T, width, self.B), dtype=self.dtype)
+
+    def state_cols(self, given):
+        """An initial state (B, H) as its own (H, B) array (zeros when not given)."""
+        if given is None:
+            return self.xp.zeros((self.H, self.B), dtype=self.dtype)
+        return given.T.copy()
+
+    def empty_output(self):
+        """``(out, out_tm)``: the output array in the caller's layout and its time-major (T, B, H) view."""
+        if self.batch_first:
+            out = self.xp.empty((self.B, self.T, self.H), dtype=self.dtype)
+            return out, out.swapaxes(0, 1)
+        out = self.xp.empty((self.T, self.B, self.H), dtype=self.dtype)
+        return out, out
+
+    def from_steps(self, a):
+        """A (T, B, F) array whose slabs are in processing order -> the caller's layout, contiguous."""
+        if self.reverse:
+            a = a[::-1]
+        if self.batch_first:
+            a = a.swapaxes(0, 1)
+        return self.xp.ascontiguousarray(a)
+
     def zeros_state(self, given):
         if given is not None:
             return given
@@ -93,6 +119,35 @@ def project(x2, w, b, seq):
     if b is not None:
         gx += b
     return gx.reshape(seq.T, seq.B, w.shape[0])
+
+
+def stacked_inputs(seq, x2, h0):
+    """``XH`` (I+H, (T+1) B) for the column layout: block k holds [x; h] of the k-th step processed --
+    its x rows filled here (transposed once), its h rows by step k-1 (block 0: h0). Block T's x rows
+    are unused (zero)."""
+    xp, T, B, H = seq.xp, seq.T, seq.B, seq.H
+    I = x2.shape[1]
+    XH = xp.empty((I + H, (T + 1) * B), dtype=seq.dtype)
+    xs = x2.reshape(T, B, I)
+    if seq.reverse:
+        xs = xs[::-1]
+    XH[:I, :T * B] = xs.reshape(T * B, I).T
+    XH[:I, T * B:] = 0
+    XH[I:, :B] = 0 if h0 is None else h0.T
+    return XH
+
+
+def column_weight_grads(dG, XH, I, need_ih, need_hh):
+    """dW_ih, dW_hh from the column-layout gate gradients dG (gates, T B) and the stacked inputs XH:
+    ``dG @ XH^T`` over all steps, one GEMM for both when both are wanted."""
+    xp = xp_of(dG)
+    n = dG.shape[1]
+    if need_ih and need_hh:
+        dw = dG @ XH[:, :n].T
+        return xp.ascontiguousarray(dw[:, :I]), xp.ascontiguousarray(dw[:, I:])
+    dw_ih = dG @ XH[:I, :n].T if need_ih else None
+    dw_hh = dG @ XH[I:, :n].T if need_hh else None
+    return dw_ih, dw_hh
 
 
 def freeze(seq, t, new, old):
