@@ -226,8 +226,9 @@ def _recurrent(g, node, onnx_op, n_gates, order, n_states, **attrs):
         # the lengths arrive as a plain array, computed outside the recorded graph: baking them in
         # would give every later input the example's lengths
         raise ExportError(f"{g.where()}: per-sequence lengths were computed outside the recorded graph "
-                          "(from raw arrays), so the exported model could not follow its input; export "
-                          "a model that runs on whole (unpadded) sequences")
+                          "(from raw arrays), so the exported model could not follow its input; run the "
+                          "layer on the whole padded sequences and take each one's output at its last real "
+                          "step with tensor ops (as deepwise.recipes.base.state_at_length does)")
     seq_lens = ""
     init = []
     for pos, s in enumerate(states, start=1):
