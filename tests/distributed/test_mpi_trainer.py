@@ -13,6 +13,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from deepwise.train import load_training_checkpoint
+
 pytestmark = pytest.mark.mpi
 
 # argv: mode (full | part | resume) samples batchnorm(0/1) checkpoint_dir
@@ -125,3 +127,41 @@ def test_a_checkpoint_of_two_ranks_resumes_exactly_on_one_and_on_three(mpirun, t
     job = mpirun(3, FIT, timeout=120, args=("resume", "51", "1", str(folder)))
     assert job.returncode == 0, job
     _assert_same(_result(job.stdout), want)
+
+
+FAIL = r"""
+import os, signal, sys
+import numpy as np
+import deepwise as dw
+import deepwise.distributed as dist
+from deepwise import nn
+
+how, folder = sys.argv[1], sys.argv[2]
+rng = np.random.default_rng(0)
+x = rng.standard_normal((64, 6)).astype(np.float32)
+y = (x[:, 0] > 0).astype(np.int64)
+dw.manual_seed(0)
+model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
+trainer = dw.Trainer(model, dw.optim.SGD(model.parameters(), lr=0.1))
+
+class Fail(dw.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if dist.get_rank() == 1 and self.trainer.state.epoch == 1 and batch == 2:
+            if how == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError("rank 1 breaks in epoch 2")
+
+trainer.fit(x, y, epochs=3, batch_size=8, verbose=0, checkpoint_dir=folder, callbacks=[Fail()])
+"""
+
+
+@pytest.mark.parametrize("how", ["raise", "kill"])
+def test_a_rank_failing_in_fit_ends_the_job_and_keeps_the_last_checkpoint(mpirun, tmp_path, how):
+    folder = tmp_path / "run"
+    job = mpirun(2, FAIL, timeout=60, args=(how, str(folder)), env={"DEEPWISE_DIST_TIMEOUT": "20"})
+    assert job.returncode != 0 and job.seconds < 45, job
+    if how == "raise":
+        assert "rank 1 breaks in epoch 2" in job.stderr and "rank 1 of 2 failed with RuntimeError" in job.stderr, job
+    assert sorted(os.listdir(folder)) == [".deepwise.lock", "last.ckpt"], os.listdir(folder)
+    ck = load_training_checkpoint(folder / "last.ckpt")
+    assert ck.position["epoch"] == 1 and ck.position["batch"] == 0  # the end of epoch 1, whole
