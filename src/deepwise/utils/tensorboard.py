@@ -316,6 +316,8 @@ class TensorBoard(Callback):
     each image scaled to [0, 1] by its own range; image-shaped inputs are logged once (``inputs``).
     """
 
+    rank_zero_only = True  # it writes event files: under mpiexec, rank 0 alone
+
     def __init__(self, log_dir="logs", histogram_freq: int = 0, write_graph: bool = False,
                  update_freq="epoch", images=None):
         if not (update_freq in ("epoch", "batch") or (isinstance(update_freq, int) and update_freq > 0)):
