@@ -356,8 +356,10 @@ class SeeInside:
             w.monitor.on_train_end()
         print("\n=== deepwise run --see-inside: what happened inside ===", file=out)
         if not self.watches:
-            print("The script never called optimizer.step(), so there was no training to watch.", file=out)
-            return None
+            if not self._pending:
+                print("The script never called optimizer.step(), so there was no training to watch.", file=out)
+                return None
+            return self._finish_by_hand(script, report_dir, out)
         diagnosis = []
         for w in self.watches:
             print(f"\n{w.label}: {w.steps} optimizer steps over {len(w.rows)} epoch(s)", file=out)
@@ -369,7 +371,22 @@ class SeeInside:
                 diagnosis.append(f"{w.label}: {text}")
         return self._write(script, report_dir, diagnosis, out)
 
-    def _write(self, script, report_dir, diagnosis, out):
+    def _finish_by_hand(self, script, report_dir, out):
+        """A script that updates its tensors itself (``w -= lr * w.grad``), with no optimizer: its
+        training losses are the ones ``backward()`` was called on; there is no model and optimizer
+        for the gradient monitor and the overfitting advisor to watch."""
+        losses = self._pending
+        k = max(1, len(losses) // 10)
+        first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
+        trend = "fell" if last < first else "did not fall"
+        text = (f"trained by hand, without an optimizer: {len(losses)} backward() calls; the training loss "
+                f"{trend} from {first:.4g} to {last:.4g} (first and last tenth of the calls). Gradient health "
+                "and overfitting advice watch an optimizer and the model it trains, so they had nothing to "
+                "watch here.")
+        print(f"The script {text}", file=out)
+        return self._write(script, report_dir, [text], out, {"backward() without an optimizer": losses})
+
+    def _write(self, script, report_dir, diagnosis, out, by_hand=None):
         name = os.path.splitext(os.path.basename(script))[0]
         folder = report_dir or os.path.join("runs", f"run-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
         os.makedirs(folder, exist_ok=True)
@@ -393,7 +410,7 @@ class SeeInside:
         metrics = {"diagnosis": diagnosis,
                    "watched": [{"model_and_optimizer": w.label, "steps": w.steps, "epochs": len(w.rows)}
                                for w in self.watches],
-                   "training_losses": {w.label: w.step_losses for w in self.watches}}
+                   "training_losses": by_hand or {w.label: w.step_losses for w in self.watches}}
         atomic_write_bytes(os.path.join(folder, "metrics.json"), json.dumps(metrics, indent=2).encode())
         try:
             path = build_report(folder)

@@ -129,3 +129,50 @@ def test_see_inside_watches_the_model_and_writes_findings(tmp_path):
     history = (tmp_path / "seen" / "history.csv").read_text().splitlines()
     header = history[0].split(",")
     assert {"epoch", "loss", "val_loss", "grad_norm/total"} <= set(header) and len(history) == 3
+
+
+BY_HAND = """
+import torch
+
+
+class Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, = ctx.saved_tensors
+        return 2 * x * grad_output
+
+
+torch.manual_seed(0)
+x = torch.randn(32, 4)
+y = x.sum(dim=1, keepdim=True)
+w = torch.zeros(4, 1, requires_grad=True)
+for t in range(40):
+    loss = Square.apply(x.mm(w) - y).mean()
+    loss.backward()
+    with torch.no_grad():
+        w -= 0.1 * w.grad
+        w.grad.zero_()
+print("final", loss.item())
+"""
+
+
+def test_see_inside_a_script_trained_by_hand_reports_its_losses(tmp_path):
+    proc = _run(tmp_path, BY_HAND, "--see-inside", "--report-dir", str(tmp_path / "seen"))
+    assert proc.returncode == 0, proc.stderr
+    assert "trained by hand, without an optimizer: 40 backward() calls; the training loss fell" in proc.stdout
+    metrics = json.loads((tmp_path / "seen" / "metrics.json").read_text())
+    assert metrics["watched"] == [] and len(metrics["diagnosis"]) == 1
+    losses = metrics["training_losses"]["backward() without an optimizer"]
+    assert len(losses) == 40 and losses[-1] < 0.01 * losses[0]
+    assert abs(losses[-1] - float(proc.stdout.split("final")[1].split()[0])) < 1e-6
+
+
+def test_see_inside_a_script_that_never_trains_says_so(tmp_path):
+    proc = _run(tmp_path, "import torch\nprint(torch.ones(2).sum().item())\n", "--see-inside")
+    assert proc.returncode == 0, proc.stderr
+    assert "never called optimizer.step(), so there was no training to watch" in proc.stdout
