@@ -166,3 +166,30 @@ def test_float_key_padding_and_stacked_attn_mask(opset):
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got[1], np.broadcast_to(model.attn.out_proj.bias.array, (5, 8)), atol=1e-6)
+
+
+@pytest.mark.parametrize("dead_row", [False, True])
+def test_constant_masks(dead_row):
+    """A mask made inside the model (a constant of the graph): with a row that sees nothing that row is
+    zeros; with something in every row the graph leaves out the dead-row guard."""
+    allow = np.tri(5, 5, dtype=bool)
+    if dead_row:
+        allow[2] = False
+
+    class Const(dw.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q = dw.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return F.scaled_dot_product_attention(self.q(x), x, x, attn_mask=dw.tensor(allow))
+
+    dw.manual_seed(0)
+    rng = np.random.default_rng(4)
+    model = Const()
+    x = rng.standard_normal((2, 5, 4)).astype(np.float32)
+    proto = dw.onnx.export(model, x, io.BytesIO(), input_names=["x"], dynamic_axes={"x": {0: "b"}})
+    (got,), (want,) = export_and_run(model, (x,), (rng.standard_normal((3, 5, 4)).astype(np.float32),), 17)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert ("IsInf" in {n.op_type for n in proto.graph.node}) == dead_row
+    assert not got[:, 2].any() if dead_row else np.abs(got[:, 2]).sum() > 0

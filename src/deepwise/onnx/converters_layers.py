@@ -298,9 +298,12 @@ def _attention(g, node):
     if allow is not None:
         am = allow.array if isinstance(allow, Tensor) else allow  # another op's output, or a constant
         scores = g.op("Where", [g.op("Cast", [g.const(am)], to=9), scores, neg])
-    # causal alone leaves key 0 to every query; a boolean or float mask may leave a row nothing
+    # causal alone leaves key 0 to every query, and so does a constant mask with something in every
+    # row; a mask computed in the graph, or a float one, may leave a row nothing
     dead = None
-    if allow is not None or bias is not None:
+    computed = allow is not None and id(allow.array if isinstance(allow, Tensor) else allow) in g.input_arrays
+    constant_ok = allow is None or (not computed and bool(np.all(np.asarray(am).any(axis=-1))))
+    if bias is not None or not constant_ok:
         dead = g.op("IsInf", [g.reduce("ReduceMax", scores, [nd - 1], True)], detect_positive=0)
         scores = g.op("Where", [dead, g.scalar(0, dt), scores])
     weights = g.op("Softmax", [scores], axis=-1)
