@@ -121,7 +121,9 @@ class LSTMLayer(Function):
         XH, S, Cs, Tc, c0, w_ih, w_hh = ctx.saved
         B, I = seq.B, w_ih.shape[1]
         one, two, four = S.dtype.type(1), S.dtype.type(2), S.dtype.type(4)
-        dG = xp.empty((4 * H, seq.T * B), dtype=S.dtype)  # column block k: step k processed
+        # column block k: step k processed; rows padded so that their stride is no power of two (the
+        # strided per-step stores would then fall into one cache set)
+        dG = xp.empty((4 * H, seq.T * B + 16), dtype=S.dtype)[:, :seq.T * B]
         dout_tm = seq.from_layout(dout)
         dh, dc = dhn.T.copy(), dcn.T.copy()  # own copies: updated in place
         w_hhT = xp.ascontiguousarray(w_hh.T)  # BLAS runs W_hh^T @ d faster from its own copy
