@@ -144,6 +144,9 @@ def test_dropout2d_on_2d_input_warns_and_drops_elements():
     "nn.modules.container", "nn.parallel",
     "utils", "utils.data", "utils.data.dataloader", "utils.data.dataset", "utils.data.sampler",
     "utils.data.distributed", "backends", "backends.cudnn", "backends.mps", "accelerator",
+    "distributions", "distributions.normal", "distributions.categorical", "distributions.bernoulli",
+    "distributions.uniform", "distributions.independent", "distributions.kl", "distributions.distribution",
+    "distributions.utils",
 ])
 def test_module_paths_programs_import_from(path):
     ours = importlib.import_module(f"deepwise.{path}")
