@@ -165,3 +165,42 @@ def test_a_rank_failing_in_fit_ends_the_job_and_keeps_the_last_checkpoint(mpirun
     assert sorted(os.listdir(folder)) == [".deepwise.lock", "last.ckpt"], os.listdir(folder)
     ck = load_training_checkpoint(folder / "last.ckpt")
     assert ck.position["epoch"] == 1 and ck.position["batch"] == 0  # the end of epoch 1, whole
+
+
+STOP_ON_ONE_RANK = r"""
+import sys
+import numpy as np
+import deepwise as dw
+import deepwise.distributed as dist
+from deepwise import nn
+
+where = sys.argv[1]
+rng = np.random.default_rng(0)
+x = rng.standard_normal((64, 6)).astype(np.float32)
+y = (x[:, 0] > 0).astype(np.int64)
+dw.manual_seed(0)
+model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
+trainer = dw.Trainer(model, dw.optim.SGD(model.parameters(), lr=0.1))
+
+class StopOnRankOne(dw.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if where == "batch" and dist.get_rank() == 1 and batch == 2:
+            self.trainer.stop_training = True
+
+    def on_before_optimizer_step(self, optimizer):
+        if where == "step" and dist.get_rank() == 1 and self.trainer.state.batch_index == 2:
+            self.trainer.stop_training = True  # cancels this step, as TerminateOnNaN does
+
+history = trainer.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[StopOnRankOne()])
+everyone = [None] * dist.get_world_size()
+dist.all_gather_object(everyone, [float(p.array.sum()) for p in model.parameters()])
+assert all(e == everyone[0] for e in everyone), everyone
+sys.stdout.write(f"STEPS {trainer.state.global_step} EPOCHS {len(history.history['loss'])}\n")
+"""
+
+
+@pytest.mark.parametrize("where", ["batch", "step"])
+def test_a_stop_decided_on_one_rank_stops_every_rank_at_the_same_batch(mpirun, where):
+    job = mpirun(2, STOP_ON_ONE_RANK, timeout=60, args=(where,), env={"DEEPWISE_DIST_TIMEOUT": "20"})
+    assert job.returncode == 0, job
+    assert job.lines("STEPS") == ["3 EPOCHS 1", "3 EPOCHS 1"], job

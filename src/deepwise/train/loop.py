@@ -352,6 +352,8 @@ def run_epoch(trainer, epoch: int, train, val, val_metrics, resumed=None, skip: 
                 state.epoch_samples = par.samples_through(b) or state.epoch_samples
             if batch_end:
                 callbacks.on_train_batch_end(b, tracker.logs())
+            if par is not None:  # a callback on one rank stops every rank, after the same batch
+                state.stop_training = par.agree(state.stop_training)
             if state.stop_training:
                 break
             if every is not None and state.global_step % every == 0:

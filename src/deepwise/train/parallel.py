@@ -37,6 +37,7 @@ from deepwise import distributed
 from deepwise import random as dw_random
 from deepwise.data import DataLoader
 from deepwise.data.distributed import DistributedSampler, ShardedBatchSampler, StridedBatchSampler
+from deepwise.distributed import collectives
 from deepwise.nn.parallel import DistributedDataParallel
 from deepwise.train.data import FitData
 
@@ -198,6 +199,12 @@ class ParallelFit:
     def average_gradients(self, optimizer) -> None:
         if self.ddp is not None:
             self.ddp.average_gradients([p for group in optimizer.param_groups for p in group["params"]])
+
+    def agree(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is True on any (one small all-reduce)."""
+        box = np.array([1.0 if flag else 0.0])
+        collectives.reduce_array(box, "max")
+        return bool(box[0])
 
     def sync_buffers(self) -> None:
         if self.ddp is not None:

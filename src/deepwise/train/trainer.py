@@ -451,6 +451,8 @@ class Trainer:
             state.parallel.average_gradients(optimizer)
         if self.callbacks.callbacks:  # (a CallbackList with no callbacks has nothing to call)
             self.callbacks.on_before_optimizer_step(optimizer)
+        if state.parallel is not None:  # a step cancelled on one rank (TerminateOnNaN) is cancelled on all
+            state.stop_training = state.parallel.agree(state.stop_training)
         if state.stop_training:
             state.step_losses = []
             return False
