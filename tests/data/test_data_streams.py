@@ -158,3 +158,26 @@ def test_concat_dataset_indexes_across_its_parts_as_in_torch():
         dwdata.ConcatDataset([Records(2)])
     with pytest.raises(ValueError, match="empty"):
         dwdata.ConcatDataset([])
+
+
+class Span(dwdata.IterableDataset):
+    def __init__(self, start, end):
+        self.start, self.end = start, end
+
+    def __iter__(self):
+        return iter(range(self.start, self.end))
+
+
+def _narrow_to_my_share(worker_id):
+    """PyTorch's documented alternative: worker_init_fn narrows the worker's copy of the dataset."""
+    info = dwdata.get_worker_info()
+    ds = info.dataset
+    per = -(-(ds.end - ds.start) // info.num_workers)
+    lo = ds.start + worker_id * per
+    ds.start, ds.end = lo, min(lo + per, ds.end)
+
+
+def test_worker_init_fn_can_narrow_each_workers_copy_of_the_stream():
+    loader = dwdata.DataLoader(Span(3, 7), num_workers=2, worker_init_fn=_narrow_to_my_share)
+    assert [b.tolist() for b in loader] == [[3], [5], [4], [6]]  # torch gives the same order
+    assert (Span(3, 7).start, loader.dataset.end) == (3, 7)  # the main process's dataset is untouched
