@@ -219,16 +219,23 @@ def world_size() -> int:
 
 
 def wait(request, what: str) -> None:
-    """Wait for a non-blocking MPI request, aborting the job past the group's timeout."""
+    """Wait for a non-blocking MPI request, aborting the job past the group's timeout.
+
+    MPI moves a collective on only while its processes call into MPI, so a waiting rank keeps testing
+    the request: busy for the first milliseconds (yielding the core to others between tests, which
+    matters when ranks share cores), then with short sleeps, so a long wait (a slow rank, a stall)
+    costs little CPU."""
     if request.Test():
         return
     start = time.monotonic()
-    spins = 0
+    yield_ = getattr(os, "sched_yield", None)
     while not request.Test():
-        spins += 1
-        if spins > 200:
-            time.sleep(min(0.001, 1e-6 * spins))
         waited = time.monotonic() - start
+        if waited < 0.02:
+            if yield_ is not None:
+                yield_()
+        else:
+            time.sleep(0.0005)
         if waited > _WORLD.timeout:
             sys.stderr.write(
                 f"deepwise.distributed: rank {_WORLD.rank} of {_WORLD.size} waited {waited:.0f} s in {what} "
