@@ -47,21 +47,38 @@ def kl_divergence(p, q):
     return fn(p, q)
 
 
+def _params(p, q, *names):
+    """The named parameters of ``p`` and of ``q``, on one device. A distribution made of numbers
+    (``Normal(0.0, 1.0)``, the usual prior) holds scalars on the CPU; against one on a GPU they are
+    moved there, as PyTorch lets a CPU scalar meet a GPU tensor."""
+    ours = [getattr(p, n) for n in names]
+    theirs = [getattr(q, n) for n in names]
+    device = next((t.device for t in ours + theirs if t.device.type != "cpu"), None)
+    if device is None:
+        return ours, theirs
+
+    def move(t):
+        return t.to(device) if t.device.type == "cpu" and t.ndim == 0 else t
+    return [move(t) for t in ours], [move(t) for t in theirs]
+
+
 @register_kl(Normal, Normal)
 def _kl_normal_normal(p, q):
-    var_ratio = (p.scale / q.scale) ** 2
-    t1 = ((p.loc - q.loc) / q.scale) ** 2
+    (p_loc, p_scale), (q_loc, q_scale) = _params(p, q, "loc", "scale")
+    var_ratio = (p_scale / q_scale) ** 2
+    t1 = ((p_loc - q_loc) / q_scale) ** 2
     return 0.5 * (var_ratio + t1 - 1 - ops.log(var_ratio))
 
 
 @register_kl(Bernoulli, Bernoulli)
 def _kl_bernoulli_bernoulli(p, q):
-    t1 = p.probs * (F.softplus(-q.logits) - F.softplus(-p.logits))
-    t1 = ops.where(q.probs == 0, math.inf, t1)
-    t1 = ops.where(p.probs == 0, 0.0, t1)
-    t2 = (1 - p.probs) * (F.softplus(q.logits) - F.softplus(p.logits))
-    t2 = ops.where(q.probs == 1, math.inf, t2)
-    t2 = ops.where(p.probs == 1, 0.0, t2)
+    (p_probs, p_logits), (q_probs, q_logits) = _params(p, q, "probs", "logits")
+    t1 = p_probs * (F.softplus(-q_logits) - F.softplus(-p_logits))
+    t1 = ops.where(q_probs == 0, math.inf, t1)
+    t1 = ops.where(p_probs == 0, 0.0, t1)
+    t2 = (1 - p_probs) * (F.softplus(q_logits) - F.softplus(p_logits))
+    t2 = ops.where(q_probs == 1, math.inf, t2)
+    t2 = ops.where(p_probs == 1, 0.0, t2)
     return t1 + t2
 
 
@@ -75,8 +92,9 @@ def _kl_categorical_categorical(p, q):
 
 @register_kl(Uniform, Uniform)
 def _kl_uniform_uniform(p, q):
-    result = ops.log((q.high - q.low) / (p.high - p.low))
-    outside = (q.low > p.low) | (q.high < p.high)
+    (p_low, p_high), (q_low, q_high) = _params(p, q, "low", "high")
+    result = ops.log((q_high - q_low) / (p_high - p_low))
+    outside = (q_low > p_low) | (q_high < p_high)
     return ops.where(outside, math.inf, result)
 
 
