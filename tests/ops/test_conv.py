@@ -221,6 +221,7 @@ def test_chunked_batches_match_torch(monkeypatch, case, keep):
     import deepwise.ops.conv as conv_module
 
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES_1_THREAD", 1)
     monkeypatch.setattr(conv_module, "_KEEP_BYTES", keep)
     s, p, d, g = case
     rng = np.random.default_rng(9)
@@ -267,6 +268,7 @@ def test_second_derivatives_of_every_input_in_chunks(monkeypatch, keep):
     from parity.helpers import check_double_backward
 
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES_1_THREAD", 1)
     monkeypatch.setattr(conv_module, "_KEEP_BYTES", keep)
     rng = np.random.default_rng(11)
     arrays = [a.astype(np.float64) for a in _arrays(rng, (3, 4, 5, 4), (4, 2, 3, 3), (4,))]
@@ -275,3 +277,50 @@ def test_second_derivatives_of_every_input_in_chunks(monkeypatch, keep):
     arrays = [a.astype(np.float64) for a in _arrays(rng, (3, 4, 3, 3), (4, 2, 3, 3), (4,))]
     check_double_backward(arrays, lambda x, w, b: conv_transpose2d(x, w, b, 2, 1, 1, 2),
                           lambda x, w, b: F.conv_transpose2d(x, w, b, 2, 1, 1, 2))
+
+
+def test_chunk_budget_follows_the_blas_thread_count():
+    """One BLAS thread: small chunks, whose columns stay in cache between im2col and the GEMM; more
+    threads: big chunks, so each GEMM is large enough to split over them."""
+    import deepwise.ops.conv as conv_module
+    from deepwise import threads
+
+    before = threads.get_num_threads()
+    if not threads.blas_libraries():
+        pytest.skip("no BLAS library found whose thread count can be set")
+    per_image = 32 * 9 * 16 * 18 * 4  # the columns of one (32, 16, 16) image, 3x3 kernel, wide rows
+    try:
+        threads.set_num_threads(1)
+        one, _ = conv_module._chunks(64, 32, (3, 3), (16, 16), 18, 4, np)
+        threads.set_num_threads(2)
+        two, _ = conv_module._chunks(64, 32, (3, 3), (16, 16), 18, 4, np)
+    finally:
+        threads.set_num_threads(before)
+    assert one[0] == (0, conv_module._CHUNK_BYTES_1_THREAD // per_image)
+    assert two[0] == (0, min(64, conv_module._CHUNK_BYTES // per_image))
+    for chunks in (one, two):  # the chunks cover the batch once, in order
+        assert chunks[0][0] == 0 and chunks[-1][1] == 64
+        assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+
+
+@pytest.mark.parametrize("chunk", [None, 1], ids=["whole-batch", "image-per-chunk"])
+def test_conv_training_pass_is_bit_identical_run_to_run(monkeypatch, chunk):
+    """The same inputs give the same bits every run at a fixed thread count (chunked and whole)."""
+    import deepwise.ops.conv as conv_module
+
+    if chunk is not None:
+        monkeypatch.setattr(conv_module, "_CHUNK_BYTES", chunk)
+        monkeypatch.setattr(conv_module, "_CHUNK_BYTES_1_THREAD", chunk)
+    rng = np.random.default_rng(12)
+    x, w, g = _arrays(rng, (9, 8, 12, 11), (16, 8, 3, 3), (9, 16, 12, 11))
+
+    def run():
+        tx, tw = dw.tensor(x, requires_grad=True), dw.tensor(w, requires_grad=True)
+        y = conv2d(tx, tw, None, 1, 1)
+        y.backward(dw.tensor(g))
+        return y.detach().numpy().copy(), tx.grad.numpy().copy(), tw.grad.numpy().copy()
+
+    first = run()
+    for again in (run(), run()):
+        for a, b in zip(first, again):
+            assert a.tobytes() == b.tobytes()

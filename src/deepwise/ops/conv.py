@@ -22,6 +22,7 @@ directly (first-order training); under ``create_graph`` they are recorded, so gr
 
 from __future__ import annotations
 
+from deepwise import threads
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
 from deepwise.ops._autocast import autocast_op
@@ -87,12 +88,17 @@ def _out_size(size, k, s, pads, d):
 # contiguous run of OH*Wp elements of the padded image, so im2col and col2im move long runs instead
 # of rows of OW. The gradient of a thrown-away column is zero, so those add nothing to dx or dw.
 #
-# Big batches go through in chunks of images whose columns fit in _CHUNK_BYTES (16 MiB): each GEMM is
-# then large enough for BLAS to spread over several threads (the VGG block step with 2 threads: 4 MiB
-# chunks ~105 ms, 16 MiB ~95 ms; with 1 thread no measurable difference). The forward pass keeps the
-# columns of all chunks for the backward pass when together they take at most _KEEP_BYTES; above that
-# the backward pass rebuilds them chunk by chunk (no huge buffer is held or page-faulted per call).
+# Big batches go through in chunks of images whose columns fit in a budget. With several BLAS
+# threads the chunks are big (16 MiB), so each GEMM is large enough to spread over the threads (the
+# VGG block step with 2 threads: 4 MiB chunks ~105 ms, 16 MiB ~95 ms; with small chunks on a loaded
+# machine the threads wait on each other and a step takes several times longer). With one thread
+# they are small (1.5 MiB, about the L2 cache): the columns im2col writes are still in cache when
+# the GEMM reads them (1 thread, in-process A/B of 16 vs 1.5 MiB: ResNet step 302 -> 250 ms, VGG
+# block 102 -> 92 ms, conv+BN net 55 -> 52 ms of CPU time). The forward pass keeps the columns of
+# all chunks for the backward pass when together they take at most _KEEP_BYTES; above that the
+# backward pass rebuilds them chunk by chunk (no huge buffer is held or page-faulted per call).
 _CHUNK_BYTES = 1 << 24
+_CHUNK_BYTES_1_THREAD = 3 << 19
 _KEEP_BYTES = 1 << 25
 
 
@@ -106,10 +112,13 @@ def _wide_row(x_shape, pads, stride):
     return x_shape[3] + pads[1][0] + pads[1][1] if stride[0] == 1 and stride[1] == 1 else None
 
 
-def _chunks(n, c, kernel, out_hw, wp, itemsize):
-    """Image ranges of the chunks, and whether all their columns together are small enough to keep."""
+def _chunks(n, c, kernel, out_hw, wp, itemsize, xp):
+    """Image ranges of the chunks, and whether all their columns together are small enough to keep.
+    Small chunks only for NumPy on one thread (a GPU wants few big GEMMs)."""
     per_image = c * kernel[0] * kernel[1] * out_hw[0] * (wp or out_hw[1]) * itemsize
-    step = max(1, min(n, _CHUNK_BYTES // max(per_image, 1)))
+    one_cpu_thread = xp.__name__ == "numpy" and threads.get_num_threads() == 1
+    budget = _CHUNK_BYTES_1_THREAD if one_cpu_thread else _CHUNK_BYTES
+    step = max(1, min(n, budget // max(per_image, 1)))
     return [(i, min(i + step, n)) for i in range(0, n, step)], per_image * n <= _KEEP_BYTES
 
 
@@ -205,7 +214,7 @@ def _conv_forward(x, w, b, geom, out_hw, gw_from=None, keep_cols=False, want_y=T
     o, cg, kh, kw = w.shape
     oh, ow = out_hw
     wp = _wide_row(x.shape, pads, stride)
-    chunks, small = _chunks(n, cg * groups, (kh, kw), out_hw, wp, x.itemsize)
+    chunks, small = _chunks(n, cg * groups, (kh, kw), out_hw, wp, x.itemsize, xp)
     wm = w.reshape(groups, o // groups, -1)
     y = gw = None
     kept = [] if keep_cols and small else None
@@ -244,7 +253,7 @@ def _conv_backward(g, x_shape, w, w_shape, geom, x=None, cols=None, need_dx=True
     (pt, pb), (pl, pr) = pads
     out_hw = g.shape[2:]
     wp = _wide_row(x_shape, pads, stride)
-    chunks = _chunks(n, c, (kh, kw), out_hw, wp, g.itemsize)[0]
+    chunks = _chunks(n, c, (kh, kw), out_hw, wp, g.itemsize, xp)[0]
     buf = gw = None
     if need_dx:
         buf = xp.zeros((c, n, h + pt + pb + (1 if wp else 0), w_ + pl + pr), dtype=g.dtype)
