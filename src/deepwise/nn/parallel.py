@@ -192,20 +192,21 @@ class DistributedDataParallel(Module):
         world = distributed.get_world_size()
         if world == 1 or not params:
             return
-        present = np.array([p.grad is not None for p in params], dtype=np.float64)
-        distributed.all_reduce(Tensor._make(present), op=distributed.ReduceOp.SUM)
-        start = 0
+        # one message per bucket: each bucket carries, after its gradients, one flag per parameter
+        # (1 where this rank has a gradient), so the sums also say where some rank had one
         for bucket in buckets:
-            flags = present[start:start + len(bucket)]
-            start += len(bucket)
-            if not flags.any():
-                continue
+            dtype = bucket[0].array.dtype
             flat = np.concatenate([
                 collectives.host_array(p.grad.array).ravel() if p.grad is not None
-                else np.zeros(p.array.size, dtype=p.array.dtype) for p in bucket])
+                else np.zeros(p.array.size, dtype=dtype) for p in bucket]
+                + [np.array([p.grad is not None for p in bucket], dtype=dtype)])
             collectives.reduce_array(flat, "sum")
-            flat /= world
-            self._scatter(bucket, flat, into_grad=True, present=flags > 0)
+            present = flat[-len(bucket):] > 0
+            if not present.any():
+                continue
+            grads = flat[:-len(bucket)]
+            grads /= world
+            self._scatter(bucket, grads, into_grad=True, present=present)
 
     def sync_buffers(self) -> None:
         """Copy rank 0's buffers (BatchNorm's running statistics) to every rank."""

@@ -352,7 +352,7 @@ def run_epoch(trainer, epoch: int, train, val, val_metrics, resumed=None, skip: 
                 state.epoch_samples = par.samples_through(b) or state.epoch_samples
             if batch_end:
                 callbacks.on_train_batch_end(b, tracker.logs())
-            if par is not None:  # a callback on one rank stops every rank, after the same batch
+            if par is not None and par.stops_in_batch:  # a callback on one rank stops every rank
                 state.stop_training = par.agree(state.stop_training)
             if state.stop_training:
                 break

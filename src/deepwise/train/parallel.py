@@ -15,7 +15,9 @@ Started under ``mpiexec -n N``, ``fit`` joins the process group itself and then:
   sample (the loss of a batch is taken to be a mean over its samples; a loss averaged over some
   other count, such as cross entropy with ignored targets, is weighted by samples);
 - the running sums of the loss and the metrics are merged over the ranks at the end of each epoch
-  (``Metric.merge_state_dicts``), so callbacks see the same logs on every rank and decide alike;
+  (``Metric.merge_state_dicts``), so callbacks see the same logs on every rank and decide alike; a
+  stop set in a batch hook (or before a step) by a callback on one rank is agreed by all after that
+  batch (a ``train_step`` of your own that stops training must decide alike on every rank);
 - validation and ``evaluate`` split the batches over the ranks (``StridedBatchSampler``: each
   sample evaluated once, no padding) and merge the sums the same way;
 - rank 0 alone prints, runs the callbacks marked ``rank_zero_only`` (progress bar, model and CSV
@@ -39,6 +41,7 @@ from deepwise.data import DataLoader
 from deepwise.data.distributed import DistributedSampler, ShardedBatchSampler, StridedBatchSampler
 from deepwise.distributed import collectives
 from deepwise.nn.parallel import DistributedDataParallel
+from deepwise.train.callback_base import CallbackList
 from deepwise.train.data import FitData
 
 __all__ = ["ParallelFit", "active", "encode", "decode", "join", "merged_tracker_state", "reduce_tracker",
@@ -150,6 +153,17 @@ class ParallelFit:
         self.size = distributed.get_world_size()
         self.ddp = None
         self.sampler = None
+        # whether a callback running on every rank could stop training in a batch hook / before a step
+        # (then the ranks agree on it each batch; a rank_zero_only callback never stops training)
+        self.stops_in_batch = False
+        self.stops_before_step = False
+
+    def watch_stops(self, callbacks) -> None:
+        """Note which hooks of the callbacks that run on every rank could set ``stop_training``."""
+        everywhere = CallbackList([cb for cb in callbacks if not getattr(cb, "rank_zero_only", False)])
+        self.stops_in_batch = (everywhere.implements("on_train_batch_begin")
+                               or everywhere.implements("on_train_batch_end"))
+        self.stops_before_step = everywhere.implements("on_before_optimizer_step")
 
     @property
     def main(self) -> bool:

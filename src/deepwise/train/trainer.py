@@ -244,6 +244,8 @@ class Trainer:
         if verbose and not any(isinstance(cb, ProgressBar) for cb in cbs):
             cbs.insert(0, ProgressBar(verbose))
         self.callbacks = CallbackList(cbs, trainer=self)
+        if par is not None:
+            par.watch_stops(cbs)
         history = History.from_dict(ck.history) if ck is not None else History()
         history.set_columns(state.log_names)
         history.params = {"epochs": epochs, "batch_size": batch_size or (32 if train.kind != "loader" else None),
@@ -451,7 +453,7 @@ class Trainer:
             state.parallel.average_gradients(optimizer)
         if self.callbacks.callbacks:  # (a CallbackList with no callbacks has nothing to call)
             self.callbacks.on_before_optimizer_step(optimizer)
-        if state.parallel is not None:  # a step cancelled on one rank (TerminateOnNaN) is cancelled on all
+        if state.parallel is not None and state.parallel.stops_before_step:  # TerminateOnNaN on one rank: all
             state.stop_training = state.parallel.agree(state.stop_training)
         if state.stop_training:
             state.step_losses = []
