@@ -93,6 +93,41 @@ def test_single_layer_matches_torch(kind, reverse, torch, rng):
         np.testing.assert_allclose(p.grad.numpy(), getattr(ref, n + sfx).grad.numpy(), atol=2e-5, err_msg=n)
 
 
+@pytest.mark.parametrize("T,B,batch_first,reverse", [(8, 32, True, False), (5, 1, False, True), (3, 7, True, True)])
+def test_lstm_column_layout_sizes_match_torch_bit_identically_run_to_run(T, B, batch_first, reverse, torch, rng):
+    """The LSTM's per-step (features, batch) blocks: batch 1, odd batches and a block width whose row
+    stride gets padded (T * B * 4 bytes a multiple of 1 KiB) agree with PyTorch, and two runs give the
+    same bits."""
+    I, H = 6, 16
+    ref = torch.nn.LSTM(I, H, batch_first=batch_first, bidirectional=reverse)
+    sfx = "_l0_reverse" if reverse else "_l0"
+    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(np.float32)
+    tx = torch.tensor(x, requires_grad=True)
+    h0, c0 = (rng.standard_normal((B, H)).astype(np.float32) for _ in range(2))
+    d = 1 if reverse else 0
+    states = tuple(torch.tensor(np.stack([np.zeros_like(s), s][1 - d:3 - d])) for s in (h0, c0))
+    out_t, (hn_t, cn_t) = ref(tx, states)
+    out_t = out_t[..., d * H:(d + 1) * H]
+    proj = rng.standard_normal(out_t.shape).astype(np.float32)
+    ((out_t * torch.tensor(proj)).sum() + hn_t[d].sum() * 2 + cn_t[d].sum() * 3).backward()
+    names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+    runs = []
+    for _ in range(2):
+        params = [dw.tensor(getattr(ref, n + sfx).detach().numpy(), requires_grad=True) for n in names]
+        xs = dw.tensor(x, requires_grad=True)
+        hs, cs = dw.tensor(h0, requires_grad=True), dw.tensor(c0, requires_grad=True)
+        out, hn, cn = lstm_layer(xs, *params, hs, cs, reverse=reverse, batch_first=batch_first)
+        ((out * dw.tensor(proj)).sum() + hn.sum() * 2 + cn.sum() * 3).backward()
+        runs.append([t.numpy() for t in (out.detach(), hn.detach(), cn.detach(), xs.grad, hs.grad, cs.grad)]
+                    + [p.grad.numpy() for p in params])
+    for a, b in zip(*runs):
+        assert a.tobytes() == b.tobytes()
+    want = [out_t, hn_t[d], cn_t[d], tx.grad] + [getattr(ref, n + sfx).grad for n in names]
+    got = runs[0][:4] + runs[0][6:]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w.detach().numpy(), atol=3e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("kind", list(GATES))
 def test_padding_is_invisible(kind, rng):
     """A padded batch gives, for every sequence, what running it alone unpadded gives: outputs (zero

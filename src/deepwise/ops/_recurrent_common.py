@@ -121,13 +121,22 @@ def project(x2, w, b, seq):
     return gx.reshape(seq.T, seq.B, w.shape[0])
 
 
+def padded_rows(xp, rows, cols, dtype):
+    """An uninitialised (rows, cols) array whose row stride is no multiple of 1 KiB: the column-layout
+    buffers are read and written one (rows, B) block at a time, and rows 2^n bytes apart would all
+    fall into the same few cache sets."""
+    extra = 16 if (cols * np.dtype(dtype).itemsize) % 1024 == 0 else 0
+    full = xp.empty((rows, cols + extra), dtype=dtype)
+    return full[:, :cols] if extra else full
+
+
 def stacked_inputs(seq, x2, h0):
     """``XH`` (I+H, (T+1) B) for the column layout: block k holds [x; h] of the k-th step processed --
     its x rows filled here (transposed once), its h rows by step k-1 (block 0: h0). Block T's x rows
     are unused (zero)."""
     xp, T, B, H = seq.xp, seq.T, seq.B, seq.H
     I = x2.shape[1]
-    XH = xp.empty((I + H, (T + 1) * B), dtype=seq.dtype)
+    XH = padded_rows(xp, I + H, (T + 1) * B, seq.dtype)
     xs = x2.reshape(T, B, I)
     if seq.reverse:
         xs = xs[::-1]
@@ -208,10 +217,6 @@ def inv1p_exp(a, xp):
 
 
 def tanh_into(a, out, xp):
-    """out <- tanh(a) = 2 / (1 + exp(-2a)) - 1: NumPy's float32 exp is vectorised, its tanh is not."""
-    one, two = a.dtype.type(1), a.dtype.type(2)
-    xp.multiply(a, -two, out=out)
-    xp.exp(out, out=out)
-    out += one
-    xp.divide(two, out, out=out)
-    out -= one
+    """out <- tanh(a). NumPy 2's float32 tanh is vectorised: one call, ~2.4x faster than building it
+    from exp (2 / (1 + exp(-2a)) - 1, five passes) and closer to the float64 value."""
+    xp.tanh(a, out=out)

@@ -40,6 +40,7 @@ from deepwise.ops._recurrent_common import (
     freeze,
     gate_scale,
     inv1p_exp,
+    padded_rows,
     project,
     stacked_inputs,
     tanh_into,
@@ -121,9 +122,7 @@ class LSTMLayer(Function):
         XH, S, Cs, Tc, c0, w_ih, w_hh = ctx.saved
         B, I = seq.B, w_ih.shape[1]
         one, two, four = S.dtype.type(1), S.dtype.type(2), S.dtype.type(4)
-        # column block k: step k processed; rows padded so that their stride is no power of two (the
-        # strided per-step stores would then fall into one cache set)
-        dG = xp.empty((4 * H, seq.T * B + 16), dtype=S.dtype)[:, :seq.T * B]
+        dG = padded_rows(xp, 4 * H, seq.T * B, S.dtype)  # column block k: step k processed
         dout_tm = seq.from_layout(dout)
         dh, dc = dhn.T.copy(), dcn.T.copy()  # own copies: updated in place
         w_hhT = xp.ascontiguousarray(w_hh.T)  # BLAS runs W_hh^T @ d faster from its own copy
