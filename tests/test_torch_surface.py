@@ -224,3 +224,45 @@ def test_cuda_legacy_constructors_exist_and_refuse_without_a_gpu_as_torch_does()
     # the idiom of many programs picks the CPU constructor without touching the GPU one
     Tensor = dw.cuda.FloatTensor if dw.cuda.is_available() else dw.FloatTensor
     assert Tensor(2).dtype == dw.float32
+
+
+def test_more_cuda_probes_answer_without_a_gpu_as_torch_does():
+    if dw.cuda.is_available() or torch.cuda.is_available():
+        pytest.skip("a CUDA device is present here")
+    for name in ("is_bf16_supported", "max_memory_allocated", "max_memory_reserved", "get_arch_list"):
+        assert getattr(dw.cuda, name)() == getattr(torch.cuda, name)(), name
+    dw.cuda.reset_peak_memory_stats()  # nothing to reset; PyTorch's CPU build fails here instead
+    dw.manual_seed(4)
+    state = dw.cuda.get_rng_state()
+    a = dw.rand(3).numpy()
+    dw.cuda.set_rng_state(state)  # the one generator every device draws from
+    np.testing.assert_array_equal(dw.rand(3).numpy(), a)
+    assert len(dw.cuda.get_rng_state_all()) == 1
+
+
+def test_torch_cuda_amp_is_autocast_and_grad_scaler_for_cuda():
+    from deepwise.cuda.amp import GradScaler, autocast
+
+    assert dw.cuda.amp.autocast is autocast and isinstance(autocast(), dw.amp.autocast)
+    assert isinstance(GradScaler(init_scale=8.0), dw.amp.GradScaler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyTorch warns that the spelling is deprecated
+        ours, theirs = autocast(enabled=False), torch.cuda.amp.autocast(enabled=False)
+    with ours, theirs:  # on the CPU, a CUDA autocast leaves float32 matmuls alone in both
+        assert (dw.ones(2, 2) @ dw.ones(2, 2)).dtype == dw.float32
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+    @autocast()
+    def f(x):
+        return x @ x
+
+    assert f(dw.ones(2, 2)).shape == (2, 2)
+    model = dw.nn.Linear(3, 1)
+    opt = dw.optim.SGD(model.parameters(), lr=0.1)
+    scaler = GradScaler(init_scale=4.0)
+    before = model.weight.detach().numpy().copy()
+    scaler.scale(model(dw.ones(2, 3)).sum()).backward()
+    np.testing.assert_allclose(model.weight.grad.numpy(), 4.0 * 2.0)  # scaled by init_scale
+    scaler.step(opt)
+    scaler.update()
+    np.testing.assert_allclose(model.weight.detach().numpy(), before - 0.1 * 2.0, rtol=1e-6)  # unscaled step

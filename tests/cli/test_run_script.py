@@ -104,6 +104,7 @@ def test_a_gap_is_one_line_naming_it_and_the_script_line(tmp_path):
     ("import torch.no_such_module\n", "torch.no_such_module"),
     ("from torch.nn import NoSuchThing\n", "torch.nn.NoSuchThing"),
     ("import torch\ntorch.ones(2).no_such_method()\n", "Tensor.no_such_method"),
+    ("import torch\ntorch.cuda.no_such_probe()\n", "torch.cuda.no_such_probe"),
 ])
 def test_gaps_of_modules_imports_and_methods(tmp_path, source, name):
     proc = _run(tmp_path, source)

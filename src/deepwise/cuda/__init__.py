@@ -11,14 +11,20 @@ error that says why, as it is in PyTorch.
 
 deepwise draws every random number from its one generator (``dw.manual_seed``), on the CPU, then
 moves the draw to the device, so a seed gives the same tensors on every device. ``manual_seed`` and
-``manual_seed_all`` therefore seed that generator (and CuPy's own, for user code that draws with it).
+``manual_seed_all`` therefore seed that generator (and CuPy's own, for user code that draws with it),
+and ``get_rng_state`` / ``set_rng_state`` read and restore it.
+
+``dw.cuda.amp`` (``torch.cuda.amp.autocast``, ``GradScaler``) is loaded when first named: it
+builds on ``deepwise.amp``, a layer above this one.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
 from typing import NamedTuple
 
-from deepwise import autograd, backend, random  # noqa: F401 - autograd loads before creation's tensor (a cycle)
+from deepwise import autograd, backend, random  # autograd: loaded before creation's tensor (a cycle)
 from deepwise.backend import Device
 from deepwise.creation import LegacyTensorType, legacy_tensor_types
 
@@ -229,3 +235,61 @@ ShortTensor = _LEGACY["ShortTensor"]
 CharTensor = _LEGACY["CharTensor"]
 ByteTensor = _LEGACY["ByteTensor"]
 BoolTensor = _LEGACY["BoolTensor"]
+
+
+def is_bf16_supported(including_emulation: bool = True) -> bool:
+    """False: deepwise has no bfloat16 arithmetic (``dw.bfloat16`` is a name that says so)."""
+    return False
+
+
+def get_rng_state(device="cuda"):
+    """The state of the generator CUDA tensors' draws come from (deepwise's one generator)."""
+    return random.get_rng_state()
+
+
+def set_rng_state(new_state, device="cuda") -> None:
+    random.set_rng_state(new_state)
+
+
+def get_rng_state_all() -> list:
+    """One state per device; every device draws from the same generator."""
+    return [get_rng_state()] * max(1, device_count())
+
+
+def set_rng_state_all(new_states) -> None:
+    states = list(new_states)
+    if states:
+        set_rng_state(states[0])
+
+
+def max_memory_allocated(device=None) -> int:
+    """The most bytes CuPy's memory pool has held since the last reset (0 without CUDA). The pool
+    keeps freed blocks for reuse, so what it holds is the high-water mark of what live arrays used,
+    rounded up to its block sizes: an upper bound of PyTorch's peak allocation."""
+    return memory_reserved(device)
+
+
+def max_memory_reserved(device=None) -> int:
+    """As ``max_memory_allocated``: the bytes the pool holds (0 without CUDA)."""
+    return memory_reserved(device)
+
+
+def reset_peak_memory_stats(device=None) -> None:
+    """Start a new peak: the pool gives its cached blocks back, so it holds only what is in use
+    (nothing to do without CUDA)."""
+    empty_cache()
+
+
+reset_max_memory_allocated = reset_peak_memory_stats
+
+
+def get_arch_list() -> list:
+    """The CUDA architectures deepwise was built for: none of its own (CuPy compiles for the GPU it
+    finds), so an empty list, as PyTorch answers without CUDA."""
+    return []
+
+
+def __getattr__(name):
+    if name == "amp":  # torch.cuda.amp: over deepwise.amp, a layer above; loaded when first named
+        return importlib.import_module("deepwise.cuda.amp")
+    raise AttributeError(f"module 'deepwise.cuda' has no attribute {name!r}", name=name, obj=sys.modules[__name__])
