@@ -32,6 +32,7 @@ LAYERS = {
     "io": 3.5,
     "models": 3.7,
     "optim": 4, "amp": 4.5,
+    "cuda.amp": 4.6,  # torch.cuda.amp: deepwise.amp with the device fixed to "cuda"
     "data": 5, "text": 5.5,
     "train": 6,
     "onnx": 7,
