@@ -124,3 +124,24 @@ def test_distributed_sampler_feeds_a_dataloader():
     loader = dw.data.DataLoader(ds, batch_size=2, sampler=sampler)
     seen = np.concatenate([b[0].array for b in loader])
     np.testing.assert_array_equal(seen, [1, 3, 5, 7, 9])
+
+
+def test_trainer_in_an_initialized_world_of_one_trains_as_without_it(world):
+    from deepwise import nn
+
+    g = np.random.default_rng(0)
+    x = g.standard_normal((40, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    results = []
+    for _ in range(2):
+        dw.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        trainer = dw.Trainer(model, dw.optim.SGD(model.parameters(), lr=0.1), metrics=["accuracy"])
+        history = trainer.fit(x, y, epochs=2, batch_size=16, validation_split=0.25, verbose=0)
+        results.append((history.history, trainer.evaluate(x, y), [p.array.copy() for p in model.parameters()]))
+        if dist.is_initialized():
+            dist.destroy_process_group()  # the second run: no process group at all
+    (h1, e1, w1), (h2, e2, w2) = results
+    assert h1 == h2 and e1 == e2
+    for a, b in zip(w1, w2):
+        np.testing.assert_array_equal(a, b)

@@ -27,6 +27,11 @@ Checkpoints: ``fit(checkpoint_dir=d)`` keeps ``d/last.ckpt`` up to date (after e
 every N batches with ``checkpoint_every=N``); ``fit(resume_from=d_or_file, epochs=E)`` continues
 to epoch E exactly as if never stopped, even from the middle of an epoch (``deepwise.train.resume``).
 
+Under ``mpiexec -n N``, ``fit`` trains data-parallel by itself: each process takes its share of every
+batch, gradients are averaged before each optimizer step, metrics merged over the processes, rank 0
+alone prints and writes (``deepwise.train.parallel``; docs/distributed.md). ``evaluate`` is then a
+collective: every rank calls it and gets the totals.
+
 Ctrl-C is the user's: ``fit`` installs no SIGINT handler unless asked, so by default Ctrl-C raises
 KeyboardInterrupt out of ``fit`` like out of any Python code (and, like any exception escaping fit,
 skips ``on_train_end``), and nothing is written. ``fit(checkpoint_on_interrupt=True)`` (into
