@@ -220,8 +220,8 @@ def test_chunked_batches_match_torch(monkeypatch, case, keep):
     the backward pass reusing the forward's columns or rebuilding them."""
     import deepwise.ops.conv as conv_module
 
+    monkeypatch.setattr(conv_module, "_small_chunks", lambda xp: False)  # big-chunk rules, any thread count
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
-    monkeypatch.setattr(conv_module, "_CHUNK_BYTES_1_THREAD", 1)
     monkeypatch.setattr(conv_module, "_KEEP_BYTES", keep)
     s, p, d, g = case
     rng = np.random.default_rng(9)
@@ -267,8 +267,8 @@ def test_second_derivatives_of_every_input_in_chunks(monkeypatch, keep):
     import deepwise.ops.conv as conv_module
     from parity.helpers import check_double_backward
 
+    monkeypatch.setattr(conv_module, "_small_chunks", lambda xp: False)  # big-chunk rules, any thread count
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
-    monkeypatch.setattr(conv_module, "_CHUNK_BYTES_1_THREAD", 1)
     monkeypatch.setattr(conv_module, "_KEEP_BYTES", keep)
     rng = np.random.default_rng(11)
     arrays = [a.astype(np.float64) for a in _arrays(rng, (3, 4, 5, 4), (4, 2, 3, 3), (4,))]
@@ -291,13 +291,14 @@ def test_chunk_budget_follows_the_blas_thread_count():
     per_image = 32 * 9 * 16 * 18 * 4  # the columns of one (32, 16, 16) image, 3x3 kernel, wide rows
     try:
         threads.set_num_threads(1)
-        one, _ = conv_module._chunks(64, 32, (3, 3), (16, 16), 18, 4, np)
+        one, keep_one = conv_module._chunks(64, 32, (3, 3), (16, 16), 18, 4, np)
         threads.set_num_threads(2)
-        two, _ = conv_module._chunks(64, 32, (3, 3), (16, 16), 18, 4, np)
+        two, keep_two = conv_module._chunks(64, 32, (3, 3), (16, 16), 18, 4, np)
     finally:
         threads.set_num_threads(before)
     assert one[0] == (0, conv_module._CHUNK_BYTES_1_THREAD // per_image)
     assert two[0] == (0, min(64, conv_module._CHUNK_BYTES // per_image))
+    assert not keep_one and keep_two  # small chunks rebuild their columns in backward
     for chunks in (one, two):  # the chunks cover the batch once, in order
         assert chunks[0][0] == 0 and chunks[-1][1] == 64
         assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))

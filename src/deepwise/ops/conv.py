@@ -94,9 +94,14 @@ def _out_size(size, k, s, pads, d):
 # machine the threads wait on each other and a step takes several times longer). With one thread
 # they are small (1.5 MiB, about the L2 cache): the columns im2col writes are still in cache when
 # the GEMM reads them (1 thread, in-process A/B of 16 vs 1.5 MiB: ResNet step 302 -> 250 ms, VGG
-# block 102 -> 92 ms, conv+BN net 55 -> 52 ms of CPU time). The forward pass keeps the columns of
-# all chunks for the backward pass when together they take at most _KEEP_BYTES; above that the
-# backward pass rebuilds them chunk by chunk (no huge buffer is held or page-faulted per call).
+# block 102 -> 92 ms, conv+BN net 55 -> 52 ms of CPU time).
+#
+# With big chunks the forward pass keeps the columns of all chunks for the backward pass when
+# together they take at most _KEEP_BYTES; above that the backward pass rebuilds them chunk by chunk
+# (no huge buffer is held or page-faulted per call). With small chunks it keeps none: rebuilding a
+# chunk's columns in cache right before its weight-gradient GEMM is as fast as reading kept ones
+# back from memory (1 thread, VGG block: 108 ms keeping, 97 ms rebuilding) and holds no 9x copy of
+# every conv input through the graph.
 _CHUNK_BYTES = 1 << 24
 _CHUNK_BYTES_1_THREAD = 3 << 19
 _KEEP_BYTES = 1 << 25
@@ -112,14 +117,20 @@ def _wide_row(x_shape, pads, stride):
     return x_shape[3] + pads[1][0] + pads[1][1] if stride[0] == 1 and stride[1] == 1 else None
 
 
+def _small_chunks(xp):
+    """Whether the chunks are the small, cache-sized ones: NumPy on one BLAS thread (a GPU and
+    several threads want few big GEMMs)."""
+    return xp.__name__ == "numpy" and threads.get_num_threads() == 1
+
+
 def _chunks(n, c, kernel, out_hw, wp, itemsize, xp):
-    """Image ranges of the chunks, and whether all their columns together are small enough to keep.
-    Small chunks only for NumPy on one thread (a GPU wants few big GEMMs)."""
+    """Image ranges of the chunks, and whether to keep their columns for the backward pass (never
+    with small chunks)."""
     per_image = c * kernel[0] * kernel[1] * out_hw[0] * (wp or out_hw[1]) * itemsize
-    one_cpu_thread = xp.__name__ == "numpy" and threads.get_num_threads() == 1
-    budget = _CHUNK_BYTES_1_THREAD if one_cpu_thread else _CHUNK_BYTES
-    step = max(1, min(n, budget // max(per_image, 1)))
-    return [(i, min(i + step, n)) for i in range(0, n, step)], per_image * n <= _KEEP_BYTES
+    small = _small_chunks(xp)
+    step = max(1, min(n, (_CHUNK_BYTES_1_THREAD if small else _CHUNK_BYTES) // max(per_image, 1)))
+    keep = not small and per_image * n <= _KEEP_BYTES
+    return [(i, min(i + step, n)) for i in range(0, n, step)], keep
 
 
 def _padded_cn(x, pads, slack_rows=0):
