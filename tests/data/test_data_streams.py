@@ -55,6 +55,7 @@ def test_a_stream_is_batched_and_sharded_over_workers_as_in_torch(kwargs):
         assert sorted(flat) == list(range(3, 20))  # the shards are disjoint and cover the stream
 
 
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker processes")  # torch, on 2 cores
 def test_unequal_shards_take_turns_until_each_ends_as_in_torch():
     # 3 workers over 17 samples: shares 6, 6, 5 -> batches of 4 alternate, then the remainders
     kwargs = dict(batch_size=4, num_workers=3)

@@ -37,11 +37,23 @@ from deepwise.data import randomness
 from deepwise.data.collate import default_collate, default_convert, to_default_dtype
 from deepwise.data.dataset import IterableDataset, Subset, TensorDataset
 from deepwise.data.sampler import BatchSampler, RandomSampler, SequentialSampler, is_lazy
-from deepwise.data.streams import StreamBatches, StreamIterator
+from deepwise.data.streams import StreamBatches, StreamIterator, convert_sample
 from deepwise.data.workers import WorkerPool, get_worker_info
 from deepwise.tensor import Tensor
 
 __all__ = ["DataLoader", "get_worker_info"]
+
+
+class _SampleFetch:
+    """``batch_size=None``: a "batch" is one index, its sample converted on its own (``collate_fn``,
+    by default ``convert_sample``: arrays become Tensors, nothing is stacked)."""
+
+    def __init__(self, dataset, collate_fn):
+        self.dataset = dataset
+        self.convert = collate_fn if collate_fn is not None else convert_sample
+
+    def __call__(self, indices):
+        return self.convert(self.dataset[int(indices[0])])
 
 
 def _make_fetch(dataset, collate_fn):
@@ -67,7 +79,8 @@ class DataLoader:
             ``IterableDataset``, a stream batched as it comes (``deepwise.data.streams``): no sampler or
             shuffle then, ``batch_size=None`` delivers single samples, and each worker process iterates
             its own copy (``get_worker_info()`` inside ``__iter__`` says which share is its own).
-        batch_size: samples per batch (the last batch may be smaller unless ``drop_last``).
+        batch_size: samples per batch (the last batch may be smaller unless ``drop_last``); None turns
+            batching off: each sample the sampler picks comes alone, its arrays made Tensors.
         shuffle: a new random order every epoch (a ``RandomSampler`` drawing from
             ``deepwise.random.generator()``; ``deepwise.manual_seed`` makes it reproducible).
         sampler: decides the indices and order of an epoch (e.g. a distributed sampler yielding only
@@ -120,6 +133,7 @@ class DataLoader:
         if worker_init_fn is not None and not callable(worker_init_fn):
             raise TypeError(f"DataLoader: worker_init_fn must be callable, got {type(worker_init_fn).__name__}")
         self._stream = isinstance(dataset, IterableDataset)
+        self._unbatched = False  # batch_size=None on a map-style dataset
         if self._stream:
             _check_stream_options(shuffle, sampler, batch_sampler, batch_size)
         elif batch_sampler is not None:
@@ -142,8 +156,16 @@ class DataLoader:
             if sampler is None:
                 sampler = (RandomSampler(dataset, generator=self._np_generator) if shuffle
                            else SequentialSampler(dataset))
-            batch_sampler = BatchSampler(sampler, batch_size, drop_last)
-            self.batch_size = int(batch_size)
+            if batch_size is None:  # no automatic batching: each index is fetched and delivered alone
+                if drop_last:
+                    raise ValueError("DataLoader: batch_size=None option disables auto-batching and is mutually "
+                                     "exclusive with drop_last")
+                batch_sampler = BatchSampler(sampler, 1, False)
+                self.batch_size = None
+                self._unbatched = True
+            else:
+                batch_sampler = BatchSampler(sampler, batch_size, drop_last)
+                self.batch_size = int(batch_size)
         else:
             self.batch_size = None
         self.sampler = sampler if sampler is not None else getattr(batch_sampler, "sampler", None)
@@ -168,6 +190,12 @@ class DataLoader:
     def set_epoch(self, epoch: int) -> None:
         """The epoch number the next ``iter(loader)`` passes to ``sampler.set_epoch``."""
         self._epoch = int(epoch)
+
+    def _fetch(self):
+        """indices -> what the loop gets: a collated batch, or one sample with ``batch_size=None``."""
+        if self._unbatched:
+            return _SampleFetch(self.dataset, self.collate_fn)
+        return _make_fetch(self.dataset, self.collate_fn)
 
     def _stream_epoch(self, epoch):
         """One epoch of an ``IterableDataset`` (``deepwise.data.streams``)."""
@@ -215,21 +243,21 @@ class DataLoader:
             if self.num_workers > 0:
                 return self._worker_epoch(batches, seed)
             gen = np.random.default_rng(seed)
-            return _SerialIterator(batches, _make_fetch(self.dataset, self.collate_fn), gen)
+            return _SerialIterator(batches, self._fetch(), gen)
         indices, offsets = self._draw_plan()
         # the seed of the epoch's generator for random transforms (see deepwise.data.randomness), drawn on
         # every path so that the shared generator moves on the same way whichever path runs
         seed = randomness.child_seed()
         if self.num_workers > 0:
             return self._worker_epoch([indices[a:b] for a, b in zip(offsets, offsets[1:])], seed)
-        source = _row_source(self.dataset, self.collate_fn)
+        source = None if self._unbatched else _row_source(self.dataset, self.collate_fn)
         if source is not None:
             taker = _TakeIterator.for_epoch(indices, offsets, *source)
             if taker is not None:
                 return taker
         batches = [indices[a:b] for a, b in zip(offsets, offsets[1:])]
         gen = np.random.default_rng(seed)
-        fetch = _make_fetch(self.dataset, self.collate_fn)
+        fetch = self._fetch()
         if self.prefetch == 0:
             return _SerialIterator(batches, fetch, gen)
         return _PrefetchIterator(batches, fetch, gen, self.prefetch)
@@ -247,7 +275,7 @@ class DataLoader:
         return pool
 
     def _worker_epoch(self, batches, seed):
-        pool = self._start_pool(_make_fetch(self.dataset, self.collate_fn))
+        pool = self._start_pool(self._fetch())
         return pool.run_epoch(batches, seed, own_pool=not self.persistent_workers)
 
     def __len__(self) -> int:

@@ -20,16 +20,19 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 
+import numpy as np
+
 from deepwise import backend
 from deepwise.data import randomness
 from deepwise.data.collate import default_collate, default_convert
 
 
 def convert_sample(sample):
-    """One unbatched sample as PyTorch delivers it: arrays (at any depth of tuples, lists and dicts)
-    become Tensors in deepwise's default dtypes; Python numbers, strings and other objects stay."""
-    if backend.is_array(sample):
-        return default_convert(sample)
+    """One unbatched sample as PyTorch delivers it: arrays and NumPy scalars (at any depth of
+    tuples, lists and dicts) become Tensors in deepwise's default dtypes; Python numbers, strings and
+    other objects stay."""
+    if backend.is_array(sample) or (isinstance(sample, np.generic) and not isinstance(sample, (np.str_, np.bytes_))):
+        return default_convert(sample)  # NumPy scalars too, as PyTorch converts them
     if isinstance(sample, Mapping):
         return {k: convert_sample(v) for k, v in sample.items()}
     if isinstance(sample, tuple) and hasattr(sample, "_fields"):
