@@ -78,11 +78,22 @@ class LSTMLayer(Function):
         xp, B, I = seq.xp, seq.B, w_ih.shape[1]
         one, two = x.dtype.type(1), x.dtype.type(2)
         scale = gate_scale(xp, H, 4, x.dtype, tanh_gate=2)[:, None]
-        w = xp.concatenate((w_ih, w_hh), axis=1)
-        w *= scale  # (4H, I+H): 1 / (1 + exp(w @ xh)) is every gate at once
-        bias = None if b_ih is None else (b_ih + b_hh)[:, None] * scale
+        bias = None if b_ih is None else (b_ih + b_hh)[:, None]
         x2 = seq.rows(x)
         XH = stacked_inputs(seq, x2, h0)
+        # Few columns (a cell, a generation step, batch 1): the input projection of all steps is one
+        # GEMM, (T*B, 4H) rows, and each step scales its own gates -- cheaper than a scaled copy of
+        # both weights. Otherwise one (4H, I+H) weight, scaled once: 1 / (1 + exp(w @ xh)).
+        small = seq.T * B < I + H
+        if small:
+            P = XH[:I, :seq.T * B].T @ w_ih.T
+            if bias is not None:
+                P += bias.T
+        else:
+            w = xp.concatenate((w_ih, w_hh), axis=1)
+            w *= scale
+            if bias is not None:
+                bias *= scale
         S = seq.empty_cols(4 * H)
         Cs, Tc = seq.empty_cols(H), seq.empty_cols(H)
         out, out_tm = seq.empty_output()
@@ -91,9 +102,14 @@ class LSTMLayer(Function):
         with np.errstate(over="ignore"):  # exp overflowing to inf is the intended limit
             for k, t in enumerate(seq.order()):
                 g = S[k]
-                xp.matmul(w, XH[:, k * B:(k + 1) * B], out=g)
-                if bias is not None:
-                    g += bias
+                if small:
+                    xp.matmul(w_hh, XH[I:, k * B:(k + 1) * B], out=g)
+                    g += P[k * B:(k + 1) * B].T
+                    g *= scale
+                else:
+                    xp.matmul(w, XH[:, k * B:(k + 1) * B], out=g)
+                    if bias is not None:
+                        g += bias
                 inv1p_exp(g, xp)  # sigmoid of every row (the g rows: sigmoid(2 a_g))
                 xp.multiply(g[2 * H:3 * H], two, out=ig)
                 ig -= one  # tanh(a_g)
