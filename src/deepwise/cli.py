@@ -427,6 +427,7 @@ def _train(args, recipe, config, run_dir, splits, model, trainer, done, created_
         dw.nn.parallel.DistributedDataParallel(model)  # every rank evaluates rank 0's (best) weights
     metrics = recipe.final_metrics(trainer, splits, config)  # under mpiexec, each rank its share
     if not main:
+        distributed.barrier()  # until rank 0 has written the run folder
         return 0
     metrics.update(model_overview(model, splits.train[0]))  # the report shows the model and names its layers
     if watchers:
@@ -439,6 +440,8 @@ def _train(args, recipe, config, run_dir, splits, model, trainer, done, created_
     _print_items(f"test ({which} weights):", [f"{k[5:] if k.startswith('test_') else k} {v:.4f}"
                                               for k, v in shown.items()])
     _report(run_dir, quiet=True)
+    if distributed.world_size() > 1:
+        distributed.barrier()
     return 0
 
 
