@@ -401,6 +401,8 @@ def _train(args, recipe, config, run_dir, splits, model, trainer, done, created_
             resume_from=run_dir if args.resume and os.path.exists(os.path.join(run_dir, "last.ckpt")) else None,
         )
     except KeyboardInterrupt:  # a second Ctrl-C: the trainer re-raises at once, without a new checkpoint
+        if not distributed.is_main_process():
+            return 130  # under mpiexec: rank 0 keeps or discards the run folder
         sys.stdout.flush()
         if os.path.exists(os.path.join(run_dir, "last.ckpt")):
             print(f"\naborted: the last checkpoint in {run_dir} is from before the interrupt\n"
