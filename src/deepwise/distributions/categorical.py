@@ -82,9 +82,10 @@ class Categorical(Distribution):
     def log_prob(self, value):
         if not isinstance(value, Tensor):
             value = tensor(value, dtype="int64", device=self._device)
-        v = value.detach().numpy()
-        self._check_value(value, (v >= 0) & (v < self._num_events) & (np.floor(v) == v),
-                          f"IntegerInterval(lower_bound=0, upper_bound={self._num_events - 1})")
+        if self._validate_args:  # a look at the values on the host, only when checking
+            v = value.detach().numpy()
+            self._check_value(value, (v >= 0) & (v < self._num_events) & (np.floor(v) == v),
+                              f"IntegerInterval(lower_bound=0, upper_bound={self._num_events - 1})")
         value = value.long()
         shape = np.broadcast_shapes(tuple(value.shape) + (1,), tuple(self.logits.shape))
         index = ops.broadcast_to(value.unsqueeze(-1), shape[:-1] + (1,))
