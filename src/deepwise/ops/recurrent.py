@@ -2,11 +2,16 @@
 
 ``lstm_layer``, ``gru_layer`` and ``rnn_layer`` run one recurrent layer over all T steps:
 
-* the input projection of every step is ONE GEMM, ``x (T*B, I) @ W_ih^T``, done before the loop;
-* the loop over time does one small GEMM ``h @ W_hh^T`` and the gate math on whole (B, gates*H)
-  arrays, in place: every gate of a step comes from one ``exp`` (sigmoid(a) = 1 / (1 + exp(-a)) and
-  tanh(a) = 2 sigmoid(2a) - 1, with the -1 / -2 folded into a scaled copy of the weights made once
-  per call);
+* GRU and RNN: the input projection of every step is ONE GEMM, ``x (T*B, I) @ W_ih^T``, done before
+  the loop, which does one small GEMM ``h @ W_hh^T`` per step;
+* LSTM: column layout, every per-step array is (features, B), and each step is ONE GEMM
+  ``[W_ih | W_hh] @ [x_t; h]`` with the big weight as BLAS's left operand (faster at small batch than
+  ``h @ W^T``; see ``LSTMLayer``); with few columns (T*B < I+H: cells, generation, batch 1) the
+  input projection is one GEMM before the loop instead;
+* the gate math runs on whole per-step arrays, in place: every gate of a step comes from one
+  ``exp`` (sigmoid(a) = 1 / (1 + exp(-a)) and tanh(a) = 2 sigmoid(2a) - 1, with the -1 / -2 folded
+  into a scaled copy of the weights made once per call, or applied to each step's gates when the
+  call is small);
 * backward through time is written by hand on arrays: everything that does not depend on the
   recurrence (the gates' local derivatives) is computed for all steps at once before the loop, the
   loop carries only dh (and dc) back one step at a time, and the weight gradients are one GEMM each
@@ -24,7 +29,8 @@ sequence at its own last real step, and padding never changes the outputs, final
 gradients of real steps.
 
 Inputs and outputs may be time-major (T, B, F) or, with ``batch_first=True``, (B, T, F); inside,
-every per-step array is time-major so each step reads and writes contiguous slabs.
+every per-step array is time-major (GRU, RNN) or a column block (LSTM) so each step reads and writes
+whole slabs.
 """
 
 from __future__ import annotations
@@ -213,8 +219,16 @@ class GRULayer(Function):
             bias *= scale
             b_hn = b_hh[2 * H:] * scale[2 * H:]
         x2 = seq.rows(x)
-        G = project(x2, w_ih * scale[:, None], bias, seq)  # G becomes (r, z, n)
-        whhT = xp.ascontiguousarray((w_hh * scale[:, None]).T)
+        small = seq.T * seq.B < x2.shape[1] + H  # few columns: scale the gates, not copies of the weights
+        if small:
+            G = project(x2, w_ih, None, seq)  # G becomes (r, z, n)
+            G *= scale
+            if bias is not None:
+                G += bias
+            whhT = w_hh.T
+        else:
+            G = project(x2, w_ih * scale[:, None], bias, seq)
+            whhT = xp.ascontiguousarray((w_hh * scale[:, None]).T)
         Hs = seq.empty(H)
         HN = seq.empty(H)  # -2 (W_hn h + b_hn), needed by backward
         h = seq.zeros_state(h0)
@@ -223,6 +237,8 @@ class GRULayer(Function):
             for t in seq.order():
                 g = G[t]
                 xp.matmul(h, whhT, out=rec)
+                if small:
+                    rec *= scale
                 rz = g[:, :2 * H]
                 rz += rec[:, :2 * H]
                 inv1p_exp(rz, xp)  # r, z
