@@ -54,6 +54,8 @@ def test_every_recipe_model_exports_and_matches(name, opset):
     onnx.checker.check_model(proto, full_check=True)
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "b"
     assert proto.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "b"  # follows the input's axis
+    used = {name for n in proto.graph.node for name in n.input}
+    assert [i.name for i in proto.graph.initializer if i.name not in used] == []  # nothing left unused
     for batch in (other[:1], other):
         got = _onnx_output(buf.getvalue(), input_name, batch)
         want = _deepwise_output(forward, model, batch)

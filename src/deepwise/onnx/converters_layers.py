@@ -290,7 +290,7 @@ def _attention(g, node):
     scores = g.op("Mul", [scores, g.scalar(kw["scale"], dt)])
     if bias is not None:
         scores = g.op("Add", [scores, operand(g, bias, scores)])
-    neg = g.scalar(-np.inf, dt)
+    neg = g.scalar(-np.inf, dt) if kw.get("causal") or allow is not None else None
     if kw.get("causal"):
         L, S = q.shape[-2], k.shape[-2]
         mask = np.tri(L, S, dtype=bool)  # top-left aligned, as the op (and PyTorch) does
