@@ -94,6 +94,7 @@ def test_stream_batches_are_collated_tensors_and_len_comes_from_the_dataset():
     assert isinstance(single[0], dw.Tensor) and single[0].shape == (3,) and single[1] == 0  # ints stay ints
     with pytest.raises(TypeError, match="no __len__"):
         len(dwdata.DataLoader(_range_stream(dwdata)(0, 5)))
+    assert bool(_range_stream(dwdata)(0, 5)) is bool(_range_stream(tdata)(0, 5)) is True  # no length, still true
 
 
 def test_stream_options_a_stream_cannot_take_are_refused_as_in_torch():

@@ -65,6 +65,12 @@ class IterableDataset(Dataset):
         """A stream's length is unknown unless a subclass defines ``__len__`` (len() is a TypeError)."""
         raise TypeError(f"{type(self).__name__} (an IterableDataset) has no __len__")
 
+    def __bool__(self) -> bool:  # a stream without a length is still a dataset, and true
+        try:
+            return len(self) > 0
+        except TypeError:
+            return True
+
     def __add__(self, other):
         """``a + b``: the stream of ``a`` followed by that of ``b`` (a ``ChainDataset``)."""
         return ChainDataset([self, other])
