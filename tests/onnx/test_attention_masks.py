@@ -193,3 +193,43 @@ def test_constant_masks(dead_row):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     assert ("IsInf" in {n.op_type for n in proto.graph.node}) == dead_row
     assert not got[:, 2].any() if dead_row else np.abs(got[:, 2]).sum() > 0
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_sequence_first_transformer_with_padding_masks(opset):
+    """nn.Transformer with (L, N, E) inputs (batch on axis 1, dynamic), source and target padding made
+    from the ids in the graph and a causal target mask: equal to deepwise at another batch size."""
+
+    class Seq2Seq(dw.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = dw.nn.Embedding(7, 8)
+            self.model = dw.nn.Transformer(d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                                           dim_feedforward=16, dropout=0.0)
+
+        def forward(self, src, tgt):  # ids (S, N) and (T, N), 0 = padding
+            mask = dw.nn.Transformer.generate_square_subsequent_mask(tgt.shape[0])
+            pad_s, pad_t = (src == 0).permute(1, 0), (tgt == 0).permute(1, 0)
+            return self.model(self.embed(src), self.embed(tgt), tgt_mask=mask, src_key_padding_mask=pad_s,
+                              tgt_key_padding_mask=pad_t, memory_key_padding_mask=pad_s)
+
+    rng = np.random.default_rng(5)
+    dw.manual_seed(0)
+    model = Seq2Seq()
+
+    def ids(n, lengths, L):
+        a = rng.integers(1, 7, (L, n))
+        a[np.arange(L)[:, None] >= np.asarray(lengths)[None, :]] = 0
+        return a.astype(np.int64)
+
+    example, batch = (ids(2, [6, 6], 6), ids(2, [5, 5], 5)), (ids(3, [6, 2, 4], 6), ids(3, [5, 1, 3], 5))
+    buf = io.BytesIO()
+    dw.onnx.export(model, example, buf, input_names=["src", "tgt"], opset_version=opset,
+                   dynamic_axes={"src": {1: "batch"}, "tgt": {1: "batch"}})
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    (got,) = sess.run(None, {"src": batch[0], "tgt": batch[1]})
+    model.eval()
+    with dw.no_grad():
+        want = model(*[dw.tensor(a) for a in batch]).array
+    assert got.shape == (5, 3, 8)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
