@@ -9,6 +9,7 @@ import pytest
 
 import deepwise as dw
 import deepwise.nn.functional as F
+from deepwise.ops.attention import attention
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -233,3 +234,25 @@ def test_sequence_first_transformer_with_padding_masks(opset):
         want = model(*[dw.tensor(a) for a in batch]).array
     assert got.shape == (5, 3, 8)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_constant_mask_and_causal_together_guard_the_rows_they_empty():
+    """A constant mask with something in every row can still leave a row nothing once the causal
+    triangle is applied too (as the op allows for callers such as MultiheadAttention)."""
+    allow = np.ones((5, 5), dtype=bool)
+    allow[0, 0] = False  # query 0 may see only keys 1.., which causal hides
+
+    class Both(dw.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q = dw.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return attention(self.q(x), x, x, is_causal=True, bool_mask=allow)[0]
+
+    dw.manual_seed(0)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 5, 4)).astype(np.float32)
+    (got,), (want,) = export_and_run(Both(), (x,), (rng.standard_normal((3, 5, 4)).astype(np.float32),), 17)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert not got[:, 0].any() and np.abs(got[:, 1]).sum() > 0

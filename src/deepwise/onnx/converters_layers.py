@@ -302,7 +302,12 @@ def _attention(g, node):
     # row; a mask computed in the graph, or a float one, may leave a row nothing
     dead = None
     computed = allow is not None and id(allow.array if isinstance(allow, Tensor) else allow) in g.input_arrays
-    constant_ok = allow is None or (not computed and bool(np.all(np.asarray(am).any(axis=-1))))
+    constant_ok = allow is None
+    if allow is not None and not computed:
+        effective = np.asarray(am)
+        if kw.get("causal"):
+            effective = effective & np.tri(q.shape[-2], k.shape[-2], dtype=bool)
+        constant_ok = bool(np.all(effective.any(axis=-1)))
     if bias is not None or not constant_ok:
         dead = g.op("IsInf", [g.reduce("ReduceMax", scores, [nd - 1], True)], detect_positive=0)
         scores = g.op("Where", [dead, g.scalar(0, dt), scores])
