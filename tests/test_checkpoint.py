@@ -231,3 +231,50 @@ def test_saved_arrays_are_freed_by_backward_and_a_second_backward_says_why():
     y.backward(retain_graph=True)
     y.backward()  # retained: a second pass works and adds up
     np.testing.assert_allclose(x.grad.numpy(), 3 * np.exp(x.detach().numpy()), rtol=1e-6)
+
+
+_KEEPERS = {  # op -> (h, c, functional namespace) -> output; c needs no gradient
+    "mul_constant": lambda h, c, F: h * c,
+    "div_by_constant": lambda h, c, F: h / c,
+    "matmul_frozen": lambda h, c, F: h @ c,
+    "linear_frozen": lambda h, c, F: F.linear(h, c),
+    "relu": lambda h, c, F: F.relu(h),
+    "leaky_relu": lambda h, c, F: F.leaky_relu(h, 0.1),
+}
+
+
+@pytest.mark.parametrize("op", sorted(_KEEPERS))
+def test_ops_keep_only_what_their_backward_needs(op):
+    torch = pytest.importorskip("torch")
+    fn = _KEEPERS[op]
+    x = dw.randn(16, 16, requires_grad=True)
+    c = dw.randn(16, 16).abs() + 1
+    h = x + 1  # add keeps nothing, so h lives only as long as someone keeps it
+    values = weakref.ref(h.array)
+    y = fn(h, c, dw.nn.functional)
+    del h
+    assert values() is None, f"{op} kept an input its backward does not need"
+    y.sum().backward()
+    tx = torch.tensor(x.detach().numpy(), requires_grad=True)
+    ty = fn(tx + 1, torch.tensor(c.numpy()), torch.nn.functional)
+    ty.sum().backward()
+    np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_nested_checkpoints_and_an_input_without_grad():
+    dw.manual_seed(0)
+    inner, outer_layer = nn.Linear(6, 6), nn.Linear(6, 6)
+    x = dw.randn(5, 6)  # data: no gradient wanted, only the parameters'
+
+    def block(h):
+        return checkpoint(lambda t: inner(t).tanh(), outer_layer(h)).relu()
+
+    checkpoint(block, x).sum().backward()
+    got = [p.grad.numpy().copy() for p in (*inner.parameters(), *outer_layer.parameters())]
+    for p in (*inner.parameters(), *outer_layer.parameters()):
+        p.grad = None
+    inner(outer_layer(x)).tanh().relu().sum().backward()
+    want = [p.grad.numpy() for p in (*inner.parameters(), *outer_layer.parameters())]
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)

@@ -11,29 +11,35 @@ from deepwise.ops._util import normalize_dim, xp_of
 
 
 class ReLU(Function):
+    """Saves its output (which the next layer usually keeps anyway), not a mask of its own: the
+    gradient flows where the output is positive."""
+
     @staticmethod
     def forward(ctx, x):
-        mask = x > 0
-        ctx.save_for_backward(mask)
-        return x * mask
+        y = x * (x > 0)  # not maximum(x, 0): NaN stays NaN and -0.0 becomes 0, as in PyTorch
+        ctx.save_for_backward(y)
+        return y
 
     @staticmethod
     def backward(ctx, g):
-        (mask,) = ctx.saved  # a constant: relu is piecewise linear
-        return g * mask
+        (y,) = ctx.saved
+        return g * (y > 0)  # a constant: relu is piecewise linear
 
 
 class LeakyReLU(Function):
+    """Saves where the input was positive (one byte an element), not a float scale."""
+
     @staticmethod
     def forward(ctx, x, slope):
-        scale = xp_of(x).where(x > 0, x.dtype.type(1), x.dtype.type(slope))
-        ctx.save_for_backward(scale)
-        return x * scale
+        positive = x > 0
+        ctx.save_for_backward(positive)
+        ctx.slope = slope
+        return xp_of(x).where(positive, x, x * x.dtype.type(slope))
 
     @staticmethod
     def backward(ctx, g):
-        (scale,) = ctx.saved  # 1 or the slope: a constant
-        return g * scale, None
+        (positive,) = ctx.saved  # 1 or the slope: a constant
+        return dual.where(positive, g, g * ctx.slope), None
 
 
 class ELU(Function):

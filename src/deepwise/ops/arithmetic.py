@@ -36,7 +36,7 @@ def coerce(a, b, op, floating=False):
         a_dt, b_dt = a.dtype, b.dtype
         if a.array.__class__ is not b.array.__class__:
             raise RuntimeError(f"{op}: tensors on different devices ({a.device} and {b.device})")
-    dt = backend.result_dtype(a_dt, b_dt)
+    dt = a_dt if a_dt == b_dt else backend.result_dtype(a_dt, b_dt)
     if floating and dt.kind != "f":
         dt = backend.DEFAULT_FLOAT
     if a_dt != dt:
@@ -48,6 +48,8 @@ def coerce(a, b, op, floating=False):
 
 def _scalar_or_array(v, tensor_dtype, like):
     xp = xp_of(like)
+    if v.__class__ is float:  # the common case first: a Python float keeps a float tensor's dtype
+        return xp.asarray(v, dtype=tensor_dtype if tensor_dtype.kind == "f" else backend.DEFAULT_FLOAT)
     if backend.is_array(v):
         if v.ndim == 0:  # numpy scalar array: weak like a Python scalar
             return xp.asarray(v, dtype=backend.scalar_dtype(v.item(), tensor_dtype))
@@ -59,6 +61,11 @@ def _scalar_or_array(v, tensor_dtype, like):
     return Tensor(v).array
 
 
+def _to(g, shape):
+    """``g`` summed down to ``shape`` (the backward of broadcasting); ``g`` itself when it has it."""
+    return g if g.shape == shape else dual.sum_to(g, shape)
+
+
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
@@ -68,7 +75,7 @@ class Add(Function):
     @staticmethod
     def backward(ctx, g):
         sa, sb = ctx.shapes
-        return dual.sum_to(g, sa), dual.sum_to(g, sb)
+        return _to(g, sa), _to(g, sb)
 
 
 class Sub(Function):
@@ -80,34 +87,44 @@ class Sub(Function):
     @staticmethod
     def backward(ctx, g):
         sa, sb = ctx.shapes
-        return dual.sum_to(g, sa), dual.sum_to(-g, sb) if ctx.needs_input_grad[1] else None
+        return _to(g, sa), _to(-g, sb) if ctx.needs_input_grad[1] else None
 
 
 class Mul(Function):
+    """Each side's gradient needs only the other side: a factor that gets no gradient is not kept
+    for the other's sake (``x * mask`` keeps the mask, not ``x``, when only ``x`` needs grad)."""
+
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        need_a, need_b = ctx.needs_input_grad
+        ctx.save_for_backward(a if need_b else None, b if need_a else None)
+        ctx.shapes = (a.shape, b.shape)
         return a * b
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved
-        ga = dual.sum_to(g * b, a.shape) if ctx.needs_input_grad[0] else None
-        gb = dual.sum_to(g * a, b.shape) if ctx.needs_input_grad[1] else None
+        sa, sb = ctx.shapes
+        ga = _to(g * b, sa) if ctx.needs_input_grad[0] else None
+        gb = _to(g * a, sb) if ctx.needs_input_grad[1] else None
         return ga, gb
 
 
 class Div(Function):
+    """The numerator is kept only when the denominator needs a gradient."""
+
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b)
+        ctx.shapes = (a.shape, b.shape)
         return a / b
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved
-        ga = dual.sum_to(g / b, a.shape) if ctx.needs_input_grad[0] else None
-        gb = dual.sum_to(-g * a / (b * b), b.shape) if ctx.needs_input_grad[1] else None
+        sa, sb = ctx.shapes
+        ga = _to(g / b, sa) if ctx.needs_input_grad[0] else None
+        gb = _to(-g * a / (b * b), sb) if ctx.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -124,10 +141,10 @@ class Pow(Function):
         ga = gb = None
         if ctx.needs_input_grad[0]:
             # b * a**(b-1), written so a == 0 with b >= 1 gives the right (finite) value
-            ga = dual.sum_to(g * b * a ** (b - 1), a.shape)
+            ga = _to(g * b * a ** (b - 1), a.shape)
         if ctx.needs_input_grad[1]:
             positive = a > 0  # d/db a**b = a**b log a; taken as 0 where a <= 0
-            gb = dual.sum_to(g * out * dual.log(dual.where(positive, a, 1)) * positive, b.shape)
+            gb = _to(g * out * dual.log(dual.where(positive, a, 1)) * positive, b.shape)
         return ga, gb
 
 
@@ -143,7 +160,7 @@ class LogAddExp(Function):
     def backward(ctx, g):
         a, b = ctx.saved
         wa = dual.sigmoid(a - b)  # e^a / (e^a + e^b), exact for |a - b| large
-        return dual.sum_to(g * wa, a.shape), dual.sum_to(g * (1 - wa), b.shape)
+        return _to(g * wa, a.shape), _to(g * (1 - wa), b.shape)
 
 
 class Maximum(Function):
@@ -159,7 +176,7 @@ class Maximum(Function):
     def backward(ctx, g):
         (w,) = ctx.saved  # a constant: 1 where a won, 1/2 on ties
         sa, sb = ctx.shapes
-        return dual.sum_to(g * w, sa), dual.sum_to(g * (1 - w), sb)
+        return _to(g * w, sa), _to(g * (1 - w), sb)
 
 
 class Minimum(Function):
@@ -190,8 +207,8 @@ class Where(Function):
     def backward(ctx, g):
         (cond,) = ctx.saved
         sa, sb = ctx.shapes
-        ga = dual.sum_to(dual.where(cond, g, 0), sa) if ctx.needs_input_grad[1] else None
-        gb = dual.sum_to(dual.where(cond, 0, g), sb) if ctx.needs_input_grad[2] else None
+        ga = _to(dual.where(cond, g, 0), sa) if ctx.needs_input_grad[1] else None
+        gb = _to(dual.where(cond, 0, g), sb) if ctx.needs_input_grad[2] else None
         return None, ga, gb
 
 

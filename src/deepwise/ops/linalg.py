@@ -20,34 +20,39 @@ class MatMul(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        need_a, need_b = ctx.needs_input_grad  # a's gradient needs b, b's needs a
+        ctx.save_for_backward(a if need_b else None, b if need_a else None)
+        ctx.shapes = (a.shape, b.shape)
         return a @ b
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved
-        a2 = dual.reshape(a, (1,) + a.shape) if a.ndim == 1 else a
-        b2 = dual.reshape(b, b.shape + (1,)) if b.ndim == 1 else b
+        sa, sb = ctx.shapes
+        sa2 = (1,) + sa if len(sa) == 1 else sa
+        sb2 = sb + (1,) if len(sb) == 1 else sb
         g2 = g  # restore the dims that 1-D operands dropped; the column first, so 1-D @ 1-D (0-d g) works
-        if b.ndim == 1:
+        if len(sb) == 1:
             g2 = dual.reshape(g2, g2.shape + (1,))
-        if a.ndim == 1:
+        if len(sa) == 1:
             g2 = dual.reshape(g2, g2.shape[:-1] + (1,) + g2.shape[-1:])
         ga = gb = None
         # a reshape only where a 1-D operand's promoted dim is dropped: a view would cost the engine a copy
         if ctx.needs_input_grad[0]:
-            ga = dual.sum_to(g2 @ dual.swapaxes(b2, -1, -2), a2.shape)
-            if a.ndim == 1:
-                ga = dual.reshape(ga, a.shape)
+            b2 = dual.reshape(b, sb2) if len(sb) == 1 else b
+            ga = dual.sum_to(g2 @ dual.swapaxes(b2, -1, -2), sa2)
+            if len(sa) == 1:
+                ga = dual.reshape(ga, sa)
         if ctx.needs_input_grad[1]:
-            if a2.ndim > 2 and b2.ndim == 2:
+            a2 = dual.reshape(a, sa2) if len(sa) == 1 else a
+            if len(sa2) > 2 and len(sb2) == 2:
                 # (B, n, k)^T @ (B, n, m) summed over B is one GEMM on the flattened batch
-                gb = dual.swapaxes(dual.reshape(a2, (-1, a2.shape[-1])), 0, 1) @ dual.reshape(g2, (-1, g2.shape[-1]))
+                gb = dual.swapaxes(dual.reshape(a2, (-1, sa2[-1])), 0, 1) @ dual.reshape(g2, (-1, g2.shape[-1]))
             else:
                 gb = dual.swapaxes(a2, -1, -2) @ g2
-            gb = dual.sum_to(gb, b2.shape)
-            if b.ndim == 1:
-                gb = dual.reshape(gb, b.shape)
+            gb = dual.sum_to(gb, sb2)
+            if len(sb) == 1:
+                gb = dual.reshape(gb, sb)
         return ga, gb
 
 
@@ -93,7 +98,9 @@ class Linear(Function):
 
     @staticmethod
     def forward(ctx, x, w, b):
-        ctx.save_for_backward(x, w)
+        need_x, need_w = ctx.needs_input_grad[:2]  # x's gradient needs w, w's needs x
+        ctx.save_for_backward(x if need_w else None, w if need_x else None)
+        ctx.x_shape = x.shape
         y = _rows(x) @ w.T
         if b is not None:
             y += b
@@ -106,7 +113,7 @@ class Linear(Function):
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = g2 @ w
-            gx = gx if x.ndim == 2 else dual.reshape(gx, x.shape)
+            gx = gx if len(ctx.x_shape) == 2 else dual.reshape(gx, ctx.x_shape)
         if ctx.needs_input_grad[1]:
             gw = dual.swapaxes(g2, 0, 1) @ _rows(x)
         if ctx.needs_input_grad[2]:
