@@ -82,6 +82,9 @@ def _nested_tensors_to_arrays(seq):
     ]
 
 
+_new = object.__new__
+
+
 def _size(size):
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         return tuple(int(s) for s in size[0])
@@ -107,7 +110,7 @@ class Tensor:
     @classmethod
     def _make(cls, data, requires_grad=False, ctx=None, index=0):
         """Wrap an array without checks or copies (used by ops)."""
-        t = object.__new__(Tensor)
+        t = _new(Tensor)
         if isinstance(data, np.generic):  # numpy reductions return scalars; keep 0-d arrays
             data = np.asarray(data)
         t.array = data
@@ -133,7 +136,7 @@ class Tensor:
 
     @property
     def shape(self):
-        return tuple(self.array.shape)
+        return self.array.shape  # a tuple on NumPy and CuPy alike
 
     @property
     def ndim(self) -> int:

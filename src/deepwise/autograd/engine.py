@@ -138,12 +138,14 @@ def _topological(roots):
     """Nodes reachable from ``roots``, each after every node that consumes its outputs."""
     order, visited = [], set()
     stack = [(node, False) for node in roots]
+    push, pop, seen, mark = stack.append, stack.pop, visited.__contains__, visited.add
     while stack:
-        node, done = stack.pop()
+        node, done = pop()
         if done:
             order.append(node)
             continue
-        if id(node) in visited:
+        key = id(node)
+        if seen(key):
             continue
         if node.freed:
             raise RuntimeError(
@@ -151,11 +153,13 @@ def _topological(roots):
                 "first backward. Pass retain_graph=True to the first backward() if you need to go back "
                 "through the same graph twice."
             )
-        visited.add(id(node))
-        stack.append((node, True))
+        mark(key)
+        push((node, True))
         for t in node.inputs:
-            if t is not None and t._ctx is not None and id(t._ctx) not in visited:
-                stack.append((t._ctx, False))
+            if t is not None:
+                producer = t._ctx
+                if producer is not None and not seen(id(producer)):
+                    push((producer, False))
     order.reverse()
     return order
 

@@ -86,10 +86,11 @@ _WATCH = [None]  # a function applied to every op's arguments first (see ``watch
 def watch_inputs(fn):
     """While active, every ``Function.apply`` passes its positional arguments through ``fn(args)``
     and runs on what it returns (the same tuple to just look). ``deepwise.utils.checkpoint`` finds
-    the tensors a block reads this way, and in backward swaps them for detached stand-ins. An
-    outer watcher still sees the arguments first."""
+    the tensors a block reads this way, and in backward swaps them for detached stand-ins. The
+    innermost watcher sees the arguments as the program passed them; outer ones see what it returns
+    (a checkpoint inside a checkpoint notes the real tensors, and the outer one swaps them)."""
     outer = _WATCH[0]
-    _WATCH[0] = fn if outer is None else (lambda args: fn(outer(args)))
+    _WATCH[0] = fn if outer is None else (lambda args: outer(fn(args)))
     try:
         yield
     finally:
@@ -145,6 +146,8 @@ class Context:
     __slots__ = ("fn", "inputs", "needs_input_grad", "n_outputs", "freed", "retained", "hooks",
                  "stack", "_saved", "out_ids", "in_ids", "call", "__dict__")
 
+    _non_differentiable = ()  # ids of outputs marked by mark_non_differentiable (set per node when used)
+
     def __init__(self, fn, inputs, needs_input_grad):
         self.fn = fn
         self.inputs = inputs
@@ -166,7 +169,7 @@ class Context:
     def save_for_backward(self, *arrays):
         """Keep ``arrays`` or Tensors (inputs, outputs, masks, ...) for ``backward``; read them as
         ``ctx.saved`` (arrays in a first-order backward) or ``ctx.saved_tensors`` (Tensors)."""
-        self._saved = tuple(a.array if isinstance(a, Tensor) else a for a in arrays)
+        self._saved = tuple([a.array if isinstance(a, Tensor) else a for a in arrays])
 
     @property
     def saved_tensors(self) -> tuple:
@@ -176,8 +179,9 @@ class Context:
     def mark_non_differentiable(self, *outputs):
         """Outputs (of this forward) that get no gradient: they come back with requires_grad=False
         and their gradient slot in backward is zeros."""
-        self.__dict__.setdefault("_non_differentiable", set()).update(
-            id(o.array if isinstance(o, Tensor) else o) for o in outputs)
+        if not self._non_differentiable:
+            self._non_differentiable = set()
+        self._non_differentiable.update(id(o.array if isinstance(o, Tensor) else o) for o in outputs)
 
     def mark_dirty(self, *tensors):
         """Accepted for PyTorch's custom Functions that modify inputs in place; deepwise keeps no
@@ -279,6 +283,7 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
+        # the hot path of every op: plain loops, no generators, one pass over the arguments
         if _WATCH[0] is not None:
             args = _WATCH[0](args)
         arrays = []
@@ -298,7 +303,8 @@ class Function:
         keeping = _KEEP_CALLS[0]
         if keeping:  # an exporter reads every op on tensors, integer ones (token ids) too
             record = any(isinstance(a, Tensor) for a in args)
-        record = record and mode.is_grad_enabled()
+        if record and not mode.is_grad_enabled():
+            record = False
         ctx = Context(cls, None, tuple(needs))
         if cls._tensor_style:
             out = cls._forward_tensors(ctx, args, kwargs)
@@ -309,36 +315,44 @@ class Function:
             anomaly.check_forward(ctx, out, args)
         if not record:
             if isinstance(out, tuple):
-                return tuple(Tensor._make(o) for o in out)
+                return tuple([Tensor._make(o) for o in out])
             return Tensor._make(out)
+        inputs = []
         if keeping or checking:  # readers of the graph (exporters, anomaly reports) see the inputs' values
-            ctx.inputs = tuple(a if isinstance(a, Tensor) else None for a in args)
+            for a in args:
+                inputs.append(a if isinstance(a, Tensor) else None)
         else:
-            ctx.inputs = tuple(
-                (a if a._ctx is None else Edge(a._ctx, a._out_index, a.array.shape, a.array.dtype))
-                if isinstance(a, Tensor) else None
-                for a in args
-            )
+            for a in args:
+                if not isinstance(a, Tensor):
+                    inputs.append(None)
+                elif a._ctx is None:
+                    inputs.append(a)
+                else:
+                    arr = a.array
+                    inputs.append(Edge(a._ctx, a._out_index, arr.shape, arr.dtype))
+        ctx.inputs = tuple(inputs)
         if cls.composite is not None or keeping:
             ctx.call = (args, kwargs)
-        if ctx._saved:
-            ctx.in_ids = tuple(id(a) for a in arrays)
-        frozen = ctx.__dict__.get("_non_differentiable", ())
+        saved = ctx._saved
+        if saved:
+            ctx.in_ids = tuple([id(a) for a in arrays])
+        frozen = ctx._non_differentiable
         if isinstance(out, tuple):
             ctx.n_outputs = len(out)
             ctx.out_meta = [(o.shape, o.dtype, get_array_module(o)) for o in out]
-            if ctx._saved:
-                ctx.out_ids = tuple(id(o) for o in out)
-            return tuple(
+            if saved:
+                ctx.out_ids = tuple([id(o) for o in out])
+            return tuple([
                 _keep_node(Tensor._make(o) if id(o) in frozen else Tensor._make(o, o.dtype.kind in "fc", ctx, i),
                            ctx, i)
                 for i, o in enumerate(out)
-            )
-        if ctx._saved:
+            ])
+        if saved:
             ctx.out_ids = (id(out),)
-        if id(out) in frozen:
+        if frozen and id(out) in frozen:
             return _keep_node(Tensor._make(out), ctx, 0)
-        return _keep_node(Tensor._make(out, out.dtype.kind in "fc", ctx, 0), ctx, 0)
+        t = Tensor._make(out, out.dtype.kind in "fc", ctx, 0)
+        return _keep_node(t, ctx, 0) if keeping else t
 
     @classmethod
     def differentiable_backward(cls, ctx, grads):

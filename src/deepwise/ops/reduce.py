@@ -54,8 +54,13 @@ class Mean(Function):
     @staticmethod
     def forward(ctx, x, axes, keepdim):
         ctx.shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim
-        ctx.n = _count(x.shape, axes)
-        return _in(x.dtype, x.mean(axis=axes, keepdims=keepdim, dtype=_acc(x.dtype)))
+        ctx.n = n = _count(x.shape, axes)
+        # the sum over the count, as ndarray.mean computes it, without mean's Python-level wrapper
+        total = x.sum(axis=axes, keepdims=keepdim, dtype=_acc(x.dtype))
+        if n == 0:
+            with _quiet():  # the mean of nothing is NaN, as in PyTorch
+                return _in(x.dtype, total / total.dtype.type(0))
+        return _in(x.dtype, total / total.dtype.type(n))
 
     @staticmethod
     def backward(ctx, g):
