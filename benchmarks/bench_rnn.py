@@ -19,5 +19,5 @@ def run():
         dw_step, th_step = train_step_fns(dw_model, th_model, x, y, torch, opt="adam", lr=1e-3)
         dw_s, th_s, mem = time_pair(dw_step, th_step, repeats=10, warmup=2)
         out.append(Result("rnn", f"{name} language-model step (96/64/256, seq 64, batch 32), Adam", dw_s, th_s,
-                          target=1.5, extra=mem))
+                          target=1.2, extra=mem))
     return out
