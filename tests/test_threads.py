@@ -59,3 +59,28 @@ def test_matmul_results_are_the_same_for_any_thread_count(restore_threads):
 def test_bad_thread_counts_are_refused(bad):
     with pytest.raises(ValueError, match="set_num_threads"):
         dw.set_num_threads(bad)
+
+
+class _FakeThreadpoolctl:
+    """Stands in for threadpoolctl: records the limits asked for and reports them back."""
+
+    def __init__(self):
+        self.limits = []
+        self.count = 4
+
+    def threadpool_limits(self, limits=None, user_api=None):
+        self.limits.append((limits, user_api))
+        self.count = limits
+
+    def threadpool_info(self):
+        return [{"user_api": "openmp", "num_threads": 99, "filepath": "/x/libgomp.so"},
+                {"user_api": "blas", "num_threads": self.count, "filepath": "/x/libopenblas.so"}]
+
+
+def test_threadpoolctl_is_used_when_installed(monkeypatch):
+    fake = _FakeThreadpoolctl()
+    monkeypatch.setattr(threads, "threadpoolctl", fake)
+    dw.set_num_threads(3)
+    assert fake.limits == [(3, "blas")]  # BLAS only: OpenMP pools of other libraries are left alone
+    assert dw.get_num_threads() == 3
+    assert threads.blas_libraries() == ["/x/libopenblas.so"]
