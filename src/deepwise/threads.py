@@ -11,10 +11,11 @@ import:
   ctypes. NumPy's wheels bundle OpenBLAS under a prefixed name (``scipy_openblas_set_num_threads64_``);
   both spellings are tried.
 
-Elementwise NumPy passes run on one thread whatever is set here: there is no intra-op pool yet.
-Measured on 2 cores, splitting one multiply+max pass over two threads loses below ~100k elements
-(the hand-off costs ~50 us) and wins 1.5-3x from ~500k elements up, so a pool would pay only for
-the big activations of conv nets, inside their kernels.
+Elementwise NumPy passes run on one thread whatever is set here: there is no intra-op pool. Measured
+on the 2-core machine the benchmarks run on, splitting a pass over two threads loses below ~100k
+elements (the hand-off costs ~50 us); on a conv activation (32x64x32x32, relu forward and backward)
+its best case was ~1.6x faster but its median no better than one thread (0.65-1.3 ms against
+0.7-1.1 ms), since the second core is rarely free. Not worth its complexity without a steady gain.
 """
 
 from __future__ import annotations
