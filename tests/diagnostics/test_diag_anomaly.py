@@ -107,6 +107,20 @@ def test_explain_nan_after_the_fact():
         find_nan(loss)
 
 
+def test_explain_nan_says_when_the_values_before_the_nan_are_gone():
+    # the graph keeps only what backward needs: w * 3 is not kept (Sqrt keeps its output), so the
+    # explainer cannot clear or blame what came before Sqrt and must say so, not "no op produced it"
+    w = dw.tensor([1.0, -1.0], requires_grad=True)
+    with np.errstate(invalid="ignore"):
+        loss = ((w * 3).sqrt() * 2).exp().sum()
+    source = find_nan(loss)
+    assert source.op == "Sqrt" and source.uncertain
+    text = explain_nan(loss)
+    assert "output of Sqrt" in text and "or came from an op before it" in text and "detect_anomaly" in text
+    with np.errstate(invalid="ignore"), dw.autograd.detect_anomaly(), pytest.raises(FloatingPointError, match="Sqrt"):
+        ((w * 3).sqrt() * 2).exp().sum()
+
+
 def test_hints_for_common_culprits():
     assert "division by zero" in hint("Div", "forward", [np.ones(3, np.float32), np.array([1, 0, 2], np.float32)])
     assert "logsumexp" in hint("Exp", "forward", [np.array([100.0], np.float32)])

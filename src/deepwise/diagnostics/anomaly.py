@@ -15,10 +15,12 @@ dtypes, the line of *your* code that created it and the usual cause::
 
 Outside the block it costs nothing: no site is recorded and no value is checked.
 
-``explain_nan(tensor)`` works after the fact, on a tensor already computed (no anomaly mode needed):
-it walks the graph behind the tensor and names the first op whose output is not finite although
-its inputs are. Without anomaly mode the graph does not know the lines of code, so the answer says
-which op, not which line; rerun inside ``detect_anomaly()`` for the line.
+``explain_nan(tensor)`` works after the fact, on a tensor already computed: it walks the graph behind
+the tensor and names the first op whose output is not finite although its inputs are. Without
+anomaly mode the graph keeps only the values backward needs and not the lines of code, so it names an
+op only where the values around it are still held (a Log's input, kept for its derivative, say), and
+otherwise says where the NaN is first seen and that it may come from before; rerun inside
+``detect_anomaly()`` for the op and the line.
 """
 
 from __future__ import annotations
@@ -56,8 +58,14 @@ class NanSource:
     lineno: int | None = None
     line: str | None = None
     values: str = ""
+    uncertain: bool = False  # some input's values were no longer held: the NaN may come from before
 
     def __str__(self) -> str:
+        if self.uncertain:
+            return (f"NaN/Inf is in the output of {self.op} ({self.values}), or came from an op before it: "
+                    "outside anomaly mode the graph keeps only the values backward needs, and those before "
+                    f"{self.op} are gone. Rerun the computation inside `with dw.autograd.detect_anomaly():` "
+                    "to stop at the op that makes it, with its line of code")
         if self.op == "input":
             return (f"NaN/Inf is already in a leaf tensor of shape {self.output_shape} ({self.values}): it was "
                     "not produced by an op; check the data (or a parameter that went bad in an earlier step)")
@@ -107,13 +115,13 @@ def find_nan(tensor) -> NanSource | None:
                 outputs.setdefault(id(t._ctx), t)
                 if id(t._ctx) not in seen:
                     stack.append((t._ctx, False))
-    leaves_bad = []
+    leaves_bad, suspect = [], None
     for node in order:
         for t in node.inputs:
             if t is not None and t._ctx is None and not is_finite(t.array):
                 leaves_bad.append(t)
         out = outputs.get(id(node))
-        if out is None or is_finite(out.array):
+        if out is None or out.array is None or is_finite(out.array):
             continue
         inputs = [t.array if t is not None else None for t in node.inputs]
         # an input whose values the graph no longer holds (None: no backward saved it) clears nobody
@@ -124,7 +132,12 @@ def find_nan(tensor) -> NanSource | None:
         if leaves_bad:
             leaf = leaves_bad[0]
             return NanSource("input", output_shape=tuple(leaf.shape), values=count_non_finite([leaf.array]))
-    return None  # NaN in a node whose single output we never saw (an unused output of a multi-output op)
+        if suspect is None:
+            suspect = NanSource(node.name, output_shape=tuple(out.shape), values=count_non_finite([out.array]),
+                                uncertain=True)
+    # the first non-finite output seen whose inputs' values are gone; None: a NaN in a node whose output
+    # we never saw (an unused output of a multi-output op)
+    return suspect
 
 
 def explain_nan(tensor) -> str:
