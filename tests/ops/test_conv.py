@@ -325,3 +325,23 @@ def test_conv_training_pass_is_bit_identical_run_to_run(monkeypatch, chunk):
     for again in (run(), run()):
         for a, b in zip(first, again):
             assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("shape,kernel,padding", [((2, 5, 1, 1), 4, 0), ((3, 4, 2, 3), 3, 1), ((2, 3, 1, 2), 5, 2)],
+                         ids=["dcgan-first-layer", "half-wasted-rows", "mostly-padding"])
+def test_tiny_images_take_the_layout_that_wastes_least(shape, kernel, padding):
+    """Stride-1 convs whose wide rows would be mostly thrown away use the general layout; both
+    directions (conv2d and conv_transpose2d, so both kernels) match PyTorch either way."""
+    import deepwise.ops.conv as conv_module
+
+    rng = np.random.default_rng(13)
+    n, c, h, w_ = shape
+    x, w, b = _arrays(rng, shape, (6, c, kernel, kernel), (6,))
+    out_w = w_ + 2 * padding - kernel + 1
+    if out_w >= 1 and h + 2 * padding - kernel + 1 >= 1:
+        _parity(lambda x, w, b: conv2d(x, w, b, 1, padding), lambda x, w, b: F.conv2d(x, w, b, 1, padding), x, w, b)
+    xt, wt, bt = _arrays(rng, shape, (c, 6, kernel, kernel), (6,))
+    _parity(lambda x, w, b: conv_transpose2d(x, w, b, 1, padding),
+            lambda x, w, b: F.conv_transpose2d(x, w, b, 1, padding), xt, wt, bt)
+    wide = conv_module._wide_row((n, 6, 1, 4), ((0, 0), (0, 0)), (1, 1), 1)  # 4x4 kernel, 1x1 image: 75% waste
+    assert wide is None and conv_module._wide_row((n, 6, 8, 10), ((1, 1), (1, 1)), (1, 1), 10) == 12
