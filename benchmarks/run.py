@@ -24,7 +24,7 @@ sys.path.insert(0, HERE)
 
 from harness import FRAMEWORKS, Result, merge, render, threads  # noqa: E402
 
-GROUPS = ["core", "nn", "cnn", "conv", "rnn", "transformer", "gpt", "fit"]
+GROUPS = ["core", "nn", "cnn", "conv", "rnn", "transformer", "gpt", "latency", "fit"]
 _MARK = "DEEPWISE_BENCH_JSON:"
 
 

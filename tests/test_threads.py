@@ -80,6 +80,7 @@ class _FakeThreadpoolctl:
 def test_threadpoolctl_is_used_when_installed(monkeypatch):
     fake = _FakeThreadpoolctl()
     monkeypatch.setattr(threads, "threadpoolctl", fake)
+    monkeypatch.setattr(threads, "_blas_libraries", list)  # a BLAS without an entry point of its own
     dw.set_num_threads(3)
     assert fake.limits == [(3, "blas")]  # BLAS only: OpenMP pools of other libraries are left alone
     assert dw.get_num_threads() == 3
