@@ -18,7 +18,7 @@ def _train(torch, builder, shape, name):
     import deepwise as dw
 
     flop = train_conv_flops(conv_layer_flops(builder(dw.nn), shape, dw))
-    return Result("cnn", name, dw_s, th_s, target=1.5, extra={**mem, **conv_extra(flop)})
+    return Result("cnn", name, dw_s, th_s, target=1.2, extra={**mem, **conv_extra(flop)})
 
 
 def _inference(torch):
@@ -44,7 +44,7 @@ def _inference(torch):
                 th_model(tx)
 
     dw_s, th_s, _ = time_pair(dw_fwd, th_fwd, repeats=20, warmup=3)
-    return Result("cnn", "LeNet-5 inference, batch 256 (1x28x28)", dw_s, th_s, target=1.5,
+    return Result("cnn", "LeNet-5 inference, batch 256 (1x28x28)", dw_s, th_s, target=1.2,
                   extra={"items": 256, "unit": "images"})
 
 

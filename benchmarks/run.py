@@ -4,6 +4,9 @@
     python benchmarks/run.py core nn      # some groups
     python benchmarks/run.py --rounds 3   # more alternating rounds per framework
 
+A full run also measures data-parallel training over MPI (``bench_dist.py``: 1 and 2 processes, one
+thread each) when mpiexec is installed, and adds its tables at the end of RESULTS.md.
+
 Each group runs in worker processes, one framework per worker (``DEEPWISE_BENCH_ONLY``), alternating
 deepwise and PyTorch for ``--rounds`` rounds; the parent merges the best median of each framework.
 ``--worker GROUP`` is the worker itself: it runs one group and prints its results as JSON.
@@ -60,6 +63,18 @@ def _show(r: Result) -> None:
     print(f"{r.group:5s} {r.name:60s} dw {ms[0]}  torch {ms[1]}  ratio {ratio}", flush=True)
 
 
+def dist_section(rounds: int) -> str:
+    """The MPI scaling tables of bench_dist.py, as a RESULTS.md section (a line saying why not, without mpiexec)."""
+    import shutil
+
+    import bench_dist
+
+    head = "## Data parallel over MPI (bench_dist.py: 1 thread per process)\n\n"
+    if shutil.which("mpiexec") is None:
+        return head + 'Not measured: mpiexec not found (pip install "deepwise[mpi]").\n'
+    return head + bench_dist.table(bench_dist.measure(rounds)) + "\n"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="*", help=f"groups to run (default: {' '.join(GROUPS)})")
@@ -91,6 +106,8 @@ def main(argv=None):
                 rows.append(r)
     results = [r for rows in by_threads.values() for r in rows]
     text = render(results, by_threads=by_threads)
+    if set(groups) == set(GROUPS):
+        text = text.rstrip("\n") + "\n\n" + dist_section(args.rounds)
     if set(groups) == set(GROUPS) or os.environ.get("DEEPWISE_BENCH_WRITE"):
         with open(os.path.join(HERE, "RESULTS.md"), "w") as fh:
             fh.write(text)
