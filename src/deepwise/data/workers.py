@@ -229,7 +229,14 @@ class _EpochIterator:
         if self._done or self._next >= self._n:
             self.close()
             raise StopIteration
-        k = self._next
+        batch = self._receive(self._next)
+        self._next += 1
+        self._send()
+        return batch
+
+    def _receive(self, k):
+        """Wait for the answer to request ``k`` (answers to later requests are kept for their turn);
+        a worker's failure, or waiting past ``timeout``, ends the epoch with an error."""
         waited = 0.0
         while k not in self._buffer:
             got = self._pool._get(_POLL_S)
@@ -244,11 +251,12 @@ class _EpochIterator:
             if isinstance(item, _Failure):
                 self.close(force=True)
                 raise item.error(j if j >= 0 else k)
+            self._arrived(j, item)
             self._buffer[j] = item
-        batch = self._buffer.pop(k)
-        self._next += 1
-        self._send()
-        return batch
+        return self._buffer.pop(k)
+
+    def _arrived(self, j, item):
+        """Called as the answer to request ``j`` comes in (the stream iterator notes ended streams)."""
 
     def close(self, force=False):
         if self._done:
@@ -308,26 +316,13 @@ class _StreamEpochIterator(_EpochIterator):
                 self.close()
                 raise StopIteration
             k = self._next
-            waited = 0.0
-            while k not in self._buffer:
-                got = self._pool._get(_POLL_S)
-                if got is None:
-                    waited += _POLL_S
-                    if self._pool.timeout and waited >= self._pool.timeout:
-                        self.close(force=True)
-                        raise RuntimeError(f"DataLoader timed out after {self._pool.timeout} s waiting for "
-                                           f"batch {k} from its workers")
-                    continue
-                j, item = got
-                if isinstance(item, _Failure):
-                    self.close(force=True)
-                    raise item.error(j if j >= 0 else k)
-                if isinstance(item, StreamEnd):  # no more requests for that worker this epoch
-                    self._active[self._owner[j]] = False
-                self._buffer[j] = item
-            item = self._buffer.pop(k)
+            item = self._receive(k)
             del self._owner[k]
             self._next += 1
             self._send()
             if not isinstance(item, StreamEnd):
                 return item
+
+    def _arrived(self, j, item):
+        if isinstance(item, StreamEnd):  # no more requests for that worker this epoch
+            self._active[self._owner[j]] = False
