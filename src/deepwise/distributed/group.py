@@ -19,6 +19,7 @@ import datetime
 import os
 import sys
 import time
+import traceback
 
 __all__ = [
     "GroupMember",
@@ -35,6 +36,7 @@ __all__ = [
 
 _INSTALL = 'pip install "deepwise[mpi]"   (mpi4py and the MPICH wheels; no compiler or system MPI needed)'
 # environment variables the usual launchers set in each process they start
+_ABORT_GRACE_S = 0.25  # after a failing rank's last words, before MPI_Abort: time for mpiexec to forward them
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
 DEFAULT_TIMEOUT = 300.0
 
@@ -155,11 +157,21 @@ def _set_world(comm, mpi, rank, size, seconds, want_rank, want_size):
 
 
 def _abort_on_exception(kind, value, tb):
-    """An exception escaped the program on one rank: show it, then end every rank of the job."""
-    (_WORLD.previous_hook or sys.__excepthook__)(kind, value, tb)
-    sys.stderr.write(f"deepwise.distributed: rank {_WORLD.rank} of {_WORLD.size} failed with "
+    """An exception escaped the program on one rank: show it, then end every rank of the job.
+
+    The traceback goes out in one write, and the abort waits a moment after it: MPI_Abort tears the
+    job down at once, and mpiexec would otherwise drop what it had not yet forwarded of this rank's
+    stderr (seen on MPICH: only the traceback's first line arrived)."""
+    previous = _WORLD.previous_hook
+    if previous is not None and previous is not sys.__excepthook__:
+        previous(kind, value, tb)  # a hook of the program's own shows it its way
+        text = ""
+    else:
+        text = "".join(traceback.format_exception(kind, value, tb))
+    sys.stderr.write(f"{text}deepwise.distributed: rank {_WORLD.rank} of {_WORLD.size} failed with "
                      f"{kind.__name__}; aborting the whole job\n")
     sys.stderr.flush()
+    time.sleep(_ABORT_GRACE_S)
     abort(1)
 
 
