@@ -86,3 +86,25 @@ def test_non_differentiable_unaries_match_torch():
     for name in ["sign", "floor", "ceil", "round"]:
         np.testing.assert_array_equal(getattr(dw, name)(dw.tensor(x)).numpy(),
                                       getattr(torch, name)(torch.tensor(x)).numpy(), err_msg=name)
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.01, 0.2, 1.0, 1.5, -0.1])
+def test_leaky_relu_at_the_edges_matches_torch_bit_for_bit(slope):
+    # slopes in (0, 1] take the max(x, slope * x) path, the others a select: both must give PyTorch's
+    # values (signed zeros, inf, NaN) and gradients exactly, on a 0-d input too
+    torch = pytest.importorskip("torch")
+    import deepwise.nn.functional as F
+
+    x = np.array([-2.0, -0.0, 0.0, 1.5, np.nan, np.inf, -np.inf, 3.0], np.float32)
+    g = np.arange(1, 9, dtype=np.float32)
+    for values, grad in ((x, g), (x[3], g[3])):
+        a, t = dw.tensor(values, requires_grad=True), torch.tensor(values, requires_grad=True)
+        with np.errstate(invalid="ignore"):
+            ya = F.leaky_relu(a, slope)
+            ya.backward(dw.tensor(grad))
+        yt = torch.nn.functional.leaky_relu(t, slope)
+        yt.backward(torch.tensor(grad))
+        want = yt.detach().numpy()
+        assert ya.dtype == dw.float32 and a.grad.dtype == dw.float32
+        assert np.array_equal(ya.array, want, equal_nan=True) and np.array_equal(np.signbit(ya.array), np.signbit(want))
+        assert np.array_equal(a.grad.array, t.grad.numpy())
