@@ -5,7 +5,8 @@
     python benchmarks/run.py --rounds 3   # more alternating rounds per framework
 
 A full run also measures data-parallel training over MPI (``bench_dist.py``: 1 and 2 processes, one
-thread each) when mpiexec is installed, and adds its tables at the end of RESULTS.md.
+thread each) when mpiexec is installed, and model files in and out (``io_export.py``: a 100 MB
+PyTorch checkpoint read without pickle, each recipe's ONNX export), and adds them to RESULTS.md.
 
 Each group runs in worker processes, one framework per worker (``DEEPWISE_BENCH_ONLY``), alternating
 deepwise and PyTorch for ``--rounds`` rounds; the parent merges the best median of each framework.
@@ -75,6 +76,17 @@ def dist_section(rounds: int) -> str:
     return head + bench_dist.table(bench_dist.measure(rounds)) + "\n"
 
 
+def io_section() -> str:
+    """What io_export.py prints, as a RESULTS.md section (it needs torch to write the checkpoint)."""
+    head = "## Model files in and out (io_export.py)\n\n"
+    if importlib.util.find_spec("torch") is None:
+        return head + "Not measured: PyTorch (which writes the checkpoint read here) is not installed.\n"
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "io_export.py")], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"io_export.py failed (exit {proc.returncode}):\n{proc.stderr}")
+    return head + "```\n" + proc.stdout.strip("\n") + "\n```\n"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="*", help=f"groups to run (default: {' '.join(GROUPS)})")
@@ -107,7 +119,7 @@ def main(argv=None):
     results = [r for rows in by_threads.values() for r in rows]
     text = render(results, by_threads=by_threads)
     if set(groups) == set(GROUPS):
-        text = text.rstrip("\n") + "\n\n" + dist_section(args.rounds)
+        text = text.rstrip("\n") + "\n\n" + dist_section(args.rounds) + "\n" + io_section()
     if set(groups) == set(GROUPS) or os.environ.get("DEEPWISE_BENCH_WRITE"):
         with open(os.path.join(HERE, "RESULTS.md"), "w") as fh:
             fh.write(text)
