@@ -149,3 +149,36 @@ def test_array_style_is_kept_for_functions_that_ask_for_it():
     ArrayExp.apply(x).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), np.exp([0.0, 1.0]), rtol=1e-6)
     assert dw.ops.unary.Exp.array_style is None and not dw.ops.unary.Exp._tensor_style  # deepwise's own ops
+
+
+def test_set_materialize_grads_false_passes_none_for_an_unused_output_as_in_pytorch():
+    import numpy as np
+    import torch
+
+    import deepwise as dw
+
+    def make(lib):
+        class Split(lib.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, materialize):
+                ctx.set_materialize_grads(materialize)
+                return x * 2, x * 3
+
+            @staticmethod
+            def backward(ctx, ga, gb):
+                seen.append((ga is None, gb is None))
+                total = ga * 2 if ga is not None else 0
+                if gb is not None:
+                    total = total + gb * 3
+                return total, None
+
+        return Split
+
+    for lib in (dw, torch):
+        for materialize in (True, False):
+            seen = []
+            x = lib.tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+            a, _ = make(lib).apply(x, materialize)
+            a.sum().backward()
+            assert seen == [(False, not materialize)], (lib.__name__, materialize, seen)
+            assert np.array_equal(np.asarray(x.grad.tolist()), [2.0, 2.0])

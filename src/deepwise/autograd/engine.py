@@ -239,7 +239,7 @@ def _run(roots, grads, retain_graph, create_graph, capture, accumulate):
                     key = (id(node), idx)
                     if key in capture and slots[idx] is not None:
                         captured[capture[key]] = slots[idx]
-            if node.n_outputs > 1:
+            if node.n_outputs > 1 and node.materialize_grads:
                 # outputs nobody used get zero gradient, so multi-output ops see a full tuple
                 for i, s in enumerate(slots):
                     if s is None:

@@ -147,6 +147,7 @@ class Context:
                  "stack", "_saved", "out_ids", "in_ids", "call", "__dict__")
 
     _non_differentiable = ()  # ids of outputs marked by mark_non_differentiable (set per node when used)
+    materialize_grads = True  # an output nobody used gets zeros in backward (False: None), as in PyTorch
 
     def __init__(self, fn, inputs, needs_input_grad):
         self.fn = fn
@@ -182,6 +183,11 @@ class Context:
         if not self._non_differentiable:
             self._non_differentiable = set()
         self._non_differentiable.update(id(o.array if isinstance(o, Tensor) else o) for o in outputs)
+
+    def set_materialize_grads(self, value: bool) -> None:
+        """PyTorch's switch: with ``False``, backward receives None (not zeros) for an output whose
+        gradient nobody computed, so it can skip work on it."""
+        self.materialize_grads = bool(value)
 
     def mark_dirty(self, *tensors):
         """Accepted for PyTorch's custom Functions that modify inputs in place; deepwise keeps no
