@@ -303,10 +303,16 @@ def cmd_train(args):
     else:
         config, recipe, run_dir = _new_run_settings(args)
         done = 0
+    return _train_in_folder(args, config, recipe, run_dir, done, check_unclaimed=not args.resume)
+
+
+def _train_in_folder(args, config, recipe, run_dir, done, check_unclaimed=False):
+    """Hold the run folder's lock (one process per run folder; stale temp files removed) while
+    training; a new run that fails before its first checkpoint leaves nothing behind."""
     created_dir = not os.path.isdir(run_dir)
-    lock = run_folder.RunLock(run_dir).acquire()  # one process per run folder; stale temp files removed
+    lock = run_folder.RunLock(run_dir).acquire()
     try:
-        if not args.resume and run_folder.run_state(run_dir) not in ("new", "started"):
+        if check_unclaimed and run_folder.run_state(run_dir) not in ("new", "started"):
             raise UsageError(f"{run_dir} was written by another run meanwhile; use another --out")
         return _build_and_train(args, config, recipe, run_dir, done, created_dir)
     except BaseException:
@@ -338,16 +344,7 @@ def _train_on_ranks(args):
             raise
         box = [{"config": config, "run_dir": run_dir, "done": done}]
         distributed.broadcast_object_list(box)
-        created_dir = not os.path.isdir(run_dir)
-        lock = run_folder.RunLock(run_dir).acquire()
-        try:
-            return _build_and_train(args, config, recipe, run_dir, done, created_dir)
-        except BaseException:
-            if created_dir and not os.path.exists(os.path.join(run_dir, "last.ckpt")):
-                _discard_new_run(run_dir, created_dir)
-            raise
-        finally:
-            lock.release()
+        return _train_in_folder(args, config, recipe, run_dir, done)
     distributed.broadcast_object_list(box)
     if "exit" in box[0]:
         return box[0]["exit"]  # rank 0 says why

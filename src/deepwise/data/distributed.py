@@ -87,7 +87,31 @@ def _global_batches(batch_sampler) -> list[np.ndarray]:
     return [np.asarray(b, dtype=np.int64).reshape(-1) for b in batch_sampler]
 
 
-class ShardedBatchSampler(Sampler):
+class _RankBatches(Sampler):
+    """What both batch samplers below share: an inner batch sampler, this rank and the world size."""
+
+    def __init__(self, batch_sampler, num_replicas: int | None = None, rank: int | None = None):
+        if num_replicas is None:
+            num_replicas = distributed.world_size()
+        if rank is None:
+            rank = distributed.get_rank() if distributed.is_initialized() else 0
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"{type(self).__name__}: rank must be in [0, {num_replicas - 1}], got {rank}")
+        self.batch_sampler = batch_sampler
+        self.sampler = getattr(batch_sampler, "sampler", None)
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
+
+    def set_epoch(self, epoch: int) -> None:
+        inner = getattr(self.batch_sampler, "set_epoch", None)
+        if inner is not None:
+            inner(epoch)
+
+    def __iter__(self):
+        return iter([b.tolist() for b in self.epoch_batches()])
+
+
+class ShardedBatchSampler(_RankBatches):
     """This rank's share of every batch of ``batch_sampler``: what ``Trainer.fit`` trains on under
     ``mpiexec``, so that ``num_replicas`` processes together take exactly the batches one process
     would (the same global batch size, order and number of steps).
@@ -102,23 +126,9 @@ class ShardedBatchSampler(Sampler):
     """
 
     def __init__(self, batch_sampler, num_replicas: int | None = None, rank: int | None = None):
-        if num_replicas is None:
-            num_replicas = distributed.world_size()
-        if rank is None:
-            rank = distributed.get_rank() if distributed.is_initialized() else 0
-        if not 0 <= rank < num_replicas:
-            raise ValueError(f"ShardedBatchSampler: rank must be in [0, {num_replicas - 1}], got {rank}")
-        self.batch_sampler = batch_sampler
-        self.sampler = getattr(batch_sampler, "sampler", None)
-        self.num_replicas = int(num_replicas)
-        self.rank = int(rank)
+        super().__init__(batch_sampler, num_replicas, rank)
         self.global_sizes: list[int] = []
         self.shares: list[int] = []
-
-    def set_epoch(self, epoch: int) -> None:
-        inner = getattr(self.batch_sampler, "set_epoch", None)
-        if inner is not None:
-            inner(epoch)
 
     def epoch_batches(self) -> list[np.ndarray]:
         out, sizes, shares = [], [], []
@@ -130,40 +140,17 @@ class ShardedBatchSampler(Sampler):
         self.global_sizes, self.shares = sizes, shares
         return out
 
-    def __iter__(self):
-        return iter([b.tolist() for b in self.epoch_batches()])
-
     def __len__(self) -> int:
         return len(self.batch_sampler)
 
 
-class StridedBatchSampler(Sampler):
+class StridedBatchSampler(_RankBatches):
     """Whole batches ``rank, rank + num_replicas, ...`` of ``batch_sampler``: evaluation under
     ``mpiexec`` splits the batches over the ranks, so each sample is evaluated once (no padding), and
     each batch is the one a single process would evaluate. Some ranks may get one batch fewer."""
 
-    def __init__(self, batch_sampler, num_replicas: int | None = None, rank: int | None = None):
-        if num_replicas is None:
-            num_replicas = distributed.world_size()
-        if rank is None:
-            rank = distributed.get_rank() if distributed.is_initialized() else 0
-        if not 0 <= rank < num_replicas:
-            raise ValueError(f"StridedBatchSampler: rank must be in [0, {num_replicas - 1}], got {rank}")
-        self.batch_sampler = batch_sampler
-        self.sampler = getattr(batch_sampler, "sampler", None)
-        self.num_replicas = int(num_replicas)
-        self.rank = int(rank)
-
-    def set_epoch(self, epoch: int) -> None:
-        inner = getattr(self.batch_sampler, "set_epoch", None)
-        if inner is not None:
-            inner(epoch)
-
     def epoch_batches(self) -> list[np.ndarray]:
         return _global_batches(self.batch_sampler)[self.rank::self.num_replicas]
-
-    def __iter__(self):
-        return iter([b.tolist() for b in self.epoch_batches()])
 
     def __len__(self) -> int:
         return max(0, -(-(len(self.batch_sampler) - self.rank) // self.num_replicas))
