@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import deepwise as dw
+from deepwise import backend
 
 torch = pytest.importorskip("torch")
 
@@ -73,13 +74,17 @@ def test_inference_mode_builds_no_graph_as_a_block_and_a_decorator():
     assert dw.is_grad_enabled()
 
 
-def test_bfloat16_is_a_name_whose_tensors_give_a_clear_error():
-    table = {"float32": dw.float32, "bfloat16": dw.bfloat16, "float16": dw.float16}
-    assert table["bfloat16"] is not dw.float32 and dw.float32 != dw.bfloat16
-    with pytest.raises(TypeError, match="cannot make bfloat16 tensors"):
-        dw.zeros(2, dtype=dw.bfloat16)
+def test_bfloat16_without_ml_dtypes_is_a_name_whose_tensors_say_how_to_get_it(monkeypatch):
+    monkeypatch.setattr(backend, "_bfloat16", [None])  # as if ml_dtypes were not installed
+    bf16 = dw.bfloat16
+    table = {"float32": dw.float32, "bfloat16": bf16, "float16": dw.float16}
+    assert table["bfloat16"] is not dw.float32 and dw.float32 != bf16
+    with pytest.raises(TypeError, match=r'cannot make bfloat16 tensors.*pip install "deepwise\[bf16\]"'):
+        dw.zeros(2, dtype=bf16)
     with pytest.raises(TypeError, match="bfloat16"):
-        dw.ones(2).to(dw.bfloat16)
+        dw.ones(2).to(bf16)
+    with pytest.raises(TypeError, match=r'deepwise\[bf16\]'):
+        dw.ones(2).bfloat16()
 
 
 def test_tensor_methods_match_torch():

@@ -14,6 +14,7 @@ from deepwise import (
     backend,
     backends,
     callbacks,
+    creation,
     cuda,
     data,
     diagnostics,
@@ -57,7 +58,6 @@ from deepwise.creation import (
     ShortTensor,
     arange,
     as_tensor,
-    bfloat16,
     empty,
     empty_like,
     eye,
@@ -95,6 +95,12 @@ half, double, long = float16, float64, int64
 float = float32  # shadows the builtins on purpose: dw.float, dw.int, dw.bool as in torch
 int = int32
 bool = bool_
+
+
+def __getattr__(name):  # dw.bfloat16 is looked up when a program names it: importing ml_dtypes takes ~0.5 s
+    if name == "bfloat16":
+        return creation.bfloat16_dtype()
+    raise AttributeError(f"module 'deepwise' has no attribute {name!r}")
 
 
 def device(spec="cpu", index=None):

@@ -23,6 +23,27 @@ bool_ = np.dtype("bool")
 
 DEFAULT_FLOAT = float32
 _cupy = None
+_bfloat16 = []  # [np.dtype of ml_dtypes.bfloat16, or None when ml_dtypes is not installed], once looked up
+
+
+def bfloat16_dtype():
+    """NumPy's dtype for bfloat16 (``ml_dtypes.bfloat16``; CuPy >= 14 uses the same one), or None when
+    ml_dtypes is not installed. ml_dtypes is imported on first use, not with deepwise: its import
+    takes about half a second, and a program that never names bfloat16 should not pay it."""
+    if not _bfloat16:
+        try:
+            import ml_dtypes  # noqa: PLC0415
+
+            _bfloat16.append(np.dtype(ml_dtypes.bfloat16))
+        except ImportError:
+            _bfloat16.append(None)
+    return _bfloat16[0]
+
+
+def __getattr__(name):  # backend.bfloat16, looked up (and ml_dtypes imported) only when asked for
+    if name == "bfloat16":
+        return bfloat16_dtype()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def cupy_module():
@@ -180,6 +201,8 @@ def to_dtype(dtype):
     try:
         return np.dtype(dtype)
     except TypeError:
+        if "bfloat16" in str(dtype) and bfloat16_dtype() is not None:  # NumPy knows the name once imported
+            return bfloat16_dtype()
         raise TypeError(f"not a dtype: {dtype!r}") from None
 
 
@@ -190,7 +213,7 @@ def default_dtype(dtype, from_python: bool = False):
     numbers or lists (``from_python``) takes int64 for integers and float32 for floats; every other
     dtype (uint8 images, int32 labels, float16, bool) is kept."""
     dtype = np.dtype(dtype)
-    if dtype == float64 or (from_python and dtype.kind == "f"):
+    if dtype == float64 or (from_python and is_floating(dtype)):
         return DEFAULT_FLOAT
     if from_python and dtype.kind in "iu":
         return int64
@@ -204,14 +227,23 @@ def with_default_dtype(array, from_python: bool = False):
 
 
 def is_floating(dtype) -> bool:
-    return np.dtype(dtype).kind == "f"
+    """The one test of "floating point" (what may require grad, what a float scalar keeps, what
+    float-only ops accept): float16/32/64 and bfloat16, whose NumPy kind is "V" (a type ml_dtypes
+    adds), not "f". Needs no import of ml_dtypes: a bfloat16 array can only exist once it is loaded."""
+    if not isinstance(dtype, np.dtype):
+        dtype = np.dtype(dtype)
+    return dtype.kind == "f" or (dtype.kind == "V" and dtype.name == "bfloat16")
+
+
+def is_bfloat16(dtype) -> bool:
+    return dtype.kind == "V" and dtype.name == "bfloat16"
 
 
 def result_dtype(*dtypes):
     """PyTorch's promotion: bool < integer < floating by category; the higher category's dtype wins,
     so float32 with int64 stays float32 (NumPy would give float64). Within a category, the wider."""
     dtypes = [np.dtype(d) for d in dtypes]
-    rank = {"b": 0, "u": 1, "i": 1, "f": 2}
+    rank = {"b": 0, "u": 1, "i": 1, "f": 2}  # anything else (bfloat16: kind "V") ranks as floating
     top = max(rank.get(d.kind, 2) for d in dtypes)
     same = [d for d in dtypes if rank.get(d.kind, 2) == top]
     out = same[0]
@@ -225,6 +257,6 @@ def scalar_dtype(value, tensor_dtype):
     if isinstance(value, bool):
         return tensor_dtype if tensor_dtype.kind != "b" else bool_
     if isinstance(value, (int, np.integer)):
-        return tensor_dtype if tensor_dtype.kind in "iuf" else int64
-    # float scalar: keeps a float tensor's dtype, promotes ints/bools to the default float
-    return tensor_dtype if tensor_dtype.kind == "f" else DEFAULT_FLOAT
+        return tensor_dtype if tensor_dtype.kind in "iuf" or is_floating(tensor_dtype) else int64
+    # float scalar: keeps a float tensor's dtype (bfloat16 too), promotes ints/bools to the default float
+    return tensor_dtype if tensor_dtype.kind == "f" or is_floating(tensor_dtype) else DEFAULT_FLOAT

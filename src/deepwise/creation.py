@@ -193,7 +193,7 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
         raise TypeError(f"multinomial(): input must be a Tensor, got {type(input).__name__}")
     if input.ndim not in (1, 2):
         raise RuntimeError(f"multinomial(): prob_dist must be 1 or 2 dim, got shape {input.shape}")
-    if input.dtype.kind != "f":
+    if not backend.is_floating(input.dtype):
         raise RuntimeError(f"multinomial(): expected a floating point input, got {input.dtype}")
     num_samples = int(num_samples)
     if num_samples <= 0:
@@ -233,8 +233,8 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
 
 
 class UnsupportedDtype:
-    """A dtype name PyTorch programs mention that deepwise cannot hold (NumPy and CuPy arrays have no
-    such type): naming it works (``dtype = dw.bfloat16 if ... else dw.float32``), making a tensor of
+    """A dtype name PyTorch programs mention that deepwise cannot hold here (bfloat16 without
+    ml_dtypes): naming it works (``dtype = dw.bfloat16 if ... else dw.float32``), making a tensor of
     it raises a TypeError that says so."""
 
     def __init__(self, name, advice):
@@ -253,8 +253,21 @@ class UnsupportedDtype:
         return f"{self.name} (deepwise cannot make {self.name} tensors: {self.advice})"
 
 
-bfloat16 = UnsupportedDtype("bfloat16", "NumPy and CuPy have no bfloat16 arrays; use float32, or float16 "
-                                        "for half precision")
+_NO_BFLOAT16 = UnsupportedDtype("bfloat16", 'its arrays come from the ml_dtypes package: pip install '
+                                            '"deepwise[bf16]"; or use float32, or float16 for half precision')
+
+
+def bfloat16_dtype():
+    """``dw.bfloat16``: ml_dtypes' bfloat16 (imported on first use), or, when ml_dtypes is not
+    installed, a name whose tensors raise a TypeError saying how to get it."""
+    dtype = backend.bfloat16_dtype()
+    return _NO_BFLOAT16 if dtype is None else dtype
+
+
+def __getattr__(name):  # creation.bfloat16: looked up when asked for (importing ml_dtypes costs ~0.5 s)
+    if name == "bfloat16":
+        return bfloat16_dtype()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False):

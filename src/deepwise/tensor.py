@@ -182,6 +182,10 @@ class Tensor:
     def element_size(self) -> int:
         return self.array.itemsize
 
+    def is_floating_point(self) -> bool:
+        """True for float16/32/64 and bfloat16, as ``torch.Tensor.is_floating_point``."""
+        return backend.is_floating(self.array.dtype)
+
     def __len__(self):
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
@@ -262,7 +266,7 @@ class Tensor:
 
     # ---------------------------------------------------------------------------- autograd API
     def requires_grad_(self, requires_grad: bool = True):
-        if requires_grad and self.array.dtype.kind not in "fc":
+        if requires_grad and self.array.dtype.kind not in "fc" and not backend.is_floating(self.array.dtype):
             raise RuntimeError(f"only floating-point tensors can require gradients, this one is {self.dtype}")
         if not self.is_leaf and not requires_grad:
             raise RuntimeError("requires_grad_(False) on a non-leaf tensor: use detach()")
@@ -345,6 +349,14 @@ class Tensor:
 
     def half(self):
         return self.to(backend.float16)
+
+    def bfloat16(self):
+        """bfloat16 (ml_dtypes' type: ``pip install "deepwise[bf16]"``), as ``torch.Tensor.bfloat16``."""
+        dtype = backend.bfloat16_dtype()
+        if dtype is None:
+            raise TypeError('bfloat16(): deepwise makes bfloat16 tensors with the ml_dtypes package: '
+                            'pip install "deepwise[bf16]"')
+        return self.to(dtype)
 
     def long(self):
         return self.to(backend.int64)
@@ -454,8 +466,11 @@ class Tensor:
 
     # --------------------------------------------------------------------------------- display
     def __repr__(self):
+        values = backend.to_device(self.array, Device("cpu"))
+        if backend.is_bfloat16(values.dtype):  # printed through float32 (exact), so 1.0 reads "1." as floats do
+            values = values.astype(backend.float32)
         body = np.array2string(
-            backend.to_device(self.array, Device("cpu")), separator=", ", precision=4,
+            values, separator=", ", precision=4,
             threshold=200, edgeitems=3, prefix="tensor(",
         )
         extras = []

@@ -15,7 +15,7 @@ import os
 import sys
 import traceback
 
-from deepwise.backend import get_array_module
+from deepwise.backend import get_array_module, is_floating
 
 _anomaly = False
 
@@ -138,7 +138,9 @@ def check_backward(ctx, grads_in):
 
 # ------------------------------------------------------------------------------- value helpers
 def _is_float_array(a) -> bool:
-    return a is not None and hasattr(a, "dtype") and hasattr(a, "shape") and a.dtype.kind in "fc"
+    if a is None or not hasattr(a, "dtype") or not hasattr(a, "shape"):
+        return False
+    return a.dtype.kind in "fc" or is_floating(a.dtype)
 
 
 def is_finite(a) -> bool:

@@ -55,7 +55,7 @@ import contextlib
 import numpy as np
 
 from deepwise.autograd import anomaly, engine, mode
-from deepwise.backend import get_array_module, is_array
+from deepwise.backend import get_array_module, is_array, is_floating
 from deepwise.tensor import Tensor
 
 _KEEP_CALLS = [0, None]  # depth of ``keep_calls()``, and the list of tensors it collects
@@ -349,15 +349,15 @@ class Function:
             if saved:
                 ctx.out_ids = tuple([id(o) for o in out])
             return tuple([
-                _keep_node(Tensor._make(o) if id(o) in frozen else Tensor._make(o, o.dtype.kind in "fc", ctx, i),
-                           ctx, i)
+                _keep_node(Tensor._make(o) if id(o) in frozen else
+                           Tensor._make(o, o.dtype.kind in "fc" or is_floating(o.dtype), ctx, i), ctx, i)
                 for i, o in enumerate(out)
             ])
         if saved:
             ctx.out_ids = (id(out),)
         if frozen and id(out) in frozen:
             return _keep_node(Tensor._make(out), ctx, 0)
-        t = Tensor._make(out, out.dtype.kind in "fc", ctx, 0)
+        t = Tensor._make(out, out.dtype.kind in "fc" or is_floating(out.dtype), ctx, 0)
         return _keep_node(t, ctx, 0) if keeping else t
 
     @classmethod

@@ -344,14 +344,14 @@ class Module:
             else:
                 dtype = a
         dtype = backend.to_dtype(dtype)
-        if dtype is not None and dtype.kind != "f":
+        if dtype is not None and not backend.is_floating(dtype):
             raise TypeError(f"Module.to() only accepts floating-point dtypes, got {dtype}")
         device = Device(device) if device is not None else None
 
         def convert(arr):
             if device is not None:
                 arr = backend.to_device(arr, device)
-            if dtype is not None and arr.dtype.kind == "f" and arr.dtype != dtype:
+            if dtype is not None and backend.is_floating(arr.dtype) and arr.dtype != dtype:
                 arr = arr.astype(dtype)
             return arr
 

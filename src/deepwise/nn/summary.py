@@ -213,7 +213,7 @@ def _make_inputs(input_shape, dtype, device, batch_dim):
         d = backend.to_dtype(d) or backend.DEFAULT_FLOAT
         if not -len(s) - 1 <= batch_dim <= len(s):
             raise ValueError(f"summary: batch_dim={batch_dim} is out of range for an input of shape {tuple(s)}")
-        arr = local.standard_normal(tuple(s)).astype(d) if d.kind == "f" else np.zeros(tuple(s), dtype=d)
+        arr = local.standard_normal(tuple(s)).astype(d) if backend.is_floating(d) else np.zeros(tuple(s), dtype=d)
         arr = np.expand_dims(arr, batch_dim)
         t = Tensor(arr)
         if device is not None and t.device != device:

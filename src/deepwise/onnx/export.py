@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from deepwise import backend
 from deepwise.autograd.function import keep_calls
 from deepwise.autograd.mode import enable_grad, no_grad
 from deepwise.nn.module import Module
@@ -40,7 +41,7 @@ def _as_inputs(args):
         if not isinstance(arr, np.ndarray):
             raise TypeError("dw.onnx.export: example inputs must be on the CPU (call .to('cpu') first)")
         leaf = Tensor(arr.copy())
-        if arr.dtype.kind == "f":
+        if backend.is_floating(arr.dtype):
             leaf.requires_grad_(True)  # so every op that reads the input is recorded
         out.append(leaf)
     return tuple(out)

@@ -44,7 +44,7 @@ def _device_type(args):
 
 
 def _cast(value, dtype, lower):
-    if isinstance(value, Tensor) and value.dtype.kind == "f" and value.dtype != backend.float64:
+    if isinstance(value, Tensor) and backend.is_floating(value.dtype) and value.dtype != backend.float64:
         if value.dtype != dtype and (lower or value.dtype.itemsize < dtype.itemsize):
             return value.to(dtype)
     return value

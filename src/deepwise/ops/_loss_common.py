@@ -39,11 +39,11 @@ def reduce_loss(loss, reduction, denom=None):
     """Reduce a per-element loss; ``denom`` overrides the element count for 'mean'."""
     if reduction == "none":
         return loss
-    total = loss.sum()
-    if reduction == "sum":
-        return total
-    with quiet():
-        return total / (math.prod(loss.shape) if denom is None else denom)
+    total = dual.sum(loss)  # a bfloat16 array's sum accumulates (and stays) in float32 ...
+    if reduction == "mean":
+        with quiet():
+            total = total / (math.prod(loss.shape) if denom is None else denom)
+    return total if total.dtype == loss.dtype else total.astype(loss.dtype)  # ... and is rounded once
 
 
 def spread_grad(g, shape, reduction, denom=None):
@@ -66,7 +66,7 @@ def float_pair(op, input, target):
     """Input and target as tensors of one floating dtype (float32 stays float32)."""
     check_tensor(input, op, "input")
     check_tensor(target, op, "target")
-    if input.dtype.kind != "f":
+    if input.dtype.kind != "f" and not backend.is_floating(input.dtype):
         raise TypeError(f"{op}: input must be floating point, got {input.dtype}")
     dt = backend.result_dtype(input.dtype, target.dtype)
     return input.to(dt), target.to(dt)

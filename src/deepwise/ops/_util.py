@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from deepwise import backend
+from deepwise.autograd.mode import is_grad_enabled
 from deepwise.backend import get_array_module
 
 
@@ -38,12 +39,54 @@ def xp_of(*arrays):
     return get_array_module(*arrays)
 
 
+def rounded_to(dtype, out):
+    """``out`` (computed in float32) in ``dtype``: the one rounding of a bfloat16 matmul, whose NumPy
+    product is float32 already; no copy when it has that dtype."""
+    return out if out.dtype == dtype else out.astype(dtype)
+
+
+def _float32_of(a):
+    return a.astype(backend.float32) if getattr(a, "dtype", None) is not None and backend.is_bfloat16(a.dtype) else a
+
+
+def float32_for_bfloat16(cls):
+    """Class decorator: ``cls`` computes in float32 when given bfloat16 arrays, as PyTorch's CPU kernels
+    do for convolutions, softmax, log_softmax, variance and the norms (they accumulate in float32 and
+    round once). Forward then runs on float32 copies of its bfloat16 arguments and rounds each floating
+    output to bfloat16; what it saves stays float32, so backward runs in float32 too (its bfloat16
+    gradients are widened first) and the engine rounds each input's gradient to that input's dtype.
+    Other dtypes pay one look at the first argument's dtype kind."""
+    forward, backward = cls.forward, cls.backward
+
+    def bf16_forward(ctx, *args, **kwargs):
+        first = args[0]
+        if first.dtype.kind != "V" or not backend.is_bfloat16(first.dtype):
+            return forward(ctx, *args, **kwargs)
+        ctx.bfloat16_in_float32 = True
+        out = forward(ctx, *[_float32_of(a) for a in args], **kwargs)
+        if isinstance(out, tuple):
+            return tuple([o.astype(first.dtype) if o.dtype == backend.float32 else o for o in out])
+        return out.astype(first.dtype) if out.dtype == backend.float32 else out
+
+    def bf16_backward(ctx, *grads):
+        if not ctx.__dict__.get("bfloat16_in_float32"):
+            return backward(ctx, *grads)
+        if is_grad_enabled():  # create_graph: the float32 arrays forward saved are not the inputs' tensors
+            raise RuntimeError(f"{cls.__name__}: double backward (create_graph=True) through a bfloat16 "
+                               "input is not supported; compute in float32 for higher-order gradients")
+        return backward(ctx, *[_float32_of(g) for g in grads])
+
+    bf16_forward.__wrapped__, bf16_backward.__wrapped__ = forward, backward
+    cls.forward, cls.backward = staticmethod(bf16_forward), staticmethod(bf16_backward)
+    return cls
+
+
 def check_float(op, t):
-    if t.dtype.kind not in "fc":
+    if t.dtype.kind not in "fc" and not backend.is_floating(t.dtype):
         raise TypeError(f"{op} needs a floating-point tensor, got {t.dtype}")
 
 
-__all__ = ["backend", "check_float", "expand_reduced", "normalize_dim", "xp_of"]
+__all__ = ["backend", "check_float", "expand_reduced", "float32_for_bfloat16", "normalize_dim", "rounded_to", "xp_of"]
 
 
 def scatter_add_rows(n, index, rows):

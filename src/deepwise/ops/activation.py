@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+from deepwise import backend
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
 from deepwise.ops._autocast import autocast_op
-from deepwise.ops._util import normalize_dim, xp_of
+from deepwise.ops._util import float32_for_bfloat16, normalize_dim, xp_of
 
 
 class ReLU(Function):
@@ -176,6 +177,7 @@ class Softplus(Function):
         return g * dual.where(bx > ctx.threshold, 1, dual.sigmoid(bx)), None, None
 
 
+@float32_for_bfloat16
 class Softmax(Function):
     @staticmethod
     def forward(ctx, x, dim):
@@ -192,6 +194,7 @@ class Softmax(Function):
         return y * (g - dual.sum(g * y, axis=ctx.dim, keepdims=True)), None
 
 
+@float32_for_bfloat16
 class LogSoftmax(Function):
     """x - logsumexp(x): finite for logits of any size."""
 
@@ -211,7 +214,7 @@ class LogSoftmax(Function):
 
 
 def _float(x):
-    return x if x.dtype.kind == "f" else x.float()
+    return x if (x.dtype.kind == "f" or backend.is_floating(x.dtype)) else x.float()
 
 
 def relu(input, inplace=False):

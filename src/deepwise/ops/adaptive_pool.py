@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepwise import backend
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
 from deepwise.ops._util import xp_of
@@ -142,7 +143,7 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     """Max over adaptive windows (see ``adaptive_avg_pool2d``); ties go to the first element in scan
     order; ``return_indices`` gives flat h*W + w indices as in PyTorch."""
     out = _adaptive_size("adaptive_max_pool2d", input, output_size)
-    if input.dtype.kind != "f":
+    if input.dtype.kind != "f" and not backend.is_floating(input.dtype):
         raise TypeError(f"adaptive_max_pool2d: needs a floating-point input, got {input.dtype}")
     unbatched = input.ndim == 3
     if unbatched:

@@ -12,7 +12,7 @@ from deepwise import backend
 from deepwise.autograd.function import Function, is_keeping_calls
 from deepwise.ops import dual
 from deepwise.ops._autocast import autocast_op
-from deepwise.ops._util import xp_of
+from deepwise.ops._util import rounded_to, xp_of
 from deepwise.tensor import Tensor
 
 
@@ -37,7 +37,7 @@ def coerce(a, b, op, floating=False):
         if a.array.__class__ is not b.array.__class__:
             raise RuntimeError(f"{op}: tensors on different devices ({a.device} and {b.device})")
     dt = a_dt if a_dt == b_dt else backend.result_dtype(a_dt, b_dt)
-    if floating and dt.kind != "f":
+    if floating and dt.kind != "f" and not backend.is_floating(dt):
         dt = backend.DEFAULT_FLOAT
     if a_dt != dt:
         a = a.to(dt) if isinstance(a, Tensor) else a.astype(dt)
@@ -49,7 +49,8 @@ def coerce(a, b, op, floating=False):
 def _scalar_or_array(v, tensor_dtype, like):
     xp = xp_of(like)
     if v.__class__ is float:  # the common case first: a Python float keeps a float tensor's dtype
-        return xp.asarray(v, dtype=tensor_dtype if tensor_dtype.kind == "f" else backend.DEFAULT_FLOAT)
+        return xp.asarray(v, dtype=tensor_dtype if tensor_dtype.kind == "f" or backend.is_floating(tensor_dtype)
+                          else backend.DEFAULT_FLOAT)
     if backend.is_array(v):
         if v.ndim == 0:  # numpy scalar array: weak like a Python scalar
             return xp.asarray(v, dtype=backend.scalar_dtype(v.item(), tensor_dtype))
@@ -193,7 +194,7 @@ class Minimum(Function):
 
 def _share(wins, ties, dtype):
     """The share of the gradient that goes to the first operand: 1, 0, or 1/2 on a tie."""
-    return (wins + 0.5 * ties).astype(dtype if dtype.kind == "f" else backend.DEFAULT_FLOAT)
+    return (wins + 0.5 * ties).astype(dtype if backend.is_floating(dtype) else backend.DEFAULT_FLOAT)
 
 
 class Where(Function):
@@ -219,7 +220,7 @@ class Clamp(Function):
     def forward(ctx, x, lo, hi):
         inside = ((x >= lo) if lo is not None else True) & ((x <= hi) if hi is not None else True)
         ctx.save_for_backward(inside)
-        return xp_of(x).clip(x, lo, hi)
+        return rounded_to(x.dtype, xp_of(x).clip(x, lo, hi))  # NumPy widens bfloat16 clipped by Python floats
 
     @staticmethod
     def backward(ctx, g):
@@ -325,7 +326,7 @@ def where(condition, input, other):
 def clamp(input, min=None, max=None):
     if min is None and max is None:
         raise ValueError("clamp: give at least one of min and max")
-    if input.dtype.kind != "f" and any(isinstance(v, float) for v in (min, max)):
+    if not backend.is_floating(input.dtype) and any(isinstance(v, float) for v in (min, max)):
         input = input.float()  # float bounds on an int tensor give float32 (not NumPy's float64)
     return Clamp.apply(input, min, max)
 

@@ -26,7 +26,7 @@ from deepwise import backend, random
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
 from deepwise.ops._autocast import autocast_op
-from deepwise.ops._util import xp_of
+from deepwise.ops._util import float32_for_bfloat16, xp_of
 from deepwise.ops.activation import softmax
 from deepwise.ops.arithmetic import where
 from deepwise.ops.linalg import matmul
@@ -47,6 +47,7 @@ def _dead_rows(s):
     return s.max(axis=-1, keepdims=True) == -np.inf
 
 
+@float32_for_bfloat16
 class ScaledDotProductAttention(Function):
     """softmax(q k^T * scale + bias, masked) [* keep] @ v; with ``need_weights`` also the weights."""
 
@@ -151,7 +152,7 @@ def _check_qkv(query, key, value, op):
             raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
         if t.ndim < 2:
             raise ValueError(f"{op}: {name} needs at least 2 dims (..., length, features), got shape {_shape(t)}")
-        if t.dtype.kind != "f":
+        if t.dtype.kind != "f" and not backend.is_floating(t.dtype):
             raise TypeError(f"{op}: {name} must be floating point, got {t.dtype}")
     if not query.dtype == key.dtype == value.dtype:
         raise TypeError(

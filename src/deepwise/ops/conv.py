@@ -22,11 +22,11 @@ directly (first-order training); under ``create_graph`` they are recorded, so gr
 
 from __future__ import annotations
 
-from deepwise import threads
+from deepwise import backend, threads
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
 from deepwise.ops._autocast import autocast_op
-from deepwise.ops._util import xp_of
+from deepwise.ops._util import float32_for_bfloat16, xp_of
 from deepwise.tensor import Tensor
 
 
@@ -303,6 +303,7 @@ def _wanted(ctx, i):
     return len(need) > i and need[i]
 
 
+@float32_for_bfloat16
 class Conv2dFn(Function):
     """conv2d on normalised settings: stride/dil (2 ints), pads ((pt, pb), (pl, pr)), out_hw."""
 
@@ -330,6 +331,7 @@ class Conv2dFn(Function):
         return gx, gw, gb, None, None, None, None, None
 
 
+@float32_for_bfloat16
 class ConvTranspose2dFn(Function):
     """conv_transpose2d on normalised settings; ``out_hw`` is the output's (H, W). The weight is
     (C_in, C_out//G, kh, kw): the weight of the conv2d whose input gradient this op is."""
@@ -465,7 +467,7 @@ def _check_common(op, input, weight, bias, groups, transposed):
         out_c = weight.shape[0]
     if bias is not None and tuple(bias.shape) != (out_c,):
         raise RuntimeError(f"{op}: bias must have shape ({out_c},), got {tuple(bias.shape)}")
-    if input.dtype.kind != "f":
+    if input.dtype.kind != "f" and not backend.is_floating(input.dtype):
         raise TypeError(f"{op}: needs a floating-point input, got {input.dtype}")
 
 

@@ -45,7 +45,7 @@ def _keep_mask(shape, p, x):
 
 
 def _float(x, op):
-    if x.dtype.kind != "f":
+    if x.dtype.kind != "f" and not backend.is_floating(x.dtype):
         raise TypeError(f"{op} needs a floating-point tensor, got {x.dtype}")
     return x
 

@@ -15,7 +15,7 @@ Nothing here converts a Tensor to an array: that would cut the graph of a higher
 
 from __future__ import annotations
 
-from deepwise import tensor
+from deepwise import backend, tensor
 from deepwise.autograd.function import Context
 from deepwise.backend import get_array_module
 from deepwise.tensor import Tensor
@@ -70,7 +70,9 @@ def where(condition, a, b):
     xp = _xp(condition, a, b)
     out = xp.where(condition, a, b)
     like = a if hasattr(a, "dtype") else b
-    return out.astype(like.dtype, copy=False) if hasattr(like, "dtype") and like.dtype.kind == "f" else out
+    if hasattr(like, "dtype") and (like.dtype.kind == "f" or backend.is_floating(like.dtype)):
+        return out.astype(like.dtype, copy=False)
+    return out
 
 
 def maximum(a, b):
@@ -95,6 +97,8 @@ def cast(x, dtype):
 def sum(x, axis=None, keepdims=False):
     if isinstance(x, Tensor):
         return x.sum(dim=axis, keepdim=keepdims)
+    if x.dtype.kind == "V" and backend.is_bfloat16(x.dtype):  # accumulate in float32, as torch; the engine
+        return x.sum(axis=axis, keepdims=keepdims, dtype=backend.float32)  # rounds the gradient once
     return x.sum(axis=axis, keepdims=keepdims)
 
 

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from deepwise import backend
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
 from deepwise.ops._util import xp_of
@@ -163,7 +164,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     linear = mode in ("linear", "bilinear")
     if align_corners is not None and not linear:
         raise ValueError("interpolate: align_corners can only be set with the linear and bilinear modes")
-    if input.dtype.kind != "f":
+    if input.dtype.kind != "f" and not backend.is_floating(input.dtype):
         raise TypeError(f"interpolate: needs a floating-point input, got {input.dtype}")
     dims = input.ndim - 2
     out, scales = _output_size(input, size, scale_factor, dims)

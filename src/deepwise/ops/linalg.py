@@ -10,6 +10,7 @@ from __future__ import annotations
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
 from deepwise.ops._autocast import autocast_op
+from deepwise.ops._util import rounded_to
 from deepwise.ops.arithmetic import coerce
 from deepwise.tensor import Tensor
 
@@ -23,7 +24,7 @@ class MatMul(Function):
         need_a, need_b = ctx.needs_input_grad  # a's gradient needs b, b's needs a
         ctx.save_for_backward(a if need_b else None, b if need_a else None)
         ctx.shapes = (a.shape, b.shape)
-        return a @ b
+        return rounded_to(a.dtype, a @ b)  # bfloat16 @ bfloat16 is float32 in NumPy: round once, as torch
 
     @staticmethod
     def backward(ctx, g):
@@ -104,6 +105,7 @@ class Linear(Function):
         y = _rows(x) @ w.T
         if b is not None:
             y += b
+        y = rounded_to(x.dtype, y)  # bfloat16: the float32 product plus bias, rounded once (as torch's addmm)
         return y if x.ndim == 2 else y.reshape(x.shape[:-1] + (w.shape[0],))
 
     @staticmethod

@@ -3,6 +3,7 @@ divergence."""
 
 from __future__ import annotations
 
+from deepwise import backend
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
 from deepwise.ops._autocast import autocast_op
@@ -17,7 +18,7 @@ from deepwise.ops._loss_common import (
     spread_grad,
     weight_array,
 )
-from deepwise.ops._util import xp_of
+from deepwise.ops._util import float32_for_bfloat16, xp_of
 
 
 def _rows(a):
@@ -108,6 +109,7 @@ def _cross_entropy_ops(x, t, *, weight, ignore_index, label_smoothing, reduction
     return reduce_loss(loss.reshape(t.shape), reduction, w_t.sum())
 
 
+@float32_for_bfloat16
 class CrossEntropy(Function):
     """Fused log-softmax + weighted NLL + label smoothing for class-index targets.
 
@@ -174,6 +176,7 @@ def _cross_entropy_prob_ops(x, t, *, weight, label_smoothing, reduction):
     return reduce_loss(loss.reshape(out_shape), reduction, n_rows)
 
 
+@float32_for_bfloat16
 class CrossEntropyProb(Function):
     """Fused log-softmax + cross-entropy against class probabilities (the input's shape).
 
@@ -263,14 +266,14 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     reduction = check_reduction(op, reduction, size_average, reduce)
     check_tensor(input, op, "input")
     check_tensor(target, op, "target")
-    if input.dtype.kind != "f":
+    if input.dtype.kind != "f" and not backend.is_floating(input.dtype):
         raise TypeError(f"{op}: input (logits) must be floating point, got {input.dtype}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
     if input.ndim == 0:
         raise ValueError(f"{op}: input must have a class dimension, got a 0-d tensor")
     w = _class_weight(op, weight, input)
-    if target.dtype.kind == "f":
+    if backend.is_floating(target.dtype):
         if target.shape != input.shape:
             raise ValueError(
                 f"{op}: a floating-point target holds class probabilities and must have the input's "
@@ -294,7 +297,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     reduction = check_reduction(op, reduction, size_average, reduce)
     check_tensor(input, op, "input")
     check_tensor(target, op, "target")
-    if input.dtype.kind != "f":
+    if input.dtype.kind != "f" and not backend.is_floating(input.dtype):
         raise TypeError(f"{op}: input (log-probabilities) must be floating point, got {input.dtype}")
     if target.dtype.kind not in "iu":
         raise TypeError(f"{op}: target must hold integer class indices, got {target.dtype} (use target.long())")

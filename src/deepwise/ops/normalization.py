@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 
+from deepwise import backend
 from deepwise.autograd.function import Function
 from deepwise.ops._autocast import autocast_op
-from deepwise.ops._util import xp_of
+from deepwise.ops._util import float32_for_bfloat16, xp_of
 from deepwise.tensor import Tensor
 
 
@@ -133,6 +134,7 @@ def _batch_norm_ops(x, w, b, *, running_mean, running_var, training, momentum, e
     return _affine_ops(xhat, w, b, bshape)
 
 
+@float32_for_bfloat16
 class BatchNorm(Function):
     """Per-channel normalisation of (N, C, *); in training, batch statistics (running stats updated
     in place with the unbiased variance); otherwise the running statistics."""
@@ -188,6 +190,7 @@ def _layer_norm_ops(x, w, b, *, k, eps):
     return _affine_ops(_standardize_ops(x, tuple(range(x.ndim - k, x.ndim)), eps), w, b)
 
 
+@float32_for_bfloat16
 class LayerNorm(Function):
     """Normalisation over the last ``k`` axes; weight and bias have those axes' shape."""
 
@@ -223,6 +226,7 @@ def _group_norm_ops(x, w, b, *, num_groups, eps):
     return _affine_ops(xhat, w, b, (1, n_ch) + (1,) * (x.ndim - 2))
 
 
+@float32_for_bfloat16
 class GroupNorm(Function):
     """Normalisation of (N, C, *) over groups of C / G channels and all spatial positions;
     weight and bias are per channel."""
@@ -262,7 +266,7 @@ class GroupNorm(Function):
 def _check_input(op, input, min_ndim):
     if not isinstance(input, Tensor):
         raise TypeError(f"{op}: input must be a Tensor, got {type(input).__name__}")
-    if input.dtype.kind != "f":
+    if input.dtype.kind != "f" and not backend.is_floating(input.dtype):
         raise TypeError(f"{op}: input must be floating point, got {input.dtype}")
     if input.ndim < min_ndim:
         raise ValueError(f"{op}: input must have at least {min_ndim} dimensions (N, C, ...), got shape {input.shape}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepwise import backend
 from deepwise.autograd.function import Function
 from deepwise.autograd.mode import is_grad_enabled
 from deepwise.ops import dual
@@ -36,7 +37,7 @@ def _settings(op, input, kernel_size, stride, padding, dilation, ceil_mode):
     if input.ndim not in (3, 4):
         raise RuntimeError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape "
                            f"{tuple(input.shape)}")
-    if input.dtype.kind != "f":
+    if input.dtype.kind != "f" and not backend.is_floating(input.dtype):
         raise TypeError(f"{op}: needs a floating-point input, got {input.dtype}")
     k = int_tuple(kernel_size, 2, "kernel_size", op)
     s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else \

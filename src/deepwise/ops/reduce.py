@@ -15,7 +15,7 @@ from deepwise import backend
 from deepwise.autograd.function import Function
 from deepwise.ops import arithmetic, dual
 from deepwise.ops._autocast import autocast_op
-from deepwise.ops._util import expand_reduced, normalize_dim, xp_of
+from deepwise.ops._util import expand_reduced, float32_for_bfloat16, normalize_dim, xp_of
 from deepwise.ops.index import GatherBackward, values_indices
 from deepwise.ops.shape import movedim, pad
 from deepwise.tensor import Tensor
@@ -28,9 +28,9 @@ def _quiet():
 
 
 def _acc(dtype):
-    """The accumulator dtype of a reduction: float32 for float16 data (as PyTorch and cuDNN
-    accumulate), else the data's own (None)."""
-    return backend.float32 if dtype == backend.float16 else None
+    """The accumulator dtype of a reduction: float32 for float16 and bfloat16 data (as PyTorch and
+    cuDNN accumulate), else the data's own (None)."""
+    return backend.float32 if dtype == backend.float16 or (dtype.kind == "V" and backend.is_bfloat16(dtype)) else None
 
 
 def _in(dtype, out):
@@ -75,6 +75,7 @@ def _count(shape, axes):
     return n
 
 
+@float32_for_bfloat16
 class Var(Function):
     """Fused: forward keeps ``x - mean`` for a one-pass first-order backward; higher orders
     differentiate ``composite``, the same variance written with other ops."""
@@ -200,6 +201,7 @@ class MaxDim(Function):
         return dual.apply(GatherBackward, g, ctx.axis, idx, ctx.shape, unique=True), None, None, None
 
 
+@float32_for_bfloat16
 class LogSumExp(Function):
     """The gradient is exp(x - out): the softmax, written with the saved input and output."""
 
@@ -263,7 +265,7 @@ def _reduce_dims(dim, ndim, op):
 
 
 def _float(x):
-    return x if x.dtype.kind == "f" else x.float()
+    return x if (x.dtype.kind == "f" or backend.is_floating(x.dtype)) else x.float()
 
 
 @autocast_op("sum")
@@ -278,7 +280,7 @@ def sum(input, dim=None, keepdim=False, dtype=None):
 def mean(input, dim=None, keepdim=False, dtype=None):
     if dtype is not None:
         input = input.to(dtype)
-    if input.dtype.kind != "f":
+    if input.dtype.kind != "f" and not backend.is_floating(input.dtype):
         raise TypeError(f"mean: needs a floating-point tensor, got {input.dtype}; call .float() first")
     return Mean.apply(input, _reduce_dims(dim, input.ndim, "mean"), keepdim)
 

@@ -186,7 +186,7 @@ class Clone(Function):
 
 
 def _float_input(name, x):
-    if x.dtype.kind not in "fc":
+    if x.dtype.kind not in "fc" and not backend.is_floating(x.dtype):
         x = x.float()
     return x
 

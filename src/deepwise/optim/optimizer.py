@@ -318,7 +318,7 @@ class Optimizer:
                 f"{tuple(arr.shape)}, but the parameter has shape {p.shape}"
             )
         src = arr
-        if arr.dtype.kind == "f" and p.dtype.kind == "f" and arr.dtype != p.dtype:
+        if backend.is_floating(arr.dtype) and backend.is_floating(p.dtype) and arr.dtype != p.dtype:
             arr = arr.astype(p.dtype)
         arr = backend.to_device(arr, p.device)
         if arr is src:

@@ -36,7 +36,7 @@ def _mask_kind(layer, name, mask, dtype):
         raise TypeError(f"{layer}: {name} must be a Tensor (bool or {dtype}), got {type(mask).__name__}")
     if mask.dtype == backend.bool_:
         return "bool"
-    if mask.dtype.kind == "f":
+    if backend.is_floating(mask.dtype):
         if mask.dtype != dtype:
             raise TypeError(
                 f"{layer}: a float {name} must have the query's dtype {dtype} (it is added to the scores), "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 
+from deepwise import backend
 from deepwise.nn.module import Module
 from deepwise.ops import loss as F
 from deepwise.tensor import Tensor
@@ -26,7 +27,7 @@ def _as_buffer(name, value, what):
         return None
     if not isinstance(value, Tensor):
         value = Tensor(value)
-    if value.dtype.kind != "f":
+    if not backend.is_floating(value.dtype):
         raise TypeError(f"{name}: {what} must be floating point, got {value.dtype}")
     return value.detach()
 
