@@ -11,13 +11,17 @@ from underflowing. PyTorch's ``torch.amp`` names and semantics::
         scaler.update()                           # halve the scale after an overflow, grow it slowly
 
 Under ``autocast`` the parameters stay float32: an op on the low-precision list casts its inputs to
-float16 on the way in (differentiably, so each parameter's gradient arrives in float32); the ops
-on the float32 list (losses; on CUDA also softmax, norms, exp/log and reductions) cast float16
-inputs up; every other op runs in its inputs' dtype. The tables are in ``deepwise/ops/_autocast.py``.
-On the CPU this runs with NumPy's float16, so it can be tested without a GPU.
+the low dtype on the way in (differentiably, so each parameter's gradient arrives in float32); the
+ops on the float32 list (losses; on CUDA also softmax, norms, exp/log and reductions) cast low
+precision inputs up; every other op runs in its inputs' dtype. The tables are in
+``deepwise/ops/_autocast.py``; they are the same for both low dtypes, as in PyTorch.
 
-bfloat16 is not offered: NumPy has no bfloat16 arithmetic of its own (``ml_dtypes`` adds a storage
-type whose kind is not "f" and whose matmul returns float32), and CuPy's bfloat16 support is partial.
+The low dtype is ``dw.float16`` or ``dw.bfloat16``. As in PyTorch the default is float16 on
+``"cuda"`` and bfloat16 on ``"cpu"``. bfloat16 is ml_dtypes' type (``pip install "deepwise[bf16]"``;
+NumPy and CuPy >= 14 compute with it): it has float32's range, so its gradients do not underflow and
+``GradScaler`` is not needed (it works unchanged). bfloat16 matmuls, convolutions and reductions
+compute in float32 and round once, as PyTorch's CPU kernels do. Everything runs on the CPU too, so
+it is tested without a GPU.
 """
 
 from __future__ import annotations
@@ -36,29 +40,45 @@ def _device_type(device_type):
     return kind
 
 
+_NO_BFLOAT16 = 'bfloat16 needs the ml_dtypes package (pip install "deepwise[bf16]")'
+
+
+def _default_dtype(device_type, enabled=True):
+    """PyTorch's defaults: float16 on CUDA, bfloat16 on the CPU (a disabled block names float16 when
+    ml_dtypes is missing: it casts nothing)."""
+    if device_type == "cuda":
+        return backend.float16
+    bf16 = backend.bfloat16_dtype()
+    if bf16 is None and not enabled:
+        return backend.float16
+    if bf16 is None:
+        raise TypeError(f'autocast("cpu"): the CPU default dtype, {_NO_BFLOAT16}; or pass dtype=dw.float16')
+    return bf16
+
+
 def _low_dtype(dtype):
-    if "bfloat16" in str(dtype):
-        raise TypeError("autocast: bfloat16 is not supported (NumPy and CuPy have no bfloat16 arithmetic); "
-                        "use dtype=dw.float16")
+    if "bfloat16" in str(dtype) and backend.bfloat16_dtype() is None:
+        raise TypeError(f"autocast: {_NO_BFLOAT16}; or use dtype=dw.float16")
     try:
         dt = backend.to_dtype(dtype)
     except TypeError:
-        raise TypeError(f"autocast: dtype must be dw.float16, got {dtype!r}") from None
-    if dt != backend.float16:
-        raise TypeError(f"autocast: dtype must be dw.float16 (the low precision ops run in), got {dt}")
+        raise TypeError(f"autocast: dtype must be dw.float16 or dw.bfloat16, got {dtype!r}") from None
+    if dt != backend.float16 and not backend.is_bfloat16(dt):
+        raise TypeError(f"autocast: dtype must be dw.float16 or dw.bfloat16 (the low precision ops run in), "
+                        f"got {dt}")
     return dt
 
 
 class autocast:
     """``with dw.autocast("cuda"):`` (or ``"cpu"``) runs the block's ops in mixed precision on that
     device type; tensors on other devices are untouched. ``dtype`` is ``dw.float16`` (the default on
-    both device types here; PyTorch's CPU default, bfloat16, is not available). ``enabled=False``
+    ``"cuda"``) or ``dw.bfloat16`` (the default on ``"cpu"``), as in PyTorch. ``enabled=False``
     turns autocast off inside the block, also when nested in an enabled one. Usable as a decorator.
     ``cache_enabled`` is accepted for PyTorch compatibility; casts are not cached."""
 
     def __init__(self, device_type="cuda", dtype=None, enabled=True, cache_enabled=None):
         self.device_type = _device_type(device_type)
-        self.fast_dtype = _low_dtype(backend.float16 if dtype is None else dtype)
+        self.fast_dtype = _default_dtype(self.device_type, enabled) if dtype is None else _low_dtype(dtype)
         self.enabled = bool(enabled)
         self._previous = []
 
@@ -87,8 +107,13 @@ def is_autocast_enabled(device_type="cuda") -> bool:
 
 
 def get_autocast_dtype(device_type="cuda"):
-    """The dtype autocast uses on ``device_type`` (float16 also while it is off, as in PyTorch)."""
-    return backend.autocast_dtype(_device_type(device_type)) or backend.float16
+    """The dtype autocast uses on ``device_type``; while it is off, the default (float16 on CUDA,
+    bfloat16 on the CPU, as in PyTorch; float16 there too when ml_dtypes is not installed)."""
+    kind = _device_type(device_type)
+    current = backend.autocast_dtype(kind)
+    if current is not None:
+        return current
+    return (kind == "cpu" and backend.bfloat16_dtype()) or backend.float16
 
 
 # ------------------------------------------------------------------------------------- GradScaler

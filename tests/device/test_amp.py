@@ -55,33 +55,38 @@ def _dtype(t):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-@pytest.mark.parametrize("input_dtype", ["float32", "float16"])
-def test_cpu_autocast_picks_each_ops_dtype_as_pytorch_does(torch, name, input_dtype):
-    """Under autocast("cpu", float16): the same output dtype as PyTorch's CPU autocast, for float32
-    inputs and for float16 ones, and values within float16 rounding of PyTorch's."""
+@pytest.mark.parametrize("low, input_dtype", [("float16", "float32"), ("float16", "float16"),
+                                              ("bfloat16", "float32"), ("bfloat16", "bfloat16"),
+                                              ("bfloat16", "float16")])
+def test_cpu_autocast_picks_each_ops_dtype_as_pytorch_does(torch, name, low, input_dtype):
+    """Under autocast("cpu", float16 or bfloat16): the same output dtype as PyTorch's CPU autocast,
+    for float32 inputs and low-precision ones, and values within low-precision rounding of PyTorch's."""
     import torch.nn.functional as TF
+
+    if "bfloat16" in (low, input_dtype):
+        pytest.importorskip("ml_dtypes")
 
     def t_dw(a):
         a = np.asarray(a)
-        return dw.tensor(a.astype(input_dtype) if a.dtype.kind == "f" else a)
+        return dw.tensor(a) if a.dtype.kind != "f" else dw.tensor(a).to(getattr(dw, input_dtype))
 
     def t_torch(a):
         a = np.asarray(a)
-        return torch.tensor(a.astype(input_dtype) if a.dtype.kind == "f" else a)
+        return torch.tensor(a) if a.dtype.kind != "f" else torch.tensor(a).to(getattr(torch, input_dtype))
 
-    with dw.autocast("cpu", dtype=dw.float16):
+    with dw.autocast("cpu", dtype=getattr(dw, low)):
         ours = CASES[name](F, t_dw)
-    with torch.autocast("cpu", dtype=torch.float16):
+    with torch.autocast("cpu", dtype=getattr(torch, low)):
         theirs = CASES[name](TF, t_torch)
     assert str(ours.dtype) == _dtype(theirs), f"{name}: deepwise {ours.dtype}, torch {_dtype(theirs)}"
-    np.testing.assert_allclose(ours.numpy().astype(np.float64), theirs.float().numpy(), rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(ours.float().numpy(), theirs.float().numpy(), rtol=2e-2, atol=2e-2)
     assert not dw.amp.is_autocast_enabled("cpu")
 
 
 def test_autocast_leaves_float64_other_devices_and_disabled_blocks_alone():
     x64, w64 = dw.tensor(X, dtype=dw.float64), dw.tensor(W, dtype=dw.float64)
     x, w = dw.tensor(X), dw.tensor(W)
-    with dw.autocast("cpu"):
+    with dw.autocast("cpu", dtype=dw.float16):
         assert (x64 @ w64).dtype == dw.float64  # as in PyTorch: float64 is never cast
         assert (x @ w).dtype == dw.float16
         with dw.autocast("cpu", enabled=False):
@@ -90,29 +95,49 @@ def test_autocast_leaves_float64_other_devices_and_disabled_blocks_alone():
     with dw.autocast("cuda"):  # another device type: CPU tensors are untouched
         assert (x @ w).dtype == dw.float32
 
-    @dw.autocast("cpu")
+    @dw.autocast("cpu", dtype=dw.float16)
     def product(a, b):
         return a @ b
 
     assert product(x, w).dtype == dw.float16 and (x @ w).dtype == dw.float32
 
 
-def test_bfloat16_and_other_dtypes_are_refused_clearly():
-    with pytest.raises(TypeError, match="bfloat16 is not supported"):
+def test_the_default_low_dtype_is_pytorchs_bfloat16_on_cpu_and_float16_on_cuda(torch):
+    pytest.importorskip("ml_dtypes")
+    assert str(dw.autocast("cpu").fast_dtype) == str(torch.autocast("cpu").fast_dtype).replace("torch.", "")
+    assert dw.autocast("cpu").fast_dtype == dw.bfloat16 and dw.autocast("cuda").fast_dtype == dw.float16
+    assert dw.amp.get_autocast_dtype("cpu") == dw.bfloat16 and dw.amp.get_autocast_dtype("cuda") == dw.float16
+    x, w = dw.tensor(X), dw.tensor(W)
+    with dw.autocast("cpu"):
+        assert (x @ w).dtype == dw.bfloat16 and dw.amp.get_autocast_dtype("cpu") == dw.bfloat16
+        assert F.softmax(x @ w, dim=1).dtype == dw.bfloat16  # not on the CPU's float32 list, as in torch
+
+
+def test_other_dtypes_and_bfloat16_without_ml_dtypes_are_refused_clearly(monkeypatch):
+    monkeypatch.setattr(backend, "_bfloat16", [None])  # as if ml_dtypes were not installed
+    with pytest.raises(TypeError, match=r'bfloat16 needs the ml_dtypes package.*deepwise\[bf16\]'):
         dw.autocast("cpu", dtype="bfloat16")
-    with pytest.raises(TypeError, match="float16"):
+    with pytest.raises(TypeError, match=r'the CPU default dtype, bfloat16 needs.*dtype=dw.float16'):
+        dw.autocast("cpu")
+    assert dw.autocast("cpu", dtype=dw.float16).fast_dtype == dw.float16
+    assert not dw.autocast("cpu", enabled=False).enabled  # a disabled block needs no low dtype
+    monkeypatch.undo()
+    with pytest.raises(TypeError, match="float16 or dw.bfloat16"):
         dw.autocast("cpu", dtype=dw.float32)
     with pytest.raises(ValueError, match="device"):
         dw.autocast("tpu")
 
 
-def test_gradients_reach_float32_parameters_in_float32():
+@pytest.mark.parametrize("low", ["float16", "bfloat16"])
+def test_gradients_reach_float32_parameters_in_float32(low):
+    if low == "bfloat16":
+        pytest.importorskip("ml_dtypes")
     w = dw.tensor(W, requires_grad=True)
     b = dw.zeros(8, requires_grad=True)
-    with dw.autocast("cpu"):
+    with dw.autocast("cpu", dtype=getattr(dw, low)):
         logits = F.linear(dw.tensor(X), w, b)
         loss = F.cross_entropy(logits, dw.tensor(T))
-    assert logits.dtype == dw.float16 and loss.dtype == dw.float32
+    assert logits.dtype == getattr(dw, low) and loss.dtype == dw.float32
     loss.backward()
     assert w.grad.dtype == dw.float32 and b.grad.dtype == dw.float32
     ref_w = dw.tensor(W, requires_grad=True)
@@ -157,7 +182,7 @@ def _mlp(seed):
     return dw.nn.Sequential(dw.nn.Linear(8, 32), dw.nn.ReLU(), dw.nn.Linear(32, 4))
 
 
-def _train(mixed, device="cpu", steps=40):
+def _train(mixed, device="cpu", steps=40, low=None):
     model = _mlp(3).to(device)
     opt = dw.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     scaler = dw.amp.GradScaler(device)  # no growth in 40 steps: no overflow, no skipped step
@@ -167,7 +192,7 @@ def _train(mixed, device="cpu", steps=40):
     losses = []
     for x, y in zip(xs, ys):
         opt.zero_grad()
-        with dw.autocast(device, enabled=mixed):
+        with dw.autocast(device, dtype=low, enabled=mixed):
             loss = F.cross_entropy(model(dw.tensor(x, device=device)), dw.tensor(y, device=device))
         if mixed:
             scaler.scale(loss).backward()
@@ -181,10 +206,14 @@ def _train(mixed, device="cpu", steps=40):
     return np.array(losses), scaler
 
 
-@pytest.mark.parametrize("device", ["cpu", "cuda"])
-def test_mixed_precision_training_with_gradscaler_matches_float32_training(device):
+@pytest.mark.parametrize("device, low", [("cpu", "float16"), ("cpu", "bfloat16"), ("cuda", "float16"),
+                                         ("cuda", "bfloat16")])
+def test_mixed_precision_training_with_gradscaler_matches_float32_training(device, low):
+    """bfloat16 needs no loss scaling, but a GradScaler left in the loop works unchanged."""
+    if low == "bfloat16":
+        pytest.importorskip("ml_dtypes")
     full, _ = _train(False, device)
-    mixed, scaler = _train(True, device)
+    mixed, scaler = _train(True, device, low=getattr(dw, low))
     assert full[-5:].mean() < 0.6 * full[:5].mean()  # it learns
     np.testing.assert_allclose(mixed, full, rtol=0.05, atol=0.02)
     assert scaler.get_scale() == 2.0**16 and scaler.state_dict()["_growth_tracker"] == 40  # none skipped
@@ -196,7 +225,7 @@ def test_an_overflow_step_is_skipped_and_the_scale_halves(torch):
     opt = dw.optim.SGD(model.parameters(), lr=0.1)
     scaler = dw.amp.GradScaler("cpu", init_scale=2.0**40, growth_interval=3)  # float16 grads overflow
     before = [p.detach().numpy().copy() for p in model.parameters()]
-    with dw.autocast("cpu"):
+    with dw.autocast("cpu", dtype=dw.float16):
         loss = F.cross_entropy(model(dw.tensor(X)), dw.tensor(T % 4))
     scaler.scale(loss).backward()
     assert scaler.step(opt) is None

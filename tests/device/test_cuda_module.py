@@ -145,3 +145,17 @@ def test_benchmarks_synchronize_around_each_timed_step(monkeypatch):
     harness.time_pair(step, None, repeats=4, warmup=1, blocks=2, settle=0.0)
     # one cold step (memory), one warm-up, then 4 timed steps, each between two synchronizations
     assert calls[:2] == ["step", "step"] and calls[2:] == ["sync", "step", "sync"] * 4
+
+
+def test_bf16_is_supported_with_a_gpu_and_ml_dtypes_only(monkeypatch):
+    pytest.importorskip("ml_dtypes")
+    assert dw.cuda.is_bf16_supported() is True  # the double (or real CuPy) serves "cuda"
+    monkeypatch.setattr(backend, "_bfloat16", [None])  # ml_dtypes missing
+    assert dw.cuda.is_bf16_supported() is False
+    monkeypatch.undo()
+    previous = backend.set_cuda_module(None)
+    monkeypatch.setattr(backend, "cupy_module", lambda: (_ for _ in ()).throw(RuntimeError("no GPU")))
+    try:
+        assert dw.cuda.is_bf16_supported() is False
+    finally:
+        backend.set_cuda_module(previous)

@@ -238,8 +238,9 @@ BoolTensor = _LEGACY["BoolTensor"]
 
 
 def is_bf16_supported(including_emulation: bool = True) -> bool:
-    """False: deepwise has no bfloat16 arithmetic (``dw.bfloat16`` is a name that says so)."""
-    return False
+    """True when a GPU is there (CuPy sees one) and ml_dtypes imports: CuPy >= 14 computes with
+    ml_dtypes' bfloat16, deepwise's ``dw.bfloat16``. False without a GPU, as in PyTorch."""
+    return is_available() and backend.bfloat16_dtype() is not None
 
 
 def get_rng_state(device="cuda"):
