@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import deepwise.io as dio
+from deepwise import backend
 from deepwise.io.safetensors import load_bytes, load_file, save_bytes, save_file
 
 st_numpy = pytest.importorskip("safetensors.numpy")
@@ -90,11 +91,16 @@ def test_our_files_load_into_torch(tmp_path):
     assert model[1].num_batches_tracked.item() == 7
 
 
-def test_torch_bf16_file_is_refused_with_a_clear_message(tmp_path):
+def test_torch_bf16_file_loads_as_bfloat16_or_is_refused_without_ml_dtypes(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     st_torch = pytest.importorskip("safetensors.torch")
+    pytest.importorskip("ml_dtypes")
     path = tmp_path / "bf16.safetensors"
-    st_torch.save_file({"w": torch.ones(3, dtype=torch.bfloat16)}, str(path), metadata={"format": "pt"})
+    w = torch.tensor([1.0, -3.140625, 2.0**100], dtype=torch.bfloat16)
+    st_torch.save_file({"w": w}, str(path), metadata={"format": "pt"})
     assert dio.read_metadata(path) == {"format": "pt"}
-    with pytest.raises(dio.SafetensorsError, match="'w' is BF16"):
+    got = dio.load(path)["w"]
+    assert got.dtype == backend.bfloat16_dtype() and got.tolist() == w.tolist()
+    monkeypatch.setattr(backend, "_bfloat16", [None])
+    with pytest.raises(dio.SafetensorsError, match=r"'w' is BF16, .*without the ml_dtypes package.*deepwise\[bf16\]"):
         dio.load(path)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import deepwise.io as dio
+from deepwise import backend
 from deepwise.io import SafetensorsError
 from deepwise.io.safetensors import load_bytes, load_file, save_bytes
 
@@ -174,14 +175,26 @@ def test_bool_bytes_other_than_0_and_1(tmp_path):
         load_file(path)
 
 
-def test_bf16_is_refused_clearly_but_its_header_reads(tmp_path):
+def test_bf16_without_ml_dtypes_is_refused_clearly_but_its_header_reads(tmp_path, monkeypatch):
+    monkeypatch.setattr(backend, "_bfloat16", [None])  # as if ml_dtypes were not installed
     data = build({"__metadata__": {"k": "v"}, "w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}},
                  bytes(4))
     path = write(tmp_path, data)
     assert dio.read_metadata(path) == {"k": "v"}
     assert dio.read_header(path)["w"]["dtype"] == "BF16"
-    with pytest.raises(SafetensorsError, match="'w' is BF16, which NumPy .* has no dtype"):
+    with pytest.raises(SafetensorsError, match="'w' is BF16, which NumPy has no dtype for without"):
         load_file(path)
+    with pytest.raises(SafetensorsError, match="'w' is BF16"):
+        load_bytes(data)
+
+
+def test_bf16_with_a_wrong_size_is_refused_before_any_read(tmp_path):
+    pytest.importorskip("ml_dtypes")
+    data = build({"w": {"dtype": "BF16", "shape": [3], "data_offsets": [0, 4]}}, bytes(4))
+    with pytest.raises(SafetensorsError, match="shape \\(3,\\) of BF16 needs 6 bytes"):
+        load_file(write(tmp_path, data))
+    ok = build({"w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}, b"\x80\x3f\x00\xc0")
+    assert load_bytes(ok)["w"].tolist() == [1.0, -2.0]
 
 
 class _Trap:

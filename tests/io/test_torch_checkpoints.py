@@ -8,12 +8,14 @@ import random
 import struct
 import subprocess
 import sys
+import warnings
 import zipfile
 
 import numpy as np
 import pytest
 
 import deepwise as dw
+from deepwise import backend
 from deepwise.io.safetensors import SafetensorsError, load_file_with_metadata
 from deepwise.io.torch_format import TorchFormatError
 from deepwise.io.weights import STRUCTURE_KEY
@@ -22,7 +24,8 @@ torch = pytest.importorskip("torch")
 
 FORMATS = {"zip": {}, "legacy": {"_use_new_zipfile_serialization": False}}
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.int8, torch.int16, torch.int32, torch.int64,
-          torch.uint8, torch.bool, torch.complex64, torch.complex128, torch.uint16, torch.uint32, torch.uint64]
+          torch.uint8, torch.bool, torch.complex64, torch.complex128, torch.uint16, torch.uint32, torch.uint64,
+          torch.bfloat16]
 
 
 def save_torch(obj, path, fmt, **kw):
@@ -35,6 +38,8 @@ def same(ours, theirs):
     if isinstance(theirs, torch.Tensor):
         assert isinstance(ours, dw.Tensor), type(ours)
         want = theirs.detach().float().numpy() if theirs.dtype == torch.bfloat16 else theirs.detach().numpy()
+        if theirs.dtype == torch.bfloat16 and backend.bfloat16_dtype() is not None:
+            want = want.astype(backend.bfloat16_dtype())  # exact: every bfloat16 is a float32
         assert ours.array.dtype == want.dtype, (ours.array.dtype, want.dtype)
         assert ours.shape == tuple(want.shape)
         np.testing.assert_array_equal(ours.array, want)
@@ -67,10 +72,42 @@ def test_every_dtype_loads_identically(tmp_path, fmt):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_bfloat16_is_widened_to_float32_and_said_so(tmp_path, fmt):
+def test_bfloat16_loads_as_bfloat16_bit_for_bit(tmp_path, fmt):
+    pytest.importorskip("ml_dtypes")
+    t = torch.tensor([1.5, -2.25, 3e38, 1e-40, float("inf"), float("nan")], dtype=torch.bfloat16)
+    p = torch.nn.Parameter(torch.randn(3, 2).bfloat16())
+    path = save_torch({"w": t, "p": p, "view": t[::2]}, tmp_path / "b.pt", fmt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no widening, so no warning
+        out = dw.load(path)
+    assert out["w"].dtype == dw.bfloat16 and out["view"].dtype == dw.bfloat16
+    np.testing.assert_array_equal(out["w"].array.view(np.uint16), t.view(torch.int16).numpy().view(np.uint16))
+    np.testing.assert_array_equal(out["view"].float().numpy(), t[::2].float().numpy())
+    assert out["p"].dtype == dw.bfloat16 and out["p"].requires_grad
+    np.testing.assert_array_equal(out["p"].detach().float().numpy(), p.detach().float().numpy())
+
+
+def test_dw_save_of_bfloat16_is_read_by_torch_as_bfloat16(tmp_path):
+    pytest.importorskip("ml_dtypes")
+    st_torch = pytest.importorskip("safetensors.torch")
+    w = dw.tensor([1.5, -2.25, 3e38, 1e-40, 3.140625], dtype=dw.bfloat16)
+    dw.save({"w": w, "n": dw.arange(3)}, tmp_path / "w.safetensors")
+    theirs = st_torch.load_file(str(tmp_path / "w.safetensors"))
+    assert theirs["w"].dtype == torch.bfloat16
+    assert theirs["w"].view(torch.int16).tolist() == torch.from_numpy(w.array.view(np.int16).copy()).tolist()
+    back = dw.load(tmp_path / "w.safetensors")
+    assert back["w"].dtype == dw.bfloat16 and back["w"].tolist() == w.tolist()
+    nested = {"model": {"w": w}, "step": 3}  # the nested key scheme and checkpoints carry bfloat16 too
+    dw.save(nested, tmp_path / "n.safetensors")
+    assert dw.load(tmp_path / "n.safetensors")["model"]["w"].tolist() == w.tolist()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_bfloat16_without_ml_dtypes_is_widened_to_float32_and_said_so(tmp_path, fmt, monkeypatch):
+    monkeypatch.setattr(backend, "_bfloat16", [None])  # as if ml_dtypes were not installed
     t = torch.tensor([1.5, -2.25, 3e38, 1e-40], dtype=torch.bfloat16)
     path = save_torch({"w": t}, tmp_path / "b.pt", fmt)
-    with pytest.warns(UserWarning, match="bfloat16 tensors were widened to float32"):
+    with pytest.warns(UserWarning, match=r"bfloat16 tensors were widened to float32.*deepwise\[bf16\]"):
         out = dw.load(path)
     assert out["w"].dtype == np.float32
     np.testing.assert_array_equal(out["w"].array, t.float().numpy())

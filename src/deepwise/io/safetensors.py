@@ -101,7 +101,15 @@ def _to_numpy(value, name: str) -> np.ndarray:
     return arr
 
 
+def _bfloat16_or_none():
+    """ml_dtypes' bfloat16 (deepwise's ``dw.bfloat16``) for the BF16 code, None without ml_dtypes.
+    Its bytes are the format's little-endian ones on the little-endian hosts NumPy runs on."""
+    return backend.bfloat16_dtype() if np.little_endian else None
+
+
 def _dtype_code(arr: np.ndarray, name: str) -> str:
+    if backend.is_bfloat16(arr.dtype):
+        return "BF16"
     code = _CODE_OF_KIND.get((arr.dtype.kind, arr.dtype.itemsize))
     if code is None:
         allowed = ", ".join(str(np.dtype(d.str.lstrip("<|"))) for d in _NUMPY_DTYPES.values())
@@ -124,7 +132,7 @@ def _prepare(tensors, metadata):
                                    "name a tensor")
         arr = _to_numpy(value, name)
         code = _dtype_code(arr, name)
-        little = _NUMPY_DTYPES[code]
+        little = _NUMPY_DTYPES[code] if code != "BF16" else arr.dtype
         if arr.dtype != little or not arr.flags.c_contiguous:
             arr = np.ascontiguousarray(arr, dtype=little)
         entries.append((name, code, arr))
@@ -357,6 +365,12 @@ def _parse_header(read, total: int, source: str) -> _Header:
 
 def _numpy_dtype(entry: _Entry, source: str) -> np.dtype:
     dt = _NUMPY_DTYPES.get(entry.code)
+    if dt is None and entry.code == "BF16":
+        dt = _bfloat16_or_none()
+        if dt is None:
+            raise SafetensorsError(f'{source}: tensor {entry.name!r} is BF16, which NumPy has no dtype for '
+                                   'without the ml_dtypes package: pip install "deepwise[bf16]" (or convert it '
+                                   "to F32 in the program that wrote the file)")
     if dt is None:
         raise SafetensorsError(f"{source}: tensor {entry.name!r} is {entry.code}, which NumPy (and so "
                                "deepwise) has no dtype for; convert it to F32 (or F16) in the program that "

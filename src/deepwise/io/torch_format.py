@@ -18,10 +18,11 @@ Both of PyTorch's layouts are read:
   protocol version, system info, the object), the sorted storage keys, then each storage as an
   8-byte element count followed by its bytes.
 
-Storages of float16 load as float16; bfloat16, which NumPy lacks, is widened exactly to float32 and a
-warning says so. Bounds against hostile files: the pickle program is limited in size, the stack and
-memo in length, containers in nesting depth, and the bytes of all rebuilt tensors together to a few
-times the file's size, so a crafted file cannot make the reader use unbounded memory or time.
+Storages of float16 load as float16, and of bfloat16 as bfloat16 (``dw.bfloat16``, ml_dtypes' type);
+without ml_dtypes, bfloat16 is widened exactly to float32 and a warning says so. Bounds against
+hostile files: the pickle program is limited in size, the stack and memo in length, containers in
+nesting depth, and the bytes of all rebuilt tensors together to a few times the file's size, so a
+crafted file cannot make the reader use unbounded memory or time.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import zlib
 
 import numpy as np
 
+from deepwise import backend
 from deepwise.io.pickle_machine import MAX_PICKLE_BYTES, PickleMachine, short
 
 __all__ = ["TorchFormatError", "is_torch_file", "load_torch"]
@@ -274,8 +276,12 @@ class _Resolver:
                                                    strides=[s * item for s in p.stride], writeable=False)
             arr = np.array(view, order="C")
         if st.storage_name == "BFloat16Storage":
-            arr = (arr.astype(np.uint32) << 16).view(np.float32)
-            self.bf16 = True
+            bf16 = backend.bfloat16_dtype()
+            if bf16 is not None:  # ml_dtypes: the bits as they are, in native byte order
+                arr = (arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))).view(bf16)
+            else:  # the top half of a float32: exact
+                arr = (arr.astype(np.uint32) << 16).view(np.float32)
+                self.bf16 = True
         elif not arr.dtype.isnative:
             arr = arr.astype(arr.dtype.newbyteorder("="))
         return self.make_tensor(arr, p.requires_grad, p.parameter)
@@ -515,7 +521,7 @@ def load_torch(file, make_tensor, source=None):
                 zf.close()
         if resolver.bf16:
             warnings.warn(f"{source}: bfloat16 tensors were widened to float32 (exactly; NumPy has no "
-                          "bfloat16)", stacklevel=3)
+                          'bfloat16 without ml_dtypes: pip install "deepwise[bf16]")', stacklevel=3)
         return out
     except RecursionError:
         raise TorchFormatError(f"{source}: the object is nested too deeply") from None

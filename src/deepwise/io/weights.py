@@ -176,11 +176,15 @@ def _metadata_of_bytes(data: bytes) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
+def _differentiable(dtype):
+    return dtype.kind == "c" or backend.is_floating(dtype)
+
+
 def _torch_tensor(arr, requires_grad, is_parameter):
     if is_parameter:
-        return Parameter(Tensor._make(arr), requires_grad=requires_grad and arr.dtype.kind in "fc")
+        return Parameter(Tensor._make(arr), requires_grad=requires_grad and _differentiable(arr.dtype))
     t = Tensor._make(arr)
-    if requires_grad and arr.dtype.kind in "fc":
+    if requires_grad and _differentiable(arr.dtype):
         t.requires_grad_(True)
     return t
 
