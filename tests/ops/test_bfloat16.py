@@ -73,6 +73,15 @@ CASES = {
     "mse_loss": (_both(F.mse_loss, TF.mse_loss), [(30, 5), (30, 5)]),
     "attention": (_both(F.scaled_dot_product_attention, TF.scaled_dot_product_attention),
                   [(2, 4, 8), (2, 4, 8), (2, 4, 8)]),
+    "adaptive_avg_pool2d": (_both(lambda x: F.adaptive_avg_pool2d(x, 3), lambda x: TF.adaptive_avg_pool2d(x, 3)),
+                            [(2, 3, 8, 8)]),
+    "interpolate_bilinear": (_both(lambda x: F.interpolate(x, size=(5, 5), mode="bilinear"),
+                                   lambda x: TF.interpolate(x, size=(5, 5), mode="bilinear")), [(2, 3, 8, 8)]),
+    "bce_with_logits": (_both(lambda x, y: F.binary_cross_entropy_with_logits(x, y.sigmoid()),
+                              lambda x, y: TF.binary_cross_entropy_with_logits(x, y.sigmoid())), [(4, 6), (4, 6)]),
+    "smooth_l1_loss": (_both(F.smooth_l1_loss, TF.smooth_l1_loss), [(4, 6), (4, 6)]),
+    "prod": (lambda a: a.prod(1), [(4, 6, "+")]),
+    "cumsum": (lambda a: a.cumsum(1), [(4, 6)]),
 }
 
 # where deepwise's result is torch's bit for bit (one rounding of a float32 result, or one bfloat16 op)

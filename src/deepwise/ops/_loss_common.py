@@ -39,11 +39,16 @@ def reduce_loss(loss, reduction, denom=None):
     """Reduce a per-element loss; ``denom`` overrides the element count for 'mean'."""
     if reduction == "none":
         return loss
-    total = dual.sum(loss)  # a bfloat16 array's sum accumulates (and stays) in float32 ...
-    if reduction == "mean":
-        with quiet():
+    if loss.dtype.kind == "V":  # bfloat16: accumulated in float32 (dual.sum), rounded once
+        total = dual.sum(loss)
+        if reduction == "mean":
             total = total / (math.prod(loss.shape) if denom is None else denom)
-    return total if total.dtype == loss.dtype else total.astype(loss.dtype)  # ... and is rounded once
+        return total if total.dtype == loss.dtype else total.astype(loss.dtype)
+    total = loss.sum()
+    if reduction == "sum":
+        return total
+    with quiet():
+        return total / (math.prod(loss.shape) if denom is None else denom)
 
 
 def spread_grad(g, shape, reduction, denom=None):

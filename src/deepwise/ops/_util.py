@@ -49,36 +49,44 @@ def _float32_of(a):
     return a.astype(backend.float32) if getattr(a, "dtype", None) is not None and backend.is_bfloat16(a.dtype) else a
 
 
-def float32_for_bfloat16(cls):
-    """Class decorator: ``cls`` computes in float32 when given bfloat16 arrays, as PyTorch's CPU kernels
-    do for convolutions, softmax, log_softmax, variance and the norms (they accumulate in float32 and
-    round once). Forward then runs on float32 copies of its bfloat16 arguments and rounds each floating
-    output to bfloat16; what it saves stays float32, so backward runs in float32 too (its bfloat16
-    gradients are widened first) and the engine rounds each input's gradient to that input's dtype.
-    Other dtypes pay one look at the first argument's dtype kind."""
-    forward, backward = cls.forward, cls.backward
+_IN_FLOAT32 = {}  # op class -> its twin for nodes whose input was bfloat16 (made on first use)
 
-    def bf16_forward(ctx, *args, **kwargs):
-        first = args[0]
-        if first.dtype.kind != "V" or not backend.is_bfloat16(first.dtype):
-            return forward(ctx, *args, **kwargs)
-        ctx.bfloat16_in_float32 = True
-        out = forward(ctx, *[_float32_of(a) for a in args], **kwargs)
-        if isinstance(out, tuple):
-            return tuple([o.astype(first.dtype) if o.dtype == backend.float32 else o for o in out])
-        return out.astype(first.dtype) if out.dtype == backend.float32 else out
 
-    def bf16_backward(ctx, *grads):
-        if not ctx.__dict__.get("bfloat16_in_float32"):
-            return backward(ctx, *grads)
-        if is_grad_enabled():  # create_graph: the float32 arrays forward saved are not the inputs' tensors
-            raise RuntimeError(f"{cls.__name__}: double backward (create_graph=True) through a bfloat16 "
-                               "input is not supported; compute in float32 for higher-order gradients")
-        return backward(ctx, *[_float32_of(g) for g in grads])
+def _twin(cls):
+    """``cls`` with a backward that widens bfloat16 gradients to float32 first (its forward saved float32)."""
+    twin = _IN_FLOAT32.get(cls)
+    if twin is None:
+        backward = cls.backward
 
-    bf16_forward.__wrapped__, bf16_backward.__wrapped__ = forward, backward
-    cls.forward, cls.backward = staticmethod(bf16_forward), staticmethod(bf16_backward)
-    return cls
+        def in_float32_backward(ctx, *grads):
+            if is_grad_enabled():  # create_graph: the float32 arrays forward saved are not the inputs' tensors
+                raise RuntimeError(f"{cls.__name__}: double backward (create_graph=True) through a bfloat16 "
+                                   "input is not supported; compute in float32 for higher-order gradients")
+            return backward(ctx, *[_float32_of(g) for g in grads])
+
+        twin = _IN_FLOAT32[cls] = type(cls.__name__, (cls,), {"backward": staticmethod(in_float32_backward),
+                                                               "__module__": cls.__module__,
+                                                               "__qualname__": cls.__qualname__})
+    return twin
+
+
+def in_float32(cls, ctx, *args, **kwargs):
+    """Run op ``cls``'s forward on bfloat16 arrays in float32, as PyTorch's CPU kernels do for
+    convolutions, softmax, log_softmax, logsumexp, variance, the norms, attention and cross entropy
+    (they accumulate in float32 and round once). An op's forward starts with
+    ``if x.dtype.kind == "V": return in_float32(Op, ctx, x, ...)``, so other dtypes pay that one test.
+    Forward runs on float32 copies of the bfloat16 arguments and each floating output is rounded to
+    bfloat16 once; what it saves stays float32, and the node's op becomes a twin of ``cls`` whose
+    backward widens the bfloat16 gradients and runs in float32 too (the engine then rounds each input's
+    gradient to that input's dtype)."""
+    dtype = args[0].dtype
+    if not backend.is_bfloat16(dtype):  # another kind-"V" (structured) dtype
+        raise TypeError(f"{cls.__name__}: needs a floating-point input, got {dtype}")
+    ctx.fn = _twin(cls)
+    out = cls.forward(ctx, *[_float32_of(a) for a in args], **kwargs)
+    if isinstance(out, tuple):
+        return tuple([o.astype(dtype) if o.dtype == backend.float32 else o for o in out])
+    return out.astype(dtype) if out.dtype == backend.float32 else out
 
 
 def check_float(op, t):
@@ -86,7 +94,7 @@ def check_float(op, t):
         raise TypeError(f"{op} needs a floating-point tensor, got {t.dtype}")
 
 
-__all__ = ["backend", "check_float", "expand_reduced", "float32_for_bfloat16", "normalize_dim", "rounded_to", "xp_of"]
+__all__ = ["backend", "check_float", "expand_reduced", "in_float32", "normalize_dim", "rounded_to", "xp_of"]
 
 
 def scatter_add_rows(n, index, rows):

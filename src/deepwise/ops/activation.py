@@ -8,7 +8,7 @@ from deepwise import backend
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
 from deepwise.ops._autocast import autocast_op
-from deepwise.ops._util import float32_for_bfloat16, normalize_dim, xp_of
+from deepwise.ops._util import in_float32, normalize_dim, xp_of
 
 
 class ReLU(Function):
@@ -177,10 +177,11 @@ class Softplus(Function):
         return g * dual.where(bx > ctx.threshold, 1, dual.sigmoid(bx)), None, None
 
 
-@float32_for_bfloat16
 class Softmax(Function):
     @staticmethod
     def forward(ctx, x, dim):
+        if x.dtype.kind == "V":  # bfloat16: computed in float32 and rounded once, as torch
+            return in_float32(Softmax, ctx, x, dim)
         xp = xp_of(x)
         e = xp.exp(x - x.max(axis=dim, keepdims=True))
         y = e / e.sum(axis=dim, keepdims=True)
@@ -194,12 +195,13 @@ class Softmax(Function):
         return y * (g - dual.sum(g * y, axis=ctx.dim, keepdims=True)), None
 
 
-@float32_for_bfloat16
 class LogSoftmax(Function):
     """x - logsumexp(x): finite for logits of any size."""
 
     @staticmethod
     def forward(ctx, x, dim):
+        if x.dtype.kind == "V":  # bfloat16: computed in float32 and rounded once, as torch
+            return in_float32(LogSoftmax, ctx, x, dim)
         xp = xp_of(x)
         shifted = x - x.max(axis=dim, keepdims=True)
         y = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))

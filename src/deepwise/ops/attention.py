@@ -26,7 +26,7 @@ from deepwise import backend, random
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
 from deepwise.ops._autocast import autocast_op
-from deepwise.ops._util import float32_for_bfloat16, xp_of
+from deepwise.ops._util import in_float32, xp_of
 from deepwise.ops.activation import softmax
 from deepwise.ops.arithmetic import where
 from deepwise.ops.linalg import matmul
@@ -47,7 +47,6 @@ def _dead_rows(s):
     return s.max(axis=-1, keepdims=True) == -np.inf
 
 
-@float32_for_bfloat16
 class ScaledDotProductAttention(Function):
     """softmax(q k^T * scale + bias, masked) [* keep] @ v; with ``need_weights`` also the weights."""
 
@@ -55,6 +54,9 @@ class ScaledDotProductAttention(Function):
 
     @staticmethod
     def forward(ctx, q, k, v, bias, allow, keep, *, scale, causal, need_weights):
+        if q.dtype.kind == "V":  # bfloat16: computed in float32 and rounded once, as torch
+            return in_float32(ScaledDotProductAttention, ctx, q, k, v, bias, allow, keep, scale=scale, causal=causal,
+                              need_weights=need_weights)
         xp = xp_of(q)
         L, S = q.shape[-2], k.shape[-2]
         s = xp.matmul(q, k.swapaxes(-1, -2))

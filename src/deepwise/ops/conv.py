@@ -26,7 +26,7 @@ from deepwise import backend, threads
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
 from deepwise.ops._autocast import autocast_op
-from deepwise.ops._util import float32_for_bfloat16, xp_of
+from deepwise.ops._util import in_float32, xp_of
 from deepwise.tensor import Tensor
 
 
@@ -303,12 +303,13 @@ def _wanted(ctx, i):
     return len(need) > i and need[i]
 
 
-@float32_for_bfloat16
 class Conv2dFn(Function):
     """conv2d on normalised settings: stride/dil (2 ints), pads ((pt, pb), (pl, pr)), out_hw."""
 
     @staticmethod
     def forward(ctx, x, w, b, stride, pads, dil, groups, out_hw):
+        if x.dtype.kind == "V":  # bfloat16: computed in float32 and rounded once, as torch
+            return in_float32(Conv2dFn, ctx, x, w, b, stride, pads, dil, groups, out_hw)
         geom = (stride, pads, dil, groups)
         y, _, cols = _conv_forward(x, w, b, geom, out_hw, keep_cols=_wanted(ctx, 1))
         ctx.save_for_backward(x, w)
@@ -331,13 +332,14 @@ class Conv2dFn(Function):
         return gx, gw, gb, None, None, None, None, None
 
 
-@float32_for_bfloat16
 class ConvTranspose2dFn(Function):
     """conv_transpose2d on normalised settings; ``out_hw`` is the output's (H, W). The weight is
     (C_in, C_out//G, kh, kw): the weight of the conv2d whose input gradient this op is."""
 
     @staticmethod
     def forward(ctx, x, w, b, stride, pads, dil, groups, out_hw):
+        if x.dtype.kind == "V":  # bfloat16: computed in float32 and rounded once, as torch
+            return in_float32(ConvTranspose2dFn, ctx, x, w, b, stride, pads, dil, groups, out_hw)
         geom = (stride, pads, dil, groups)
         y_shape = (x.shape[0], w.shape[1] * groups) + tuple(out_hw)
         y, _ = _conv_backward(x, y_shape, w, w.shape, geom)

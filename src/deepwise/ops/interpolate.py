@@ -18,7 +18,7 @@ import numpy as np
 from deepwise import backend
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
-from deepwise.ops._util import xp_of
+from deepwise.ops._util import in_float32, xp_of
 
 
 def _separable(x, ah, aw):
@@ -46,6 +46,8 @@ class Separable(Function):
 
     @staticmethod
     def forward(ctx, x, ah=None, aw=None, ih=None, iw=None):
+        if x.dtype.kind == "V":  # bfloat16: computed in float32 and rounded once, as torch
+            return in_float32(Separable, ctx, x, ah, aw, ih, iw)
         ctx.ah, ctx.aw = ah, aw
         if ih is not None or iw is not None:
             y = x
@@ -63,6 +65,8 @@ class Separable(Function):
 
 # ------------------------------------------------------------------------------------ matrices
 def _to(a, xp, dtype):
+    if backend.is_bfloat16(dtype):  # Separable computes bfloat16 in float32: exact weights (1/3 is not a bfloat16)
+        dtype = backend.float32
     return xp.asarray(a.astype(dtype))
 
 

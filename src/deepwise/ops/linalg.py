@@ -24,7 +24,9 @@ class MatMul(Function):
         need_a, need_b = ctx.needs_input_grad  # a's gradient needs b, b's needs a
         ctx.save_for_backward(a if need_b else None, b if need_a else None)
         ctx.shapes = (a.shape, b.shape)
-        return rounded_to(a.dtype, a @ b)  # bfloat16 @ bfloat16 is float32 in NumPy: round once, as torch
+        if a.dtype.kind == "V":  # bfloat16 @ bfloat16 is float32 in NumPy: round once, as torch
+            return rounded_to(a.dtype, a @ b)
+        return a @ b
 
     @staticmethod
     def backward(ctx, g):
@@ -105,7 +107,8 @@ class Linear(Function):
         y = _rows(x) @ w.T
         if b is not None:
             y += b
-        y = rounded_to(x.dtype, y)  # bfloat16: the float32 product plus bias, rounded once (as torch's addmm)
+        if x.dtype.kind == "V":  # bfloat16: the float32 product plus bias, rounded once (as torch's addmm)
+            y = rounded_to(x.dtype, y)
         return y if x.ndim == 2 else y.reshape(x.shape[:-1] + (w.shape[0],))
 
     @staticmethod

@@ -18,7 +18,7 @@ from deepwise.ops._loss_common import (
     spread_grad,
     weight_array,
 )
-from deepwise.ops._util import float32_for_bfloat16, xp_of
+from deepwise.ops._util import in_float32, xp_of
 
 
 def _rows(a):
@@ -109,7 +109,6 @@ def _cross_entropy_ops(x, t, *, weight, ignore_index, label_smoothing, reduction
     return reduce_loss(loss.reshape(t.shape), reduction, w_t.sum())
 
 
-@float32_for_bfloat16
 class CrossEntropy(Function):
     """Fused log-softmax + weighted NLL + label smoothing for class-index targets.
 
@@ -122,6 +121,9 @@ class CrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, x, t, *, weight, ignore_index, label_smoothing, reduction):
+        if x.dtype.kind == "V":  # bfloat16: computed in float32 and rounded once, as torch
+            return in_float32(CrossEntropy, ctx, x, t, weight=weight, ignore_index=ignore_index,
+                              label_smoothing=label_smoothing, reduction=reduction)
         xp = xp_of(x)
         x2 = _rows(x)
         n_rows, n_classes = x2.shape
@@ -176,7 +178,6 @@ def _cross_entropy_prob_ops(x, t, *, weight, label_smoothing, reduction):
     return reduce_loss(loss.reshape(out_shape), reduction, n_rows)
 
 
-@float32_for_bfloat16
 class CrossEntropyProb(Function):
     """Fused log-softmax + cross-entropy against class probabilities (the input's shape).
 
@@ -187,6 +188,9 @@ class CrossEntropyProb(Function):
 
     @staticmethod
     def forward(ctx, x, t, *, weight, label_smoothing, reduction):
+        if x.dtype.kind == "V":  # bfloat16: computed in float32 and rounded once, as torch
+            return in_float32(CrossEntropyProb, ctx, x, t, weight=weight, label_smoothing=label_smoothing,
+                              reduction=reduction)
         xp = xp_of(x)
         x2, t2 = _rows(x), _rows(t)
         n_rows, n_classes = x2.shape
@@ -273,7 +277,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if input.ndim == 0:
         raise ValueError(f"{op}: input must have a class dimension, got a 0-d tensor")
     w = _class_weight(op, weight, input)
-    if backend.is_floating(target.dtype):
+    if target.dtype.kind not in "biu" and backend.is_floating(target.dtype):  # class indices: no call
         if target.shape != input.shape:
             raise ValueError(
                 f"{op}: a floating-point target holds class probabilities and must have the input's "

@@ -19,7 +19,7 @@ import math
 from deepwise import backend
 from deepwise.autograd.function import Function
 from deepwise.ops._autocast import autocast_op
-from deepwise.ops._util import float32_for_bfloat16, xp_of
+from deepwise.ops._util import in_float32, xp_of
 from deepwise.tensor import Tensor
 
 
@@ -134,7 +134,6 @@ def _batch_norm_ops(x, w, b, *, running_mean, running_var, training, momentum, e
     return _affine_ops(xhat, w, b, bshape)
 
 
-@float32_for_bfloat16
 class BatchNorm(Function):
     """Per-channel normalisation of (N, C, *); in training, batch statistics (running stats updated
     in place with the unbiased variance); otherwise the running statistics."""
@@ -144,6 +143,9 @@ class BatchNorm(Function):
 
     @staticmethod
     def forward(ctx, x, w, b, *, running_mean, running_var, training, momentum, eps):
+        if x.dtype.kind == "V":  # bfloat16: computed in float32 and rounded once, as torch
+            return in_float32(BatchNorm, ctx, x, w, b, running_mean=running_mean, running_var=running_var,
+                              training=training, momentum=momentum, eps=eps)
         xp = xp_of(x)
         n_ch = x.shape[1]
         axes = (0,) + tuple(range(2, x.ndim))
@@ -190,7 +192,6 @@ def _layer_norm_ops(x, w, b, *, k, eps):
     return _affine_ops(_standardize_ops(x, tuple(range(x.ndim - k, x.ndim)), eps), w, b)
 
 
-@float32_for_bfloat16
 class LayerNorm(Function):
     """Normalisation over the last ``k`` axes; weight and bias have those axes' shape."""
 
@@ -199,6 +200,8 @@ class LayerNorm(Function):
 
     @staticmethod
     def forward(ctx, x, w, b, *, k, eps):
+        if x.dtype.kind == "V":  # bfloat16: computed in float32 and rounded once, as torch
+            return in_float32(LayerNorm, ctx, x, w, b, k=k, eps=eps)
         xp = xp_of(x)
         axes = tuple(range(x.ndim - k, x.ndim))
         xhat, invstd, _, _ = _standardize(x, axes, eps, xp)
@@ -226,7 +229,6 @@ def _group_norm_ops(x, w, b, *, num_groups, eps):
     return _affine_ops(xhat, w, b, (1, n_ch) + (1,) * (x.ndim - 2))
 
 
-@float32_for_bfloat16
 class GroupNorm(Function):
     """Normalisation of (N, C, *) over groups of C / G channels and all spatial positions;
     weight and bias are per channel."""
@@ -236,6 +238,8 @@ class GroupNorm(Function):
 
     @staticmethod
     def forward(ctx, x, w, b, *, num_groups, eps):
+        if x.dtype.kind == "V":  # bfloat16: computed in float32 and rounded once, as torch
+            return in_float32(GroupNorm, ctx, x, w, b, num_groups=num_groups, eps=eps)
         xp = xp_of(x)
         n, n_ch = x.shape[:2]
         bshape = (1, n_ch) + (1,) * (x.ndim - 2)

@@ -15,7 +15,7 @@ from deepwise import backend
 from deepwise.autograd.function import Function
 from deepwise.ops import arithmetic, dual
 from deepwise.ops._autocast import autocast_op
-from deepwise.ops._util import expand_reduced, float32_for_bfloat16, normalize_dim, xp_of
+from deepwise.ops._util import expand_reduced, in_float32, normalize_dim, xp_of
 from deepwise.ops.index import GatherBackward, values_indices
 from deepwise.ops.shape import movedim, pad
 from deepwise.tensor import Tensor
@@ -75,7 +75,6 @@ def _count(shape, axes):
     return n
 
 
-@float32_for_bfloat16
 class Var(Function):
     """Fused: forward keeps ``x - mean`` for a one-pass first-order backward; higher orders
     differentiate ``composite``, the same variance written with other ops."""
@@ -84,6 +83,8 @@ class Var(Function):
 
     @staticmethod
     def forward(ctx, x, axes, correction, keepdim):
+        if x.dtype.kind == "V":  # bfloat16: computed in float32 and rounded once, as torch
+            return in_float32(Var, ctx, x, axes, correction, keepdim)
         acc = _acc(x.dtype)
         diff = x - _in(x.dtype, x.mean(axis=axes, keepdims=True, dtype=acc))
         denom = builtins.max(_count(x.shape, axes) - correction, 0)
@@ -201,12 +202,13 @@ class MaxDim(Function):
         return dual.apply(GatherBackward, g, ctx.axis, idx, ctx.shape, unique=True), None, None, None
 
 
-@float32_for_bfloat16
 class LogSumExp(Function):
     """The gradient is exp(x - out): the softmax, written with the saved input and output."""
 
     @staticmethod
     def forward(ctx, x, axes, keepdim):
+        if x.dtype.kind == "V":  # bfloat16: computed in float32 and rounded once, as torch
+            return in_float32(LogSumExp, ctx, x, axes, keepdim)
         xp = xp_of(x)
         m = x.max(axis=axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)  # all -inf slices give -inf, not NaN
