@@ -4,6 +4,9 @@ and rounded once."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -177,3 +180,28 @@ def test_double_backward_through_a_float32_computed_bfloat16_op_says_so():
     y = x.softmax(-1)[:, 0].sum()
     with pytest.raises(RuntimeError, match="Softmax: double backward .* bfloat16"):
         dw.autograd.grad(y, [x], create_graph=True)
+
+
+def test_importing_deepwise_does_not_import_ml_dtypes_until_bfloat16_is_named():
+    code = ("import sys, deepwise as dw; assert 'ml_dtypes' not in sys.modules; "
+            "t = dw.tensor([1.0], dtype='bfloat16'); assert 'ml_dtypes' in sys.modules; "
+            "assert t.dtype == dw.bfloat16; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_pure_bfloat16_model_steps_through_gradscaler_unchanged():
+    dw.manual_seed(0)
+    model = dw.nn.Linear(4, 2).to(dw.bfloat16)
+    opt = dw.optim.SGD(model.parameters(), lr=0.1)
+    scaler = dw.amp.GradScaler("cpu")
+    x = dw.randn(8, 4).to(dw.bfloat16)
+    loss = F.mse_loss(model(x), dw.zeros(8, 2).to(dw.bfloat16))
+    scaled = scaler.scale(loss)
+    assert scaled.dtype == dw.bfloat16 and scaled.item() == loss.item() * 2.0**16  # no overflow: float32's range
+    before = model.weight.detach().float().numpy().copy()
+    scaled.backward()
+    scaler.step(opt)
+    scaler.update()
+    assert model.weight.grad.dtype == dw.bfloat16 and scaler.get_scale() == 2.0**16
+    assert not np.array_equal(model.weight.detach().float().numpy(), before)  # the step was taken
