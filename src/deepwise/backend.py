@@ -232,10 +232,11 @@ def is_floating(dtype) -> bool:
     adds), not "f". Needs no import of ml_dtypes: a bfloat16 array can only exist once it is loaded."""
     if not isinstance(dtype, np.dtype):
         dtype = np.dtype(dtype)
-    return dtype.kind == "f" or (dtype.kind == "V" and dtype.name == "bfloat16")
+    return dtype.kind == "f" or is_bfloat16(dtype)
 
 
 def is_bfloat16(dtype) -> bool:
+    """Whether a NumPy/CuPy dtype is bfloat16 (without importing ml_dtypes)."""
     return dtype.kind == "V" and dtype.name == "bfloat16"
 
 

@@ -205,3 +205,16 @@ def test_a_pure_bfloat16_model_steps_through_gradscaler_unchanged():
     scaler.update()
     assert model.weight.grad.dtype == dw.bfloat16 and scaler.get_scale() == 2.0**16
     assert not np.array_equal(model.weight.detach().float().numpy(), before)  # the step was taken
+
+
+def test_a_bfloat16_batchnorm_layer_keeps_bfloat16_running_stats_as_torch():
+    x = np.random.default_rng(0).standard_normal((6, 3, 4, 4)).astype(np.float32)
+    ours, theirs = dw.nn.BatchNorm2d(3).to(dw.bfloat16), torch.nn.BatchNorm2d(3).bfloat16()
+    for _ in range(3):
+        ours(dw.tensor(x).to(dw.bfloat16)), theirs(torch.tensor(x).bfloat16())
+    assert ours.running_mean.dtype == dw.bfloat16 and ours.running_var.dtype == dw.bfloat16
+    _close(ours.running_mean, theirs.running_mean, "running_mean")
+    _close(ours.running_var, theirs.running_var, "running_var")
+    ours.eval(), theirs.eval()
+    with dw.no_grad(), torch.no_grad():
+        _close(ours(dw.tensor(x).to(dw.bfloat16)), theirs(torch.tensor(x).bfloat16()), "eval output")
