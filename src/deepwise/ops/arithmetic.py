@@ -220,7 +220,8 @@ class Clamp(Function):
     def forward(ctx, x, lo, hi):
         inside = ((x >= lo) if lo is not None else True) & ((x <= hi) if hi is not None else True)
         ctx.save_for_backward(inside)
-        return rounded_to(x.dtype, xp_of(x).clip(x, lo, hi))  # NumPy widens bfloat16 clipped by Python floats
+        out = xp_of(x).clip(x, lo, hi)
+        return out if x.dtype.kind != "V" else rounded_to(x.dtype, out)  # NumPy widens bfloat16 clipped by floats
 
     @staticmethod
     def backward(ctx, g):
