@@ -21,6 +21,8 @@ threads; an im2col copy 31 -> 16 ms). Parts go to the threads in contiguous grou
 count, and partial sums are added in that order, so results are bit-identical run to run for a given
 thread count. The pool needs BLAS's own thread-count entry point (found for NumPy's OpenBLAS and for
 MKL); without one, and inside a part, parts run one after another on the calling thread.
+``run_split`` cuts a big elementwise or per-row pass (ReLU, BatchNorm) into one range per thread
+(measured: relu of a 32x64x32x32 activation 0.77 -> 0.46 ms on two threads).
 """
 
 from __future__ import annotations
@@ -211,4 +213,21 @@ def run_parts(fn, parts, workers=None):
             setter(blas)
 
 
-__all__ = ["blas_libraries", "get_num_threads", "run_parts", "set_num_threads"]
+SPLIT_MIN = 1 << 18  # elements: below this a pass stays on one thread (a hand-off costs ~20-50 us)
+
+
+def run_split(fn, n, size, xp=np):
+    """``fn(start, stop)`` over ranges covering ``[0, n)``: one range per thread of the intra-op pool
+    when the pass touches at least SPLIT_MIN elements (``size``) of NumPy arrays, else ``fn(0, n)``.
+    For elementwise and per-row passes whose ranges write disjoint parts of their outputs."""
+    t = get_num_threads() if xp is np and size >= SPLIT_MIN and n > 1 else 1
+    if t <= 1:
+        fn(0, n)
+        return
+    k = min(t, n)
+    size_, extra = divmod(n, k)
+    bounds = [i * size_ + min(i, extra) for i in range(k + 1)]
+    run_parts(lambda r: fn(*r), list(zip(bounds, bounds[1:])), k)
+
+
+__all__ = ["blas_libraries", "get_num_threads", "run_parts", "run_split", "set_num_threads"]
