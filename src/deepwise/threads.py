@@ -19,8 +19,9 @@ call runs in its caller's thread, so two parts on two cores take half the time (
 64x288x4096 at 1 BLAS thread from two Python threads 19.7 ms, the same as one call at 2 BLAS
 threads; an im2col copy 31 -> 16 ms). Parts go to the threads in contiguous groups fixed by the thread
 count, and partial sums are added in that order, so results are bit-identical run to run for a given
-thread count. The pool needs BLAS's own thread-count entry point (found for NumPy's OpenBLAS and for
-MKL); without one, and inside a part, parts run one after another on the calling thread.
+thread count. The pool needs BLAS's own thread-count entry point and a way to park OpenBLAS's idle threads
+(``pool_ready``); without them, while the program runs threads of its own, and inside a part, parts
+run one after another on the calling thread.
 ``run_split`` cuts a big elementwise or per-row pass (ReLU, BatchNorm) into one range per thread
 (measured: relu of a 32x64x32x32 activation 0.77 -> 0.46 ms on two threads).
 """
@@ -163,15 +164,21 @@ def _groups(parts, n):
     return groups
 
 
+def pool_ready() -> bool:
+    """Whether the intra-op pool can run now without fighting BLAS for the cores: BLAS is an OpenBLAS
+    whose idle threads can be parked, and the process runs no threads but the pool's (one of them
+    could be inside a multi-threaded BLAS call, which parking would break). When it cannot, kernels
+    keep their one-thread passes and leave the GEMMs to BLAS's own threads."""
+    return bool(_parkers) and threading.active_count() <= 1 + _pool[1]
+
+
 def _park_blas_threads():
     """Stop OpenBLAS's idle threads. After a multi-threaded call they busy-wait for the next one for
     up to ~0.1 s, on the very cores the pool is about to use (measured, VGG block step at 2 threads:
-    80 ms with them spinning, 48 ms parked); OpenBLAS starts them again at its next multi-threaded
-    call (~45 us). Skipped when the process has threads other than the pool's, one of which could be
-    inside BLAS."""
-    if _parkers and threading.active_count() <= 1 + _pool[1]:
-        for park in _parkers:
-            park()
+    80 ms with them spinning -- slower than without the pool, 60 ms -- and 48 ms parked); OpenBLAS
+    starts them again at its next multi-threaded call (~45 us)."""
+    for park in _parkers:
+        park()
 
 
 def run_parts(fn, parts, workers=None):
@@ -182,7 +189,7 @@ def run_parts(fn, parts, workers=None):
     parts = list(parts)
     libs = _blas_libraries()
     n = min(get_num_threads() if workers is None else workers, len(parts))
-    if n <= 1 or not libs or getattr(_inside, "busy", False):
+    if n <= 1 or not libs or getattr(_inside, "busy", False) or not pool_ready():
         return [fn(p) for p in parts]
     if _pool[1] < n - 1:
         if _pool[0] is not None:
@@ -221,7 +228,7 @@ def run_split(fn, n, size, xp=np):
     when the pass touches at least SPLIT_MIN elements (``size``) of NumPy arrays, else ``fn(0, n)``.
     For elementwise and per-row passes whose ranges write disjoint parts of their outputs."""
     t = get_num_threads() if xp is np and size >= SPLIT_MIN and n > 1 else 1
-    if t <= 1:
+    if t <= 1 or not pool_ready():
         fn(0, n)
         return
     k = min(t, n)

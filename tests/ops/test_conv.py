@@ -282,30 +282,31 @@ def test_second_derivatives_of_every_input_in_chunks(monkeypatch, keep):
                           lambda x, w, b: F.conv_transpose2d(x, w, b, 2, 1, 1, 2))
 
 
-def test_chunk_plan_follows_the_thread_count():
+def test_chunk_plan_follows_the_thread_count(monkeypatch):
     """NumPy: cache-sized chunks; with several threads a multiple of the thread count of them (one
-    group per thread), unless the columns are too few to share; a GPU: big chunks, columns kept."""
+    group per thread), unless the columns are too few to share or the pool cannot run (then one
+    thread, BLAS's threads for the GEMMs); a GPU: big chunks, columns kept."""
     import deepwise.ops.conv as conv_module
+    from deepwise import threads
 
     per_image = 32 * 9 * 16 * 18 * 4  # the columns of one (32, 16, 16) image, 3x3 kernel, wide rows
     plans = {}
-    for t in (0, 1, 2, 3):
-        conv_module_threads = conv_module._host_threads
-        try:
-            conv_module._host_threads = lambda xp, t=t: t
-            plans[t] = conv_module._chunks(64, 32, (3, 3), (16, 16), 18, 4, np)
-            small = conv_module._chunks(4, 1, (3, 3), (4, 4), 6, 4, np)
-        finally:
-            conv_module._host_threads = conv_module_threads
-        if t:
-            assert small == ([(0, 4)], False, 1)  # 1.7 KB of columns: one chunk on the calling thread
+    for ready in (False, True):
+        monkeypatch.setattr(threads, "pool_ready", lambda ready=ready: ready)
+        for t in (0, 1, 2, 3):
+            monkeypatch.setattr(conv_module, "_host_threads", lambda xp, t=t: t)
+            plans[t, ready] = conv_module._chunks(64, 32, (3, 3), (16, 16), 18, 4, np)
+            if t:  # 1.7 KB of columns: one chunk on the calling thread
+                assert conv_module._chunks(4, 1, (3, 3), (4, 4), 6, 4, np) == ([(0, 4)], False, 1)
     images = conv_module._CHUNK_BYTES_SMALL // per_image
-    assert plans[1][0][0] == (0, images) and plans[1][1:] == (False, 1)
-    for t in (2, 3):
-        chunks, keep, workers = plans[t]
-        assert workers == t and not keep and len(chunks) % t == 0
-        assert max(b - a for a, b in chunks) <= images
-    assert plans[0][0][0] == (0, min(64, conv_module._CHUNK_BYTES // per_image)) and plans[0][1:] == (True, 1)
+    for t in (1, 2, 3):
+        chunks, keep, workers = plans[t, True]
+        assert workers == t and not keep and max(b - a for a, b in chunks) <= images
+        assert len(chunks) % t == 0
+        assert plans[t, False][1:] == (False, 1)
+    assert plans[1, True][0][0] == (0, images)
+    assert plans[0, True][0][0] == (0, min(64, conv_module._CHUNK_BYTES // per_image))
+    assert plans[0, True][1:] == (True, 1)
     for chunks, _, _ in plans.values():  # the chunks cover the batch once, in order
         assert chunks[0][0] == 0 and chunks[-1][1] == 64
         assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
@@ -323,10 +324,12 @@ def restore_threads():
 
 
 @pytest.fixture
-def two_threads(restore_threads):
+def two_threads(restore_threads, monkeypatch):
+    """Two threads and the intra-op pool on (even if an earlier test left a thread behind)."""
     from deepwise import threads
 
     threads.set_num_threads(2)
+    monkeypatch.setattr(threads, "pool_ready", lambda: bool(threads._parkers))
 
 
 @pytest.mark.parametrize("case", CHUNK_CASES, ids=[str(i) for i in range(len(CHUNK_CASES))])
@@ -360,6 +363,10 @@ def test_chunks_on_two_threads_match_torch(monkeypatch, two_threads, case, batch
 
 def test_a_failing_chunk_raises_after_the_others_finish(monkeypatch, two_threads):
     import deepwise.ops.conv as conv_module
+    from deepwise import threads
+
+    if not threads.pool_ready():
+        pytest.skip("this BLAS has no idle threads to park: the pool stands aside")
 
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES_SMALL", 1)
     monkeypatch.setattr(conv_module, "_PARALLEL_BYTES", 0)

@@ -144,7 +144,7 @@ def _chunks(n, c, kernel, out_hw, wp, itemsize, xp):
         step = max(1, min(n, _CHUNK_BYTES // per_image))
         return [(i, min(i + step, n)) for i in range(0, n, step)], per_image * n <= _KEEP_BYTES, 1
     count = -(-n // max(1, min(n, _CHUNK_BYTES_SMALL // per_image)))
-    parallel = t > 1 and n > 1 and per_image * n >= _PARALLEL_BYTES
+    parallel = t > 1 and n > 1 and per_image * n >= _PARALLEL_BYTES and threads.pool_ready()
     if parallel:
         count = min(n, -(-count // t) * t)
     size, extra = divmod(n, count)  # count chunks whose sizes differ by at most one image
