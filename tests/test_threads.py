@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
+import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -85,3 +89,78 @@ def test_threadpoolctl_is_used_when_installed(monkeypatch):
     assert fake.limits == [(3, "blas")]  # BLAS only: OpenMP pools of other libraries are left alone
     assert dw.get_num_threads() == 3
     assert threads.blas_libraries() == ["/x/libopenblas.so"]
+
+
+@pytest.fixture
+def pool_on(monkeypatch, restore_threads):
+    """The pool runs even if an earlier test left a thread of its own behind (a prefetching loader)."""
+    if not threads._parkers:
+        pytest.skip("this BLAS has no idle threads to park: the pool stands aside")
+    monkeypatch.setattr(threads, "pool_ready", lambda: True)
+
+
+def test_run_parts_spreads_contiguous_groups_and_keeps_order(pool_on):
+    dw.set_num_threads(2)
+    seen = []
+
+    def part(k):
+        seen.append((k, threading.get_ident(), threads.get_num_threads()))
+        time.sleep(0.01)  # both threads are busy at once
+        return k * k
+
+    assert threads.run_parts(part, range(5)) == [0, 1, 4, 9, 16]
+    by_thread = {}
+    for k, ident, blas in seen:
+        by_thread.setdefault(ident, []).append(k)
+        assert blas == 1  # BLAS at one thread inside a part
+    assert sorted(by_thread.values()) == [[0, 1, 2], [3, 4]]  # groups of 3 and 2, each in order
+    assert threading.get_ident() in by_thread and by_thread[threading.get_ident()] == [0, 1, 2]
+    assert dw.get_num_threads() == 2  # restored afterwards
+
+
+def test_run_parts_runs_serially_on_one_thread_and_inside_a_part(pool_on):
+    dw.set_num_threads(2)
+    inner = []
+
+    def part(k):
+        inner.extend(threads.run_parts(lambda j: threading.get_ident(), range(3)))
+        return k
+
+    threads.run_parts(part, range(2))
+    assert len(inner) == 6 and len(set(inner)) == 2  # each part ran its own parts on its own thread
+    dw.set_num_threads(1)
+    idents = threads.run_parts(lambda k: threading.get_ident(), range(4))
+    assert set(idents) == {threading.get_ident()}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_run_parts_works_in_a_forked_child(pool_on):
+    """A child forked after the pool started has none of its threads: it starts its own."""
+    dw.set_num_threads(2)
+    threads.run_parts(lambda k: k, range(4))  # the parent's pool exists
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        assert pool.apply(_parts_in_child, ()) == [0, 1, 4, 9]
+
+
+def _parts_in_child():
+    return threads.run_parts(lambda k: k * k, range(4), workers=2)
+
+
+def test_run_parts_stays_on_the_calling_thread_while_the_program_runs_threads_of_its_own(restore_threads):
+    """Another thread could be inside a multi-threaded BLAS call, which parking OpenBLAS's threads
+    would break: the pool stands aside (the parts still all run, in order)."""
+    dw.set_num_threads(2)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        assert not threads.pool_ready()
+        idents = threads.run_parts(lambda k: threading.get_ident(), range(4))
+        done = []
+        threads.run_split(lambda i, j: done.append((i, j)), 10, 1 << 30)
+    finally:
+        stop.set()
+        other.join()
+    assert set(idents) == {threading.get_ident()} and done == [(0, 10)]
+    assert threads.pool_ready() == bool(threads._parkers)

@@ -1,6 +1,9 @@
 """conv1d / conv2d / conv_transpose2d: parity with PyTorch (forward and all gradients), finite
 differences in float64, double backward, and the error messages."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -220,7 +223,7 @@ def test_chunked_batches_match_torch(monkeypatch, case, keep):
     the backward pass reusing the forward's columns or rebuilding them."""
     import deepwise.ops.conv as conv_module
 
-    monkeypatch.setattr(conv_module, "_small_chunks", lambda xp: False)  # big-chunk rules, any thread count
+    monkeypatch.setattr(conv_module, "_host_threads", lambda xp: 0)  # a GPU's big-chunk rules
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
     monkeypatch.setattr(conv_module, "_KEEP_BYTES", keep)
     s, p, d, g = case
@@ -267,7 +270,7 @@ def test_second_derivatives_of_every_input_in_chunks(monkeypatch, keep):
     import deepwise.ops.conv as conv_module
     from parity.helpers import check_double_backward
 
-    monkeypatch.setattr(conv_module, "_small_chunks", lambda xp: False)  # big-chunk rules, any thread count
+    monkeypatch.setattr(conv_module, "_host_threads", lambda xp: 0)  # a GPU's big-chunk rules
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
     monkeypatch.setattr(conv_module, "_KEEP_BYTES", keep)
     rng = np.random.default_rng(11)
@@ -279,39 +282,126 @@ def test_second_derivatives_of_every_input_in_chunks(monkeypatch, keep):
                           lambda x, w, b: F.conv_transpose2d(x, w, b, 2, 1, 1, 2))
 
 
-def test_chunk_budget_follows_the_blas_thread_count():
-    """One BLAS thread: small chunks, whose columns stay in cache between im2col and the GEMM; more
-    threads: big chunks, so each GEMM is large enough to split over them."""
+def test_chunk_plan_follows_the_thread_count(monkeypatch):
+    """NumPy: cache-sized chunks; with several threads a multiple of the thread count of them (one
+    group per thread), unless the columns are too few to share or the pool cannot run (then one
+    thread, BLAS's threads for the GEMMs); a GPU: big chunks, columns kept."""
     import deepwise.ops.conv as conv_module
     from deepwise import threads
 
-    before = threads.get_num_threads()
-    if not threads.blas_libraries():
-        pytest.skip("no BLAS library found whose thread count can be set")
     per_image = 32 * 9 * 16 * 18 * 4  # the columns of one (32, 16, 16) image, 3x3 kernel, wide rows
-    try:
-        threads.set_num_threads(1)
-        one, keep_one = conv_module._chunks(64, 32, (3, 3), (16, 16), 18, 4, np)
-        threads.set_num_threads(2)
-        two, keep_two = conv_module._chunks(64, 32, (3, 3), (16, 16), 18, 4, np)
-    finally:
-        threads.set_num_threads(before)
-    assert one[0] == (0, conv_module._CHUNK_BYTES_1_THREAD // per_image)
-    assert two[0] == (0, min(64, conv_module._CHUNK_BYTES // per_image))
-    assert not keep_one and keep_two  # small chunks rebuild their columns in backward
-    for chunks in (one, two):  # the chunks cover the batch once, in order
+    plans = {}
+    for ready in (False, True):
+        monkeypatch.setattr(threads, "pool_ready", lambda ready=ready: ready)
+        for t in (0, 1, 2, 3):
+            monkeypatch.setattr(conv_module, "_host_threads", lambda xp, t=t: t)
+            plans[t, ready] = conv_module._chunks(64, 32, (3, 3), (16, 16), 18, 4, np)
+            if t:  # 1.7 KB of columns: one chunk on the calling thread
+                assert conv_module._chunks(4, 1, (3, 3), (4, 4), 6, 4, np) == ([(0, 4)], False, 1)
+    images = conv_module._CHUNK_BYTES_SMALL // per_image
+    for t in (1, 2, 3):
+        chunks, keep, workers = plans[t, True]
+        assert workers == t and not keep and max(b - a for a, b in chunks) <= images
+        assert len(chunks) % t == 0
+        assert plans[t, False][1:] == (False, 1)
+    assert plans[1, True][0][0] == (0, images)
+    assert plans[0, True][0][0] == (0, min(64, conv_module._CHUNK_BYTES // per_image))
+    assert plans[0, True][1:] == (True, 1)
+    for chunks, _, _ in plans.values():  # the chunks cover the batch once, in order
         assert chunks[0][0] == 0 and chunks[-1][1] == 64
         assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
 
 
-@pytest.mark.parametrize("chunk", [None, 1], ids=["whole-batch", "image-per-chunk"])
-def test_conv_training_pass_is_bit_identical_run_to_run(monkeypatch, chunk):
-    """The same inputs give the same bits every run at a fixed thread count (chunked and whole)."""
+@pytest.fixture
+def restore_threads():
+    from deepwise import threads
+
+    if not threads.blas_libraries():
+        pytest.skip("no BLAS library found whose thread count can be set")
+    before = threads.get_num_threads()
+    yield
+    threads.set_num_threads(before)
+
+
+@pytest.fixture
+def two_threads(restore_threads, monkeypatch):
+    """Two threads and the intra-op pool on (even if an earlier test left a thread behind)."""
+    from deepwise import threads
+
+    threads.set_num_threads(2)
+    monkeypatch.setattr(threads, "pool_ready", lambda: bool(threads._parkers))
+
+
+@pytest.mark.parametrize("case", CHUNK_CASES, ids=[str(i) for i in range(len(CHUNK_CASES))])
+@pytest.mark.parametrize("batch", [2, 5, 7])
+def test_chunks_on_two_threads_match_torch(monkeypatch, two_threads, case, batch):
+    """The intra-op pool: an image per chunk, the chunks shared by two threads (odd batches give the
+    threads unequal groups); values and gradients as PyTorch's, and the input gradient bit-identical
+    to one thread's (each image's is computed whole by one thread)."""
     import deepwise.ops.conv as conv_module
+    from deepwise import threads
+
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES_SMALL", 1)
+    monkeypatch.setattr(conv_module, "_PARALLEL_BYTES", 0)
+    s, p, d, g = case
+    rng = np.random.default_rng(13)
+    x, w, b = _arrays(rng, (batch, 4, 7, 6), (8, 4 // g, 3, 3), (8,))
+    _parity(lambda x, w, b: conv2d(x, w, b, s, p, d, g), lambda x, w, b: F.conv2d(x, w, b, s, p, d, g), x, w, b)
+    xt, wt, bt = _arrays(rng, (batch, 4, 5, 6), (4, 8 // g, 3, 3), (8,))
+    _parity(lambda x, w, b: conv_transpose2d(x, w, b, s, p, 0, g, d),
+            lambda x, w, b: F.conv_transpose2d(x, w, b, s, p, 0, g, d), xt, wt, bt)
+
+    def input_grad():
+        tx = dw.tensor(x, requires_grad=True)
+        conv2d(tx, dw.tensor(w), None, s, p, d, g).sum().backward()
+        return tx.grad.numpy().copy()
+
+    two = input_grad()
+    threads.set_num_threads(1)
+    assert input_grad().tobytes() == two.tobytes()
+
+
+def test_a_failing_chunk_raises_after_the_others_finish(monkeypatch, two_threads):
+    import deepwise.ops.conv as conv_module
+    from deepwise import threads
+
+    if not threads.pool_ready():
+        pytest.skip("this BLAS has no idle threads to park: the pool stands aside")
+
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES_SMALL", 1)
+    monkeypatch.setattr(conv_module, "_PARALLEL_BYTES", 0)
+    real = conv_module._im2col
+    started, finished = [], []
+
+    def flaky(x, *args):
+        started.append(threading.get_ident())
+        if len(started) == 1:
+            raise MemoryError("the first chunk")
+        time.sleep(0.02)  # the other thread is still busy when the first chunk fails
+        out = real(x, *args)
+        finished.append(threading.get_ident())
+        return out
+
+    monkeypatch.setattr(conv_module, "_im2col", flaky)
+    with pytest.raises(MemoryError, match="the first chunk"):
+        conv2d(dw.zeros(6, 2, 5, 5), dw.zeros(3, 2, 3, 3), padding=1)
+    assert len(set(started)) == 2  # both threads ran chunks
+    assert len(finished) == len(started) - 1  # raised only once no chunk was still running
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("chunk", [None, 1], ids=["whole-batch", "image-per-chunk"])
+def test_conv_training_pass_is_bit_identical_run_to_run(monkeypatch, restore_threads, chunk, n_threads):
+    """The same inputs give the same bits every run at a fixed thread count (chunked and whole; on
+    two threads the chunks are shared by the intra-op pool)."""
+    import deepwise.ops.conv as conv_module
+    from deepwise import threads
 
     if chunk is not None:
         monkeypatch.setattr(conv_module, "_CHUNK_BYTES", chunk)
-        monkeypatch.setattr(conv_module, "_CHUNK_BYTES_1_THREAD", chunk)
+        monkeypatch.setattr(conv_module, "_CHUNK_BYTES_SMALL", chunk)
+        monkeypatch.setattr(conv_module, "_PARALLEL_BYTES", 0)
+    threads.set_num_threads(n_threads)
     rng = np.random.default_rng(12)
     x, w, g = _arrays(rng, (9, 8, 12, 11), (16, 8, 3, 3), (9, 16, 12, 11))
 

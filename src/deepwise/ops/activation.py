@@ -4,27 +4,51 @@ from __future__ import annotations
 
 import math
 
-from deepwise import backend
+from deepwise import backend, threads
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
 from deepwise.ops._autocast import autocast_op
 from deepwise.ops._util import in_float32, normalize_dim, xp_of
+from deepwise.tensor import Tensor
 
 
 class ReLU(Function):
     """Saves its output (which the next layer usually keeps anyway), not a mask of its own: the
-    gradient flows where the output is positive."""
+    gradient flows where the output is positive.
+
+    ``maximum(0, x)``, with 0 as the first operand: NaN stays NaN, -inf and negatives give +0.0 and
+    -0.0 stays -0.0 -- PyTorch's values bit for bit (``x * (x > 0)`` turned -inf into NaN)."""
 
     @staticmethod
     def forward(ctx, x):
-        y = x * (x > 0)  # not maximum(x, 0): NaN stays NaN and -0.0 becomes 0, as in PyTorch
+        xp = xp_of(x)
+        zero = x.dtype.type(0)
+        y = _split_elementwise(lambda out, a: xp.maximum(zero, a, out=out), x, x)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved
-        return g * (y > 0)  # a constant: relu is piecewise linear
+        if isinstance(g, Tensor):  # create_graph: the mask is a constant, relu is piecewise linear
+            return g * (y > 0)
+        return _split_elementwise(lambda out, a, b: xp_of(a).multiply(a, b > 0, out=out), g, g, y)
+
+
+def _split_elementwise(kernel, like, *arrays):
+    """``kernel(out, *arrays)`` into a new array shaped and laid out like ``like``; a big pass is cut
+    along axis 0 into one range per thread of the intra-op pool (the arrays all have its shape)."""
+    xp = xp_of(like)
+    out = xp.empty_like(like)
+    if like.ndim == 0 or like.size < threads.SPLIT_MIN or any(a.shape != like.shape for a in arrays):
+        kernel(out, *arrays)
+        return out
+
+    def part(i, j):
+        kernel(out[i:j], *(a[i:j] for a in arrays))
+
+    threads.run_split(part, like.shape[0], like.size, xp)
+    return out
 
 
 class LeakyReLU(Function):

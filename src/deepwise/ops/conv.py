@@ -88,24 +88,26 @@ def _out_size(size, k, s, pads, d):
 # contiguous run of OH*Wp elements of the padded image, so im2col and col2im move long runs instead
 # of rows of OW. The gradient of a thrown-away column is zero, so those add nothing to dx or dw.
 #
-# Big batches go through in chunks of images whose columns fit in a budget. With several BLAS
-# threads the chunks are big (16 MiB), so each GEMM is large enough to spread over the threads (the
-# VGG block step with 2 threads: 4 MiB chunks ~105 ms, 16 MiB ~95 ms; 1.5 MiB chunks: DCGAN step
-# 142 -> 236 ms, and on a loaded machine the threads wait on each other far longer). With one thread
-# they are small (1.5 MiB, about the L2 cache): the columns im2col writes are still in cache when
-# the GEMM reads them (1 thread, in-process A/B of 16 vs 1.5 MiB: ResNet step 302 -> 250 ms, VGG
-# block 102 -> 92 ms, conv+BN net 55 -> 52 ms of CPU time).
+# Big batches go through in chunks of images. On NumPy the chunks are small (1.5 MiB of columns,
+# about the L2 cache): the columns im2col writes are still in cache when the GEMM reads them (1
+# thread, in-process A/B of 16 vs 1.5 MiB: ResNet step 302 -> 250 ms, VGG block 102 -> 92 ms, conv+BN
+# net 55 -> 52 ms of CPU time). With several threads the chunks run on the intra-op pool
+# (``threads.run_parts``), each thread doing im2col, its GEMM on one BLAS thread and col2im for its own
+# images, so every pass of the conv is spread over the cores, not only the GEMMs; there are then at
+# least as many chunks as threads (a multiple of them, so no thread idles) unless the columns are
+# under _PARALLEL_BYTES, where the hand-off costs more than it saves and one GEMM on all BLAS threads
+# does the work. Small chunks keep no columns for the backward pass: rebuilding a chunk's columns in
+# cache right before its weight-gradient GEMM is as fast as reading kept ones back from memory (1
+# thread, VGG block: 108 ms keeping, 97 ms rebuilding) and holds no 9x copy of every conv input
+# through the graph.
 #
-# With big chunks the forward pass keeps the columns of all chunks for the backward pass when
-# together they take at most _KEEP_BYTES; above that the backward pass rebuilds them chunk by chunk
-# (no huge buffer is held or page-faulted per call; keeping none there measured DCGAN +10%, ResNet
-# +7%, the others the same, with 2 threads). With small chunks it keeps none: rebuilding a
-# chunk's columns in cache right before its weight-gradient GEMM is as fast as reading kept ones
-# back from memory (1 thread, VGG block: 108 ms keeping, 97 ms rebuilding) and holds no 9x copy of
-# every conv input through the graph.
+# On a GPU the chunks are big (16 MiB), so each GEMM fills the device, and the forward pass keeps
+# the columns of all chunks for the backward pass when together they take at most _KEEP_BYTES; above
+# that the backward pass rebuilds them chunk by chunk.
 _CHUNK_BYTES = 1 << 24
-_CHUNK_BYTES_1_THREAD = 3 << 19
+_CHUNK_BYTES_SMALL = 3 << 19
 _KEEP_BYTES = 1 << 25
+_PARALLEL_BYTES = 1 << 18
 
 
 def as_strided(xp, a, shape, strides):
@@ -127,20 +129,27 @@ def _wide_row(x_shape, pads, stride, out_w):
     return wp if wp - out_w <= _WIDE_WASTE * wp else None
 
 
-def _small_chunks(xp):
-    """Whether the chunks are the small, cache-sized ones: NumPy on one BLAS thread (a GPU and
-    several threads want few big GEMMs)."""
-    return xp.__name__ == "numpy" and threads.get_num_threads() == 1
+def _host_threads(xp):
+    """Threads the chunks of a conv run on: the intra-op pool's size (the BLAS thread count) on
+    NumPy, 0 on a GPU (big chunks, one after another)."""
+    return threads.get_num_threads() if xp.__name__ == "numpy" else 0
 
 
 def _chunks(n, c, kernel, out_hw, wp, itemsize, xp):
-    """Image ranges of the chunks, and whether to keep their columns for the backward pass (never
-    with small chunks)."""
-    per_image = c * kernel[0] * kernel[1] * out_hw[0] * (wp or out_hw[1]) * itemsize
-    small = _small_chunks(xp)
-    step = max(1, min(n, (_CHUNK_BYTES_1_THREAD if small else _CHUNK_BYTES) // max(per_image, 1)))
-    keep = not small and per_image * n <= _KEEP_BYTES
-    return [(i, min(i + step, n)) for i in range(0, n, step)], keep
+    """Image ranges of the chunks, whether to keep their columns for the backward pass (GPU only),
+    and how many threads run them."""
+    per_image = max(c * kernel[0] * kernel[1] * out_hw[0] * (wp or out_hw[1]) * itemsize, 1)
+    t = _host_threads(xp)
+    if not t:
+        step = max(1, min(n, _CHUNK_BYTES // per_image))
+        return [(i, min(i + step, n)) for i in range(0, n, step)], per_image * n <= _KEEP_BYTES, 1
+    count = -(-n // max(1, min(n, _CHUNK_BYTES_SMALL // per_image)))
+    parallel = t > 1 and n > 1 and per_image * n >= _PARALLEL_BYTES and threads.pool_ready()
+    if parallel:
+        count = min(n, -(-count // t) * t)
+    size, extra = divmod(n, count)  # count chunks whose sizes differ by at most one image
+    bounds = [k * size + min(k, extra) for k in range(count + 1)]
+    return list(zip(bounds, bounds[1:])), False, (min(t, count) if parallel else 1)
 
 
 def _padded_cn(x, pads, slack_rows=0):
@@ -225,6 +234,15 @@ def _weight_grad(gm, cols):
     return _matmul(cols, gm.transpose(0, 2, 1)).transpose(0, 2, 1)
 
 
+def _sum_in_order(parts):
+    """The chunks' weight gradients added in chunk order (the same bits whatever thread ran each)."""
+    total = None
+    for p in parts:
+        if p is not None:
+            total = p if total is None else total.__iadd__(p)
+    return total
+
+
 def _conv_forward(x, w, b, geom, out_hw, gw_from=None, keep_cols=False, want_y=True):
     """y = conv2d(x, w) + b as an (N, O, OH, OW) view. With ``gw_from`` (an (N, O, OH, OW) output
     gradient) also the weight gradient from the same columns. Returns (y, gw, [cols of each chunk] when
@@ -235,30 +253,37 @@ def _conv_forward(x, w, b, geom, out_hw, gw_from=None, keep_cols=False, want_y=T
     o, cg, kh, kw = w.shape
     oh, ow = out_hw
     wp = _wide_row(x.shape, pads, stride, ow)
-    chunks, small = _chunks(n, cg * groups, (kh, kw), out_hw, wp, x.itemsize, xp)
+    chunks, keep, workers = _chunks(n, cg * groups, (kh, kw), out_hw, wp, x.itemsize, xp)
     wm = w.reshape(groups, o // groups, -1)
-    y = gw = None
-    kept = [] if keep_cols and small else None
+    b4 = None if b is None else b.reshape(-1, 1, 1, 1)
+    y = None
     if want_y and (len(chunks) > 1 or (wp or ow) != ow):
         y = xp.empty((o, n, oh, ow), dtype=x.dtype)
-    for n0, n1 in chunks:
+
+    def chunk(bounds):  # one chunk's GEMM output (when it is the result), weight gradient and columns
+        n0, n1 = bounds
         cols = _im2col(x[n0:n1], (kh, kw), stride, pads, dil, out_hw)
-        if kept is not None:
-            kept.append(cols)
         cols_g = cols.reshape(groups, cg * kh * kw, -1)
+        yc = part = None
         if want_y:
             yc = _matmul(wm, cols_g).reshape(o, n1 - n0, oh, -1)
-            if y is None:  # one chunk, narrow rows: the GEMM output is the result
-                y = yc
-                if b is not None:
-                    y += b.reshape(-1, 1, 1, 1)
-            elif b is not None:
-                xp.add(yc[..., :ow], b.reshape(-1, 1, 1, 1), out=y[:, n0:n1])
-            else:
-                y[:, n0:n1] = yc[..., :ow]
+            if y is not None:
+                if b4 is not None:
+                    xp.add(yc[..., :ow], b4, out=y[:, n0:n1])
+                else:
+                    y[:, n0:n1] = yc[..., :ow]
+                yc = None
+            elif b4 is not None:  # one chunk, narrow rows: the GEMM output is the result
+                yc += b4
         if gw_from is not None:
             part = _weight_grad(_grad_matrix(gw_from[n0:n1], groups, wp), cols_g)
-            gw = part if gw is None else gw.__iadd__(part)
+        return yc, part, (cols if keep_cols and keep else None)
+
+    results = threads.run_parts(chunk, chunks, workers)
+    if y is None and want_y:
+        y = results[0][0]
+    gw = _sum_in_order([r[1] for r in results])
+    kept = [r[2] for r in results] if keep_cols and keep else None
     y = None if y is None else y.transpose(1, 0, 2, 3)
     gw = None if gw is None else gw.reshape(w.shape)
     return y, gw, kept
@@ -274,19 +299,24 @@ def _conv_backward(g, x_shape, w, w_shape, geom, x=None, cols=None, need_dx=True
     (pt, pb), (pl, pr) = pads
     out_hw = g.shape[2:]
     wp = _wide_row(x_shape, pads, stride, out_hw[1])
-    chunks = _chunks(n, c, (kh, kw), out_hw, wp, g.itemsize, xp)[0]
-    buf = gw = None
+    chunks, _, workers = _chunks(n, c, (kh, kw), out_hw, wp, g.itemsize, xp)
+    buf = wt = None
     if need_dx:
         buf = xp.zeros((c, n, h + pt + pb + (1 if wp else 0), w_ + pl + pr), dtype=g.dtype)
         wt = w.reshape(groups, o // groups, -1).transpose(0, 2, 1)
-    for k, (n0, n1) in enumerate(chunks):
+
+    def chunk(k):  # chunk k's weight gradient; its input gradient goes straight into buf
+        n0, n1 = chunks[k]
         gm = _grad_matrix(g[n0:n1], groups, wp)
+        part = None
         if need_dw:
             cc = cols[k] if cols is not None else _im2col(x[n0:n1], (kh, kw), stride, pads, dil, out_hw)
             part = _weight_grad(gm, cc.reshape(groups, cg * kh * kw, -1))
-            gw = part if gw is None else gw.__iadd__(part)
         if need_dx:
             _col2im_into(buf[:, n0:n1], _matmul(wt, gm), (kh, kw), stride, dil, out_hw, wp)
+        return part
+
+    gw = _sum_in_order(threads.run_parts(chunk, range(len(chunks)), workers))
     dx = None if buf is None else buf[:, :, pt:pt + h, pl:pl + w_].transpose(1, 0, 2, 3)
     return dx, (None if gw is None else gw.reshape(w_shape))
 

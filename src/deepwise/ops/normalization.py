@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from deepwise import backend
+from deepwise import backend, threads
 from deepwise.autograd.function import Function
 from deepwise.ops._autocast import autocast_op
 from deepwise.ops._util import in_float32, xp_of
@@ -49,13 +49,20 @@ def _row_dot(a, b):
 def _standardize(x, axes, eps, xp):
     """(xhat, invstd, biased var, mean), statistics kept with ``keepdims``."""
     found = _rows(x, axes)
-    if found is not None:  # contiguous rows: fewer passes over the data
+    if found is not None:  # contiguous rows: fewer passes over the data, rows shared by the threads
         rows, stat, full = found
-        mean = rows.mean(axis=1, keepdims=True)
-        xc = rows - mean
-        var = _row_dot(xc, xc) / rows.shape[1]
-        invstd = 1 / xp.sqrt(var + eps)
-        xc *= invstd
+        n, m = rows.shape
+        xc = xp.empty_like(rows)
+        mean, var, invstd = (xp.empty((n, 1), dtype=rows.dtype) for _ in range(3))
+
+        def part(i, j):
+            mean[i:j] = rows[i:j].mean(axis=1, keepdims=True)
+            xp.subtract(rows[i:j], mean[i:j], out=xc[i:j])
+            var[i:j] = _row_dot(xc[i:j], xc[i:j]) / m
+            invstd[i:j] = 1 / xp.sqrt(var[i:j] + eps)
+            xc[i:j] *= invstd[i:j]
+
+        threads.run_split(part, n, rows.size, xp)
         return full(xc), invstd.reshape(stat), var.reshape(stat), mean.reshape(stat)
     mean = x.mean(axis=axes, keepdims=True)
     xc = x - mean
@@ -65,9 +72,28 @@ def _standardize(x, axes, eps, xp):
     return xc, invstd, var, mean
 
 
+def _per_channel(x, *stats):
+    """Whether ``x`` is big enough to share over threads and every statistic (None allowed) holds one
+    value per channel, shape (1, C, 1, ...): then a range of channels is a part of its own."""
+    if x.ndim < 2 or x.size < threads.SPLIT_MIN:
+        return False
+    return all(a is None or (a.ndim == x.ndim and a.shape[0] == 1 and a.shape[1] == x.shape[1]) for a in stats)
+
+
 def _affine(xhat, w, b):
     if w is None:
         return xhat if b is None else xhat + b
+    if _per_channel(xhat, w, b):  # one weight per channel: the channels are shared by the threads
+        xp = xp_of(xhat)
+        y = xp.empty_like(xhat)
+
+        def part(i, j):
+            xp.multiply(xhat[:, i:j], w[:, i:j], out=y[:, i:j])
+            if b is not None:
+                y[:, i:j] += b[:, i:j]
+
+        threads.run_split(part, xhat.shape[1], xhat.size, xp)
+        return y
     y = xhat * w
     if b is not None:
         y += b
@@ -79,17 +105,39 @@ def _sums(g, xhat, axes):
     fg, fx = _rows(g, axes), _rows(xhat, axes)
     if fg is not None and fx is not None:
         (rg, stat, _), (rx, _, _) = fg, fx
-        return rg.sum(axis=1).reshape(stat), _row_dot(rg, rx).reshape(stat)
+        xp = xp_of(rg)
+        s1, s2 = xp.empty(rg.shape[0], dtype=rg.dtype), xp.empty((rg.shape[0], 1), dtype=rg.dtype)
+
+        def part(i, j):
+            s1[i:j] = rg[i:j].sum(axis=1)
+            s2[i:j] = _row_dot(rg[i:j], rx[i:j])
+
+        threads.run_split(part, rg.shape[0], rg.size, xp)
+        return s1.reshape(stat), s2.reshape(stat)
     return g.sum(axis=axes, keepdims=True), (g * xhat).sum(axis=axes, keepdims=True)
 
 
 def _combine(d, xhat, scale, s1, s2, m):
     """scale * (d - s1/m - xhat * s2/m): d and xhat full-size, the rest one value per statistic;
-    four passes over the data."""
-    gx = d * scale
-    t = xhat * (scale * (s2 / m))
-    t += scale * (s1 / m)
-    gx -= t
+    four passes over the data (per channel, the channels shared by the threads, when the statistics
+    are per channel: BatchNorm)."""
+    a, c = scale * (s2 / m), scale * (s1 / m)
+    if not (d.shape == xhat.shape and _per_channel(d, a, c)):
+        gx = d * scale
+        t = xhat * a
+        t += c
+        gx -= t
+        return gx
+    xp = xp_of(d)
+    gx = xp.empty_like(d)
+
+    def part(i, j):
+        xp.multiply(d[:, i:j], scale[:, i:j], out=gx[:, i:j])
+        t = xhat[:, i:j] * a[:, i:j]
+        t += c[:, i:j]
+        gx[:, i:j] -= t
+
+    threads.run_split(part, d.shape[1], d.size, xp)
     return gx
 
 
