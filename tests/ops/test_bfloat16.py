@@ -218,3 +218,25 @@ def test_a_bfloat16_batchnorm_layer_keeps_bfloat16_running_stats_as_torch():
     ours.eval(), theirs.eval()
     with dw.no_grad(), torch.no_grad():
         _close(ours(dw.tensor(x).to(dw.bfloat16)), theirs(torch.tensor(x).bfloat16()), "eval output")
+
+
+def test_a_bfloat16_model_fits_with_the_trainer():
+    dw.manual_seed(0)
+    model = dw.nn.Sequential(dw.nn.Linear(4, 16), dw.nn.ReLU(), dw.nn.Linear(16, 3)).to(dw.bfloat16)
+    x = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0)
+    trainer = dw.Trainer(model, optimizer=dw.optim.SGD(model.parameters(), lr=0.5), loss="cross_entropy",
+                         metrics=["accuracy"])
+    history = trainer.fit(dw.tensor(x).to(dw.bfloat16), dw.tensor(y), epochs=5, batch_size=16, verbose=0,
+                          callbacks=[dw.callbacks.TerminateOnNaN()])
+    losses = history.history["loss"]
+    assert len(losses) == 5 and losses[-1] < 0.7 * losses[0]
+    assert history.history["accuracy"][-1] > 0.7
+    assert all(p.dtype == dw.bfloat16 for p in model.parameters())
+
+
+def test_linear_of_a_bfloat16_input_and_a_float32_weight_casts_the_input_as_for_float16():
+    x, w = dw.randn(2, 4), dw.randn(3, 4)
+    assert F.linear(x.to(dw.bfloat16), w).dtype == F.linear(x.half(), w).dtype == dw.float32
+    with pytest.raises(RuntimeError, match="mat1 and mat2 must have the same dtype"):
+        F.linear(dw.ones(2, 4, dtype=dw.int64), w)

@@ -40,7 +40,7 @@ def _on_device(host_array: np.ndarray, like):
 
 
 def _as_float(x):
-    return x if x.dtype.kind == "f" else x.astype(np.float32)
+    return x if backend.is_floating(x.dtype) else x.astype(np.float32)
 
 
 class Transform:

@@ -133,7 +133,7 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op: bool = False):
     what = "all_reduce"
     _tensor(what, tensor)
     name = _op_name(what, op)
-    if name == "avg" and tensor.dtype.kind != "f":
+    if name == "avg" and not backend.is_floating(tensor.dtype):
         raise TypeError(f"{what}: ReduceOp.AVG needs a floating tensor, got {tensor.dtype}")
     host = host_array(tensor.array)
     work = reduce_array(host, name, async_op=True)

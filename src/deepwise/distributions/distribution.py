@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepwise import ops
+from deepwise import backend, ops
 from deepwise.autograd import no_grad
 from deepwise.creation import tensor
 from deepwise.tensor import Tensor
@@ -38,7 +38,7 @@ def broadcast_all(*values):
     """Tensors and numbers -> Tensors of one broadcast shape. Numbers take the floating dtype and
     device of the Tensors among them (float32 when there are none)."""
     tensors = [v for v in values if isinstance(v, Tensor)]
-    like = next((t for t in tensors if np.issubdtype(np.dtype(t.dtype), np.floating)), None)
+    like = next((t for t in tensors if backend.is_floating(t.dtype)), None)
     dtype = like.dtype if like is not None else "float32"
     device = tensors[0].device if tensors else "cpu"
     out = []

@@ -7,6 +7,7 @@ they are matmuls again, so any order of derivative works.
 
 from __future__ import annotations
 
+from deepwise import backend
 from deepwise.autograd.function import Function
 from deepwise.ops import dual
 from deepwise.ops._autocast import autocast_op
@@ -135,7 +136,7 @@ def linear(input, weight, bias=None):
             f"but the weight {weight.shape} expects {weight.shape[-1]} (in_features)"
         )
     if input.dtype != weight.dtype:
-        if input.dtype.kind not in "fc":  # as PyTorch: integer or bool input is an error, not a silent cast
+        if input.dtype.kind not in "fc" and not backend.is_floating(input.dtype):  # int/bool: an error, as torch
             raise RuntimeError(f"linear: mat1 and mat2 must have the same dtype, but got {input.dtype} input and "
                                f"{weight.dtype} weight; convert the input first (input.float())")
         input = input.to(weight.dtype)

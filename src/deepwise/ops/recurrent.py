@@ -383,7 +383,7 @@ def lengths_array(lengths, B, T, op):
         data = backend.to_device(data, backend.Device("cpu"))
     arr = np.asarray(data)
     if arr.dtype.kind not in "iu" and arr.size:
-        if arr.dtype.kind == "f" and np.all(arr == np.round(arr)):
+        if backend.is_floating(arr.dtype) and np.all(arr == np.round(arr)):
             arr = arr.astype(np.int64)
         else:
             raise TypeError(f"{op}: lengths must be integers, got dtype {arr.dtype}")

@@ -96,7 +96,7 @@ class AutoencoderTrainer(UnsupervisedFitMixin, Trainer):
 
     @staticmethod
     def _target(x, y):
-        if y is not None and y.dtype.kind == "f" and tuple(y.shape) == tuple(x.shape):
+        if y is not None and backend.is_floating(y.dtype) and tuple(y.shape) == tuple(x.shape):
             return y
         return x
 

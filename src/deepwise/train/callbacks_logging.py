@@ -157,7 +157,7 @@ class TerminateOnNaN(Callback):
         grads = [p.grad.array for p in params]
         xp = backend.get_array_module(grads[0])
         # a sum is finite only if every element is: one cheap reduction per parameter, one sync in all
-        sums = xp.stack([g.sum(dtype=xp.float64) if g.dtype.kind == "f" else xp.float64(0) for g in grads])
+        sums = xp.stack([g.sum(dtype=xp.float64) if backend.is_floating(g.dtype) else xp.float64(0) for g in grads])
         if bool(xp.isfinite(sums).all()):
             return
         for p, g in zip(params, grads):

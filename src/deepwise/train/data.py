@@ -54,7 +54,7 @@ class FitData:
 
 
 def _finite(a) -> bool:
-    if a.dtype.kind != "f" or a.size == 0:
+    if not backend.is_floating(a.dtype) or a.size == 0:
         return True
     return bool(backend.get_array_module(a).isfinite(a).all())
 

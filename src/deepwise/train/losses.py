@@ -90,7 +90,7 @@ class Loss:
             return target
         if target.shape != pred.shape and target.numel() == pred.numel() and target.shape[:1] == pred.shape[:1]:
             target = target.reshape(pred.shape)
-        if target.dtype != pred.dtype and pred.dtype.kind == "f":
+        if target.dtype != pred.dtype and backend.is_floating(pred.dtype):
             target = target.to(pred.dtype)
         return target
 

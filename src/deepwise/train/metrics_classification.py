@@ -24,12 +24,12 @@ def _class_indices(p, t, xp, what, threshold, from_logits):
     if _is_multiclass(p):
         n_classes = int(p.shape[1])
         pred = p.argmax(axis=1)
-        if t.shape == p.shape and t.dtype.kind == "f":
+        if t.shape == p.shape and backend.is_floating(t.dtype):
             t = t.argmax(axis=1)  # one-hot or probability rows
         if t.shape != pred.shape:
             raise ValueError(f"{what}: targets of shape {tuple(t.shape)} do not match predictions of shape "
                              f"{tuple(p.shape)} (expected class indices of shape {tuple(pred.shape)})")
-        if t.dtype.kind == "f":
+        if backend.is_floating(t.dtype):
             raise TypeError(f"{what}: class targets must be integers, got {t.dtype}")
         return pred.reshape(-1).astype(xp.int64), t.reshape(-1).astype(xp.int64), n_classes
     if p.size != t.size:
@@ -69,7 +69,7 @@ class Accuracy(Metric):
         t = xp.asarray(t)
         if _is_multiclass(p):
             guess = p.argmax(axis=1)
-            if t.shape == p.shape and t.dtype.kind == "f":
+            if t.shape == p.shape and backend.is_floating(t.dtype):
                 t = t.argmax(axis=1)
             if t.shape != guess.shape:
                 raise ValueError(f"{self.name}: targets of shape {tuple(t.shape)} do not match predictions "
@@ -112,7 +112,7 @@ class TopKAccuracy(Metric):
         if self.k > c:
             raise ValueError(f"{self.name}: k={self.k} but the predictions have only {c} classes")
         t = xp.asarray(t)
-        if t.shape == p.shape and t.dtype.kind == "f":
+        if t.shape == p.shape and backend.is_floating(t.dtype):
             t = t.argmax(axis=1)
         t = t.reshape(-1)
         if t.shape[0] != n:

@@ -80,7 +80,7 @@ def check_finite(t: Tensor, what: str, state) -> None:
     """Raise if a float tensor holds NaN / inf, naming ``what`` ("inputs (x)"), where the loop is
     (``state``, the ``LoopState``) and the first bad sample. Skipped when ``state.data`` was checked
     whole."""
-    if t.dtype.kind != "f" or t.array.size == 0:
+    if not backend.is_floating(t.dtype) or t.array.size == 0:
         return
     data = state.data
     if data is not None and data.inputs_finite:
@@ -125,7 +125,7 @@ def check_class_targets(loss_name: str, pred, y, state) -> None:
     and the (min, max) of all the labels when known for the whole data (``FitData.label_range``)."""
     labels, pred_shape = y.array, pred.array.shape
     if labels.dtype.kind not in "iu":
-        if loss_name == "cross_entropy" and labels.dtype.kind == "f" and labels.shape == pred_shape:
+        if loss_name == "cross_entropy" and backend.is_floating(labels.dtype) and labels.shape == pred_shape:
             return  # class probabilities
         raise TypeError(f"Trainer: the loss {loss_name!r} needs integer class labels, got {y.dtype} "
                         f"targets of shape {y.shape} ({state.where()}); convert them, e.g. y.astype('int64')")
@@ -160,7 +160,7 @@ def class_weights_for(loss_name: str, class_weight: tuple, pred, y):
         labels = (labels.reshape(-1) > 0.5).astype(xp.int64)
         n_classes = 2
     else:
-        if labels.dtype.kind == "f":
+        if backend.is_floating(labels.dtype):
             labels = labels.argmax(axis=1)
         if labels.ndim != 1:
             raise ValueError(f"Trainer.fit: class_weight needs one class label per sample, got targets of shape "

@@ -47,6 +47,7 @@ import copy
 import os
 import time
 
+from deepwise import backend
 from deepwise import random as dw_random
 from deepwise.backend import Device
 from deepwise.nn.summary import summary
@@ -390,7 +391,7 @@ class Trainer:
         y = self.to_device(parts[1]) if k > 1 else None
         w = self.to_device(parts[2]) if k > 2 else None
         steps.check_finite(x, "inputs (x)", self.state)
-        if y is not None and y.dtype.kind == "f":
+        if y is not None and backend.is_floating(y.dtype):
             steps.check_finite(y, "targets (y)", self.state)
         return x, y, w
 

@@ -25,6 +25,7 @@ import zlib
 
 import numpy as np
 
+from deepwise import backend
 from deepwise.autograd.function import keep_calls
 from deepwise.autograd.mode import enable_grad, no_grad
 from deepwise.onnx.graph import capture
@@ -93,7 +94,7 @@ def _hwc(img, dataformats, tag):
         arr = np.transpose(arr, [fmt.index(a) for a in "HWC"])
     if arr.shape[2] not in (1, 3, 4):
         raise ValueError(f"add_image({tag!r}): an image has 1, 3 or 4 channels, got {arr.shape[2]}")
-    if arr.dtype.kind == "f":  # floats are in [0, 1], as in PyTorch
+    if backend.is_floating(arr.dtype):  # floats are in [0, 1], as in PyTorch
         arr = np.clip(np.nan_to_num(arr) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     elif arr.dtype != np.uint8:
         arr = np.clip(arr, 0, 255).astype(np.uint8)
@@ -228,7 +229,7 @@ class SummaryWriter:
         inputs = []
         for a in args:
             t = Tensor(_array(a, "add_graph").copy())
-            if t.array.dtype.kind == "f":
+            if backend.is_floating(t.array.dtype):
                 t.requires_grad_(True)
             inputs.append(t)
         names = {id(p.array): k for k, p in model.state_dict(keep_vars=True).items()}
