@@ -164,3 +164,22 @@ def test_run_parts_stays_on_the_calling_thread_while_the_program_runs_threads_of
         other.join()
     assert set(idents) == {threading.get_ident()} and done == [(0, 10)]
     assert threads.pool_ready() == bool(threads._parkers)
+
+
+def test_run_split_waits_for_blas_threads_to_be_parked(pool_on):
+    """A pass right after a multi-threaded GEMM stays whole (parking BLAS's threads for it, then
+    starting them for the next GEMM, costs more than it saves); after a conv parked them, it splits."""
+    if not threads._servers or threads._servers[0] is None:
+        pytest.skip("this OpenBLAS does not say whether its threads are up")
+    dw.set_num_threads(2)
+    a = np.ones((512, 512), np.float32)
+    a @ a  # OpenBLAS's threads are up now
+    assert threads._blas_threads_up()
+    ranges = []
+    threads.run_split(lambda i, j: ranges.append((i, j)), 10, 1 << 30)
+    assert ranges == [(0, 10)]
+    threads.run_parts(lambda k: k, range(2))  # what a conv does: parks them
+    assert not threads._blas_threads_up()
+    ranges.clear()
+    threads.run_split(lambda i, j: ranges.append((i, j)), 10, 1 << 30)
+    assert sorted(ranges) == [(0, 5), (5, 10)]

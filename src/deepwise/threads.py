@@ -49,6 +49,8 @@ _MARKERS = ("openblas", "mkl_rt", "libmkl")
 
 _libraries = None  # [(path, set function, get function)] once found
 _parkers = []  # OpenBLAS's blas_thread_shutdown_ of each library that has it
+_servers = []  # OpenBLAS's blas_server_avail flag (its threads are up) of each library that has it
+_counts = []  # OpenBLAS's blas_cpu_number (the thread count calls use) of each library, or None
 _requested = [None]  # the last count set through set_num_threads
 
 
@@ -72,6 +74,13 @@ def _loaded_paths():
     return paths
 
 
+def _exported_int(lib, name):
+    try:
+        return ctypes.c_int.in_dll(lib, name)
+    except ValueError:  # not exported by this build
+        return None
+
+
 def _blas_libraries():
     global _libraries
     if _libraries is None:
@@ -92,6 +101,8 @@ def _blas_libraries():
             if park is not None:
                 park.argtypes, park.restype = [], ctypes.c_int
                 _parkers.append(park)
+                _servers.append(_exported_int(lib, "blas_server_avail"))  # None: its threads count as up
+            _counts.append(_exported_int(lib, "blas_cpu_number"))
         _libraries = found
     return _libraries
 
@@ -172,20 +183,54 @@ def pool_ready() -> bool:
     return bool(_parkers) and threading.active_count() <= 1 + _pool[1]
 
 
+def _blas_threads_up() -> bool:
+    """Whether OpenBLAS's own threads may be running (spinning after a multi-threaded call): its
+    server flag, or True when a library does not export it."""
+    return any(flag is None or flag.value for flag in _servers)
+
+
 def _park_blas_threads():
     """Stop OpenBLAS's idle threads. After a multi-threaded call they busy-wait for the next one for
     up to ~0.1 s, on the very cores the pool is about to use (measured, VGG block step at 2 threads:
     80 ms with them spinning -- slower than without the pool, 60 ms -- and 48 ms parked); OpenBLAS
     starts them again at its next multi-threaded call (~45 us)."""
-    for park in _parkers:
-        park()
+    if _blas_threads_up():
+        for park in _parkers:
+            park()
 
 
-def run_parts(fn, parts, workers=None):
+def _one_blas_thread(libs):
+    """Make BLAS calls use one thread; returns the function that puts the count back. OpenBLAS's
+    count is written directly where the library exports it: its set_num_threads would also start its
+    threads again at once (and they would spin), where a direct write leaves them parked until the
+    next multi-threaded call starts them."""
+    if len(_counts) == len(libs) and all(c is not None for c in _counts):
+        before = [c.value for c in _counts]
+        for c in _counts:
+            c.value = 1
+
+        def restore():
+            for c, v in zip(_counts, before):
+                c.value = v
+
+        return restore
+    blas = libs[0][2]()
+    for _, setter, _ in libs:
+        setter(1)
+
+    def restore_through_setters():
+        for _, setter, _ in libs:
+            setter(blas)
+
+    return restore_through_setters
+
+
+def run_parts(fn, parts, workers=None, park=True):
     """``[fn(p) for p in parts]``, the parts spread over ``workers`` threads (default: the BLAS thread
     count) in contiguous groups, with BLAS at one thread meanwhile; the calling thread runs the first
     group. Results come back in the order of ``parts``. If a part raises, the exception is raised
-    here once every group has finished (the parts may write into shared buffers)."""
+    here once every group has finished (the parts may write into shared buffers). ``park=False``
+    leaves OpenBLAS's threads as they are (the caller has checked they are down)."""
     parts = list(parts)
     libs = _blas_libraries()
     n = min(get_num_threads() if workers is None else workers, len(parts))
@@ -196,10 +241,9 @@ def run_parts(fn, parts, workers=None):
             _pool[0].shutdown(wait=True)
         _pool[0], _pool[1] = ThreadPoolExecutor(n - 1, thread_name_prefix="deepwise-intra-op"), n - 1
     groups = _groups(parts, n)
-    blas = libs[0][2]()
-    for _, setter, _ in libs:
-        setter(1)
-    _park_blas_threads()
+    restore = _one_blas_thread(libs)
+    if park:
+        _park_blas_threads()
     try:
         futures = [_pool[0].submit(_run_group, fn, g) for g in groups[1:]]
         error = None
@@ -216,8 +260,7 @@ def run_parts(fn, parts, workers=None):
             raise error
         return results
     finally:
-        for _, setter, _ in libs:
-            setter(blas)
+        restore()
 
 
 SPLIT_MIN = 1 << 18  # elements: below this a pass stays on one thread (a hand-off costs ~20-50 us)
@@ -225,16 +268,19 @@ SPLIT_MIN = 1 << 18  # elements: below this a pass stays on one thread (a hand-o
 
 def run_split(fn, n, size, xp=np):
     """``fn(start, stop)`` over ranges covering ``[0, n)``: one range per thread of the intra-op pool
-    when the pass touches at least SPLIT_MIN elements (``size``) of NumPy arrays, else ``fn(0, n)``.
-    For elementwise and per-row passes whose ranges write disjoint parts of their outputs."""
+    when the pass touches at least SPLIT_MIN elements (``size``) of NumPy arrays and OpenBLAS's threads
+    are parked (as after a convolution), else ``fn(0, n)``. For elementwise and per-row passes whose
+    ranges write disjoint parts of their outputs. A pass between two multi-threaded GEMMs (an MLP's
+    ReLU) stays whole: parking BLAS's threads for it and starting them again for the next GEMM cost
+    more than the split saves (deep MLP 16x128 step, 2 threads: 28.7 -> 31.1 ms when it did)."""
     t = get_num_threads() if xp is np and size >= SPLIT_MIN and n > 1 else 1
-    if t <= 1 or not pool_ready():
+    if t <= 1 or not pool_ready() or _blas_threads_up():
         fn(0, n)
         return
     k = min(t, n)
     size_, extra = divmod(n, k)
     bounds = [i * size_ + min(i, extra) for i in range(k + 1)]
-    run_parts(lambda r: fn(*r), list(zip(bounds, bounds[1:])), k)
+    run_parts(lambda r: fn(*r), list(zip(bounds, bounds[1:])), k, park=False)
 
 
 __all__ = ["blas_libraries", "get_num_threads", "run_parts", "run_split", "set_num_threads"]
