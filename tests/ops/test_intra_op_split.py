@@ -100,3 +100,16 @@ def test_relu_split_is_pytorchs_relu_bit_for_bit(split_everything, layout):
     assert np.array_equal(y, ref, equal_nan=True) and np.array_equal(np.signbit(y), np.signbit(ref))
     x[0, 0, 0, :4] = 0.5
     _check(F.relu, torch.relu, [x])
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels-first"])
+@pytest.mark.parametrize("kernel,stride", [(2, 2), (3, 3), (2, 3)])
+def test_max_pool_split_along_the_storage_axis(split_everything, layout, kernel, stride):
+    """The 2x2 pool and the scatter of any pool whose windows do not overlap, split over threads."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 3, 9, 8)).astype(np.float32)
+    x[1, 2, :2, :2] = 0.25  # ties: the first in scan order wins
+    if layout == "channels-first":
+        x = _channels_first(x)
+    _check(lambda x: F.max_pool2d(x, kernel, stride), lambda x: torch.nn.functional.max_pool2d(x, kernel, stride),
+           [x])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepwise import backend
+from deepwise import backend, threads
 from deepwise.autograd.function import Function
 from deepwise.autograd.mode import is_grad_enabled
 from deepwise.ops import dual
@@ -99,25 +99,35 @@ def _max_2x2(x, out_hw):
     """The common 2x2 / stride 2 pool. One copy gathers the four window corners into contiguous
     planes (strided stride-2 ufuncs are ~10x slower than contiguous ones); then a pairwise tree,
     columns first, then rows: ties keep the earlier element at both steps, so the first in scan
-    order wins. The result keeps x's storage order of (N, C)."""
+    order wins. The result keeps x's storage order of (N, C); a big input is cut along its outer
+    storage axis into one range per thread of the intra-op pool."""
     xp = xp_of(x)
-    oh, ow = out_hw
     order = (1, 0, 2, 3) if _channels_first(x) else (0, 1, 2, 3)  # x's storage order of (N, C)
     a = x.transpose(order)
+    best = xp.empty(a.shape[:2] + tuple(out_hw), dtype=x.dtype)
+    arg = xp.empty(best.shape, dtype=np.uint8)
+
+    def part(i, j):
+        _max_2x2_into(xp, a[i:j], best[i:j], arg[i:j])
+
+    threads.run_split(part, a.shape[0], x.size, xp)
+    return best.transpose(order), arg.transpose(order)
+
+
+def _max_2x2_into(xp, a, best, arg):
+    """``_max_2x2`` of ``a`` (stored in its own axis order) into ``best`` and ``arg``."""
     s0, s1, sh, sw = a.strides
-    corners = xp.empty((2, 2) + a.shape[:2] + (oh, ow), dtype=x.dtype)
+    corners = xp.empty((2, 2) + best.shape, dtype=a.dtype)
     corners[...] = as_strided(xp, a, corners.shape, (sh, sw, s0, s1, 2 * sh, 2 * sw))
     (tl, tr), (bl, br) = corners
     right_top, right_bottom = tr > tl, br > bl
     top, bottom = xp.maximum(tl, tr), xp.maximum(bl, br)
     bottom_wins = bottom > top
-    best = xp.maximum(top, bottom)
+    xp.maximum(top, bottom, out=best)
     right_bottom ^= right_top  # right_top becomes where(bottom_wins, right_bottom, right_top)
     right_bottom &= bottom_wins
     right_top ^= right_bottom
-    arg = right_top.view(np.uint8)
-    arg |= bottom_wins.view(np.uint8) << 1
-    return best.transpose(order), arg.transpose(order)
+    xp.bitwise_or(right_top.view(np.uint8), bottom_wins.view(np.uint8) << 1, out=arg)
 
 
 def _max_forward(x, k, s, p, d, out_hw, need_arg=True):
@@ -177,10 +187,19 @@ def _max_scatter(g, arg, x_shape, k, s, p, d):
     disjoint = s[0] >= d[0] * (k[0] - 1) + 1 and s[1] >= d[1] * (k[1] - 1) + 1
     tiled = k == s and d == (1, 1) and (hp, wp) == (out_hw[0] * k[0], out_hw[1] * k[1])
     buf = _new(xp, (n, c, hp, wp), g.dtype, cn, None if tiled else 0)  # tiled: every element is written
-    for off, rows, cols in _offsets(k, s, d, out_hw):
-        if disjoint:  # every input is in at most one window: write, no accumulation
-            xp.multiply(g, arg == off, out=buf[:, :, rows, cols])
-        else:
+    if disjoint:  # every input is in at most one window: write, no accumulation (cut along the
+        # outer storage axis, one range per thread of the intra-op pool)
+        axis = 1 if cn else 0
+
+        def part(i, j):
+            at = (slice(None), slice(i, j)) if axis else (slice(i, j),)
+            gp, ap, bp = g[at], arg[at], buf[at]
+            for off, rows, cols in _offsets(k, s, d, out_hw):
+                xp.multiply(gp, ap == off, out=bp[:, :, rows, cols])
+
+        threads.run_split(part, g.shape[axis], buf.size, xp)
+    else:
+        for off, rows, cols in _offsets(k, s, d, out_hw):
             buf[:, :, rows, cols] += g * (arg == off)
     return buf[:, :, p[0]:p[0] + h, p[1]:p[1] + w]
 
