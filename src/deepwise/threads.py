@@ -19,9 +19,9 @@ call runs in its caller's thread, so two parts on two cores take half the time (
 64x288x4096 at 1 BLAS thread from two Python threads 19.7 ms, the same as one call at 2 BLAS
 threads; an im2col copy 31 -> 16 ms). Parts go to the threads in contiguous groups fixed by the thread
 count, and partial sums are added in that order, so results are bit-identical run to run for a given
-thread count. The pool needs BLAS's own thread-count entry point and a way to park OpenBLAS's idle threads
-(``pool_ready``); without them, while the program runs threads of its own, and inside a part, parts
-run one after another on the calling thread.
+thread count. The pool needs BLAS's own thread-count entry point and OpenBLAS's idle threads told to
+wait only briefly for work (``pool_ready``, done once); without that, and inside a part, parts run
+one after another on the calling thread.
 ``run_split`` cuts a big elementwise or per-row pass (ReLU, BatchNorm) into one range per thread
 (measured: relu of a 32x64x32x32 activation 0.77 -> 0.46 ms on two threads).
 """
@@ -48,9 +48,9 @@ _GET_NAMES = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threa
 _MARKERS = ("openblas", "mkl_rt", "libmkl")
 
 _libraries = None  # [(path, set function, get function)] once found
-_parkers = []  # OpenBLAS's blas_thread_shutdown_ of each library that has it
-_servers = []  # OpenBLAS's blas_server_avail flag (its threads are up) of each library that has it
+_respin = []  # (openblas_read_env, blas_thread_shutdown_) of each OpenBLAS library that has them
 _counts = []  # OpenBLAS's blas_cpu_number (the thread count calls use) of each library, or None
+SPIN = 15  # log2 of the cycles OpenBLAS's idle threads busy-wait (its default, 28, is ~0.1 s)
 _requested = [None]  # the last count set through set_num_threads
 
 
@@ -97,11 +97,11 @@ def _blas_libraries():
             setter.argtypes, setter.restype = [ctypes.c_int], None
             getter.argtypes, getter.restype = [], ctypes.c_int
             found.append((path, setter, getter))
-            park = getattr(lib, "blas_thread_shutdown_", None)  # OpenBLAS: stop its idle threads
-            if park is not None:
-                park.argtypes, park.restype = [], ctypes.c_int
-                _parkers.append(park)
-                _servers.append(_exported_int(lib, "blas_server_avail"))  # None: its threads count as up
+            read_env, restart = getattr(lib, "openblas_read_env", None), getattr(lib, "blas_thread_shutdown_", None)
+            if read_env is not None and restart is not None:
+                read_env.argtypes, read_env.restype = [], None
+                restart.argtypes, restart.restype = [], ctypes.c_int
+                _respin.append((read_env, restart))
             _counts.append(_exported_int(lib, "blas_cpu_number"))
         _libraries = found
     return _libraries
@@ -175,35 +175,46 @@ def _groups(parts, n):
     return groups
 
 
+_POOL_NAME = "deepwise-intra-op"
+_spin = [None]  # None: not shortened yet; True: done (or the user chose a timeout); False: impossible
+
+
+def _shorten_blas_spin():
+    """Once per process: OpenBLAS's idle threads busy-wait for their next job for 2**SPIN cycles
+    (~13 us) instead of its default ~0.1 s. Spinning, they held the very cores the pool needs (VGG
+    block step at 2 threads: 80 ms with them spinning, slower than no pool at 60 ms; 44 ms with the
+    short wait). The timeout is read when OpenBLAS starts its threads, so they are stopped once and
+    start again, reading it, at the next multi-threaded call; the environment variable is set for
+    child processes too. Left alone when the user set OPENBLAS_THREAD_TIMEOUT. Not done while a
+    non-daemon thread other than this one runs (it could be inside a multi-threaded BLAS call,
+    which stopping the threads would break): then the pool waits, and tries again next time."""
+    if not _respin:
+        return False
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+        return True
+    me = threading.current_thread()
+    if any(t is not me and not t.daemon and not t.name.startswith(_POOL_NAME) for t in threading.enumerate()):
+        return None
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(SPIN)
+    for read_env, restart in _respin:
+        read_env()
+        restart()
+    return True
+
+
 def pool_ready() -> bool:
-    """Whether the intra-op pool can run now without fighting BLAS for the cores: BLAS is an OpenBLAS
-    whose idle threads can be parked, and the process runs no threads but the pool's (one of them
-    could be inside a multi-threaded BLAS call, which parking would break). When it cannot, kernels
-    keep their one-thread passes and leave the GEMMs to BLAS's own threads."""
-    return bool(_parkers) and threading.active_count() <= 1 + _pool[1]
-
-
-def _blas_threads_up() -> bool:
-    """Whether OpenBLAS's own threads may be running (spinning after a multi-threaded call): its
-    server flag, or True when a library does not export it."""
-    return any(flag is None or flag.value for flag in _servers)
-
-
-def _park_blas_threads():
-    """Stop OpenBLAS's idle threads. After a multi-threaded call they busy-wait for the next one for
-    up to ~0.1 s, on the very cores the pool is about to use (measured, VGG block step at 2 threads:
-    80 ms with them spinning -- slower than without the pool, 60 ms -- and 48 ms parked); OpenBLAS
-    starts them again at its next multi-threaded call (~45 us)."""
-    if _blas_threads_up():
-        for park in _parkers:
-            park()
+    """Whether the intra-op pool can run without fighting BLAS for the cores: BLAS is an OpenBLAS
+    whose idle threads have been told to wait briefly (``_shorten_blas_spin``). When it cannot,
+    kernels keep their one-thread passes and leave the GEMMs to BLAS's own threads."""
+    if _spin[0] is None:
+        _spin[0] = _shorten_blas_spin()
+    return bool(_spin[0])
 
 
 def _one_blas_thread(libs):
     """Make BLAS calls use one thread; returns the function that puts the count back. OpenBLAS's
-    count is written directly where the library exports it: its set_num_threads would also start its
-    threads again at once (and they would spin), where a direct write leaves them parked until the
-    next multi-threaded call starts them."""
+    count is written directly where the library exports it (a plain store, where its
+    set_num_threads also takes its server lock and may start threads)."""
     if len(_counts) == len(libs) and all(c is not None for c in _counts):
         before = [c.value for c in _counts]
         for c in _counts:
@@ -225,12 +236,11 @@ def _one_blas_thread(libs):
     return restore_through_setters
 
 
-def run_parts(fn, parts, workers=None, park=True):
+def run_parts(fn, parts, workers=None):
     """``[fn(p) for p in parts]``, the parts spread over ``workers`` threads (default: the BLAS thread
     count) in contiguous groups, with BLAS at one thread meanwhile; the calling thread runs the first
     group. Results come back in the order of ``parts``. If a part raises, the exception is raised
-    here once every group has finished (the parts may write into shared buffers). ``park=False``
-    leaves OpenBLAS's threads as they are (the caller has checked they are down)."""
+    here once every group has finished (the parts may write into shared buffers)."""
     parts = list(parts)
     libs = _blas_libraries()
     n = min(get_num_threads() if workers is None else workers, len(parts))
@@ -239,11 +249,9 @@ def run_parts(fn, parts, workers=None, park=True):
     if _pool[1] < n - 1:
         if _pool[0] is not None:
             _pool[0].shutdown(wait=True)
-        _pool[0], _pool[1] = ThreadPoolExecutor(n - 1, thread_name_prefix="deepwise-intra-op"), n - 1
+        _pool[0], _pool[1] = ThreadPoolExecutor(n - 1, thread_name_prefix=_POOL_NAME), n - 1
     groups = _groups(parts, n)
     restore = _one_blas_thread(libs)
-    if park:
-        _park_blas_threads()
     try:
         futures = [_pool[0].submit(_run_group, fn, g) for g in groups[1:]]
         error = None
@@ -268,19 +276,16 @@ SPLIT_MIN = 1 << 18  # elements: below this a pass stays on one thread (a hand-o
 
 def run_split(fn, n, size, xp=np):
     """``fn(start, stop)`` over ranges covering ``[0, n)``: one range per thread of the intra-op pool
-    when the pass touches at least SPLIT_MIN elements (``size``) of NumPy arrays and OpenBLAS's threads
-    are parked (as after a convolution), else ``fn(0, n)``. For elementwise and per-row passes whose
-    ranges write disjoint parts of their outputs. A pass between two multi-threaded GEMMs (an MLP's
-    ReLU) stays whole: parking BLAS's threads for it and starting them again for the next GEMM cost
-    more than the split saves (deep MLP 16x128 step, 2 threads: 28.7 -> 31.1 ms when it did)."""
+    when the pass touches at least SPLIT_MIN elements (``size``) of NumPy arrays, else ``fn(0, n)``.
+    For elementwise and per-row passes whose ranges write disjoint parts of their outputs."""
     t = get_num_threads() if xp is np and size >= SPLIT_MIN and n > 1 else 1
-    if t <= 1 or not pool_ready() or _blas_threads_up():
+    if t <= 1 or not pool_ready():
         fn(0, n)
         return
     k = min(t, n)
     size_, extra = divmod(n, k)
     bounds = [i * size_ + min(i, extra) for i in range(k + 1)]
-    run_parts(lambda r: fn(*r), list(zip(bounds, bounds[1:])), k, park=False)
+    run_parts(lambda r: fn(*r), list(zip(bounds, bounds[1:])), k)
 
 
 __all__ = ["blas_libraries", "get_num_threads", "run_parts", "run_split", "set_num_threads"]

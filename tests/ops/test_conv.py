@@ -329,7 +329,7 @@ def two_threads(restore_threads, monkeypatch):
     from deepwise import threads
 
     threads.set_num_threads(2)
-    monkeypatch.setattr(threads, "pool_ready", lambda: bool(threads._parkers))
+    monkeypatch.setattr(threads, "pool_ready", lambda: bool(threads._respin))
 
 
 @pytest.mark.parametrize("case", CHUNK_CASES, ids=[str(i) for i in range(len(CHUNK_CASES))])

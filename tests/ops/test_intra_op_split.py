@@ -20,7 +20,7 @@ def split_everything(monkeypatch):
         pytest.skip("no BLAS library found whose thread count can be set")
     before = threads.get_num_threads()
     monkeypatch.setattr(threads, "SPLIT_MIN", 0)
-    monkeypatch.setattr(threads, "pool_ready", lambda: bool(threads._parkers))  # even if a thread lingers
+    monkeypatch.setattr(threads, "pool_ready", lambda: bool(threads._respin))  # even if a thread lingers
     yield
     threads.set_num_threads(before)
 
