@@ -284,8 +284,8 @@ def test_second_derivatives_of_every_input_in_chunks(monkeypatch, keep):
 
 def test_chunk_plan_follows_the_thread_count(monkeypatch):
     """NumPy: cache-sized chunks; with several threads a multiple of the thread count of them (one
-    group per thread), unless the columns are too few to share or the pool cannot run (then one
-    thread, BLAS's threads for the GEMMs); a GPU: big chunks, columns kept."""
+    group per thread), unless the columns are too few to share; a GPU, and several threads where
+    the pool cannot run: big chunks (BLAS's threads share each GEMM), columns kept."""
     import deepwise.ops.conv as conv_module
     from deepwise import threads
 
@@ -296,14 +296,16 @@ def test_chunk_plan_follows_the_thread_count(monkeypatch):
         for t in (0, 1, 2, 3):
             monkeypatch.setattr(conv_module, "_host_threads", lambda xp, t=t: t)
             plans[t, ready] = conv_module._chunks(64, 32, (3, 3), (16, 16), 18, 4, np)
-            if t:  # 1.7 KB of columns: one chunk on the calling thread
-                assert conv_module._chunks(4, 1, (3, 3), (4, 4), 6, 4, np) == ([(0, 4)], False, 1)
+            tiny = conv_module._chunks(4, 1, (3, 3), (4, 4), 6, 4, np)  # 1.7 KB of columns
+            assert tiny[0] == [(0, 4)] and tiny[2] == 1  # one chunk on the calling thread
     images = conv_module._CHUNK_BYTES_SMALL // per_image
     for t in (1, 2, 3):
         chunks, keep, workers = plans[t, True]
         assert workers == t and not keep and max(b - a for a, b in chunks) <= images
         assert len(chunks) % t == 0
-        assert plans[t, False][1:] == (False, 1)
+    assert plans[1, False] == plans[1, True]  # one thread: no pool needed
+    for t in (0, 2, 3):  # a GPU, or several BLAS threads without the pool: big chunks, columns kept
+        assert plans[t, False] == plans[0, True]
     assert plans[1, True][0][0] == (0, images)
     assert plans[0, True][0][0] == (0, min(64, conv_module._CHUNK_BYTES // per_image))
     assert plans[0, True][1:] == (True, 1)

@@ -103,7 +103,9 @@ def _out_size(size, k, s, pads, d):
 #
 # On a GPU the chunks are big (16 MiB), so each GEMM fills the device, and the forward pass keeps
 # the columns of all chunks for the backward pass when together they take at most _KEEP_BYTES; above
-# that the backward pass rebuilds them chunk by chunk.
+# that the backward pass rebuilds them chunk by chunk. So too with several threads where the pool
+# cannot run (a BLAS other than OpenBLAS): then each big GEMM is spread over BLAS's threads (small
+# chunks there made the LeNet step 8 -> 17 ms, many small GEMMs each split over two threads).
 _CHUNK_BYTES = 1 << 24
 _CHUNK_BYTES_SMALL = 3 << 19
 _KEEP_BYTES = 1 << 25
@@ -140,11 +142,11 @@ def _chunks(n, c, kernel, out_hw, wp, itemsize, xp):
     and how many threads run them."""
     per_image = max(c * kernel[0] * kernel[1] * out_hw[0] * (wp or out_hw[1]) * itemsize, 1)
     t = _host_threads(xp)
-    if not t:
+    if not t or (t > 1 and not threads.pool_ready()):  # a GPU, or BLAS's threads alone: few big GEMMs
         step = max(1, min(n, _CHUNK_BYTES // per_image))
         return [(i, min(i + step, n)) for i in range(0, n, step)], per_image * n <= _KEEP_BYTES, 1
     count = -(-n // max(1, min(n, _CHUNK_BYTES_SMALL // per_image)))
-    parallel = t > 1 and n > 1 and per_image * n >= _PARALLEL_BYTES and threads.pool_ready()
+    parallel = t > 1 and n > 1 and per_image * n >= _PARALLEL_BYTES
     if parallel:
         count = min(n, -(-count // t) * t)
     size, extra = divmod(n, count)  # count chunks whose sizes differ by at most one image
