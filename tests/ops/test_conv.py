@@ -221,7 +221,7 @@ CHUNK_CASES = [(1, 1, 1, 1), (2, 1, 1, 2), (1, 0, 2, 4), ((1, 2), 0, 1, 1)]  # s
 def test_chunked_batches_match_torch(monkeypatch, case, keep):
     """Large batches are processed in chunks of images; force one image per chunk and compare, with
     the backward pass reusing the forward's columns or rebuilding them."""
-    import deepwise.ops.conv as conv_module
+    import deepwise.ops.conv_kernels as conv_module
 
     monkeypatch.setattr(conv_module, "_host_threads", lambda xp: 0)  # a GPU's big-chunk rules
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
@@ -267,7 +267,7 @@ def test_chained_convs_match_torch():
 def test_second_derivatives_of_every_input_in_chunks(monkeypatch, keep):
     """Both gradients at once (the fused pairs behind conv2d's and conv_transpose2d's backward), one
     image per chunk: second derivatives by finite differences and against PyTorch."""
-    import deepwise.ops.conv as conv_module
+    import deepwise.ops.conv_kernels as conv_module
     from parity.helpers import check_double_backward
 
     monkeypatch.setattr(conv_module, "_host_threads", lambda xp: 0)  # a GPU's big-chunk rules
@@ -286,7 +286,7 @@ def test_chunk_plan_follows_the_thread_count(monkeypatch):
     """NumPy: cache-sized chunks; with several threads a multiple of the thread count of them (one
     group per thread), unless the columns are too few to share; a GPU, and several threads where
     the pool cannot run: big chunks (BLAS's threads share each GEMM), columns kept."""
-    import deepwise.ops.conv as conv_module
+    import deepwise.ops.conv_kernels as conv_module
     from deepwise import threads
 
     per_image = 32 * 9 * 16 * 18 * 4  # the columns of one (32, 16, 16) image, 3x3 kernel, wide rows
@@ -340,7 +340,7 @@ def test_chunks_on_two_threads_match_torch(monkeypatch, two_threads, case, batch
     """The intra-op pool: an image per chunk, the chunks shared by two threads (odd batches give the
     threads unequal groups); values and gradients as PyTorch's, and the input gradient bit-identical
     to one thread's (each image's is computed whole by one thread)."""
-    import deepwise.ops.conv as conv_module
+    import deepwise.ops.conv_kernels as conv_module
     from deepwise import threads
 
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES_SMALL", 1)
@@ -364,7 +364,7 @@ def test_chunks_on_two_threads_match_torch(monkeypatch, two_threads, case, batch
 
 
 def test_a_failing_chunk_raises_after_the_others_finish(monkeypatch, two_threads):
-    import deepwise.ops.conv as conv_module
+    import deepwise.ops.conv_kernels as conv_module
     from deepwise import threads
 
     if not threads.pool_ready():
@@ -396,7 +396,7 @@ def test_a_failing_chunk_raises_after_the_others_finish(monkeypatch, two_threads
 def test_conv_training_pass_is_bit_identical_run_to_run(monkeypatch, restore_threads, chunk, n_threads):
     """The same inputs give the same bits every run at a fixed thread count (chunked and whole; on
     two threads the chunks are shared by the intra-op pool)."""
-    import deepwise.ops.conv as conv_module
+    import deepwise.ops.conv_kernels as conv_module
     from deepwise import threads
 
     if chunk is not None:
@@ -424,7 +424,7 @@ def test_conv_training_pass_is_bit_identical_run_to_run(monkeypatch, restore_thr
 def test_tiny_images_take_the_layout_that_wastes_least(shape, kernel, padding):
     """Stride-1 convs whose wide rows would be mostly thrown away use the general layout; both
     directions (conv2d and conv_transpose2d, so both kernels) match PyTorch either way."""
-    import deepwise.ops.conv as conv_module
+    import deepwise.ops.conv_kernels as conv_module
 
     rng = np.random.default_rng(13)
     n, c, h, w_ = shape

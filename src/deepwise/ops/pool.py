@@ -21,7 +21,8 @@ from deepwise.autograd.function import Function
 from deepwise.autograd.mode import is_grad_enabled
 from deepwise.ops import dual
 from deepwise.ops._util import xp_of
-from deepwise.ops.conv import as_strided, int_tuple
+from deepwise.ops.conv import int_tuple
+from deepwise.ops.conv_kernels import as_strided
 
 
 # ------------------------------------------------------------------------------------ geometry
